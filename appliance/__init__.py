@@ -1,0 +1,1 @@
+"""The Ringlog appliance: supervisor, front end, client and command line."""

@@ -1,0 +1,198 @@
+"""Sparse offset and time indexes beside each segment, as memory-mapped files.
+
+Both are arrays of fixed-size big-endian entries, relative to the segment's
+base offset, in the spirit of Kafka's ``.index`` and ``.timeindex``::
+
+    offset index entry (8 bytes)          time index entry (12 bytes)
+    +-----------------+--------------+    +-------------------+-----------------+
+    | relative offset | position     |    | max timestamp so  | relative offset |
+    | int32           | int32        |    | far, int64 ms     | int32           |
+    +-----------------+--------------+    +-------------------+-----------------+
+
+Offset index files are created sparse at their largest size and mapped
+shared, so a reader in another process sees entries as they are added. They
+are never shrunk, even when their segment closes: a reader's map past a new,
+smaller end of file would fault (SIGBUS). Unused entries are zero, and since
+the first batch of a segment (relative offset 0) never gets an entry, the
+entries in use are exactly the prefix with a nonzero relative offset.
+
+Time index files are only read by the writer; they are trimmed to their
+entries when the segment closes, so their size gives their entry count.
+
+Indexes are hints, never the truth: every entry handed out is checked against
+the batch header it points at, and a file that fails is rebuilt from the log.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from pathlib import Path
+
+from shm.files import zero_range
+
+OFFSET_ENTRY = struct.Struct(">ii")
+TIME_ENTRY = struct.Struct(">qi")
+
+
+class _EntryFile:
+    """A file of fixed-size entries mapped shared; the writer keeps the count."""
+
+    entry: struct.Struct
+
+    def __init__(self, path: Path, capacity: int):
+        self.path = path
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        size = os.fstat(self._fd).st_size
+        self.count = size // self.entry.size
+        if size < capacity * self.entry.size:
+            os.ftruncate(self._fd, capacity * self.entry.size)
+            size = capacity * self.entry.size
+        self.capacity = size // self.entry.size
+        self._map = self._map_file(size)
+
+    def _map_file(self, size: int) -> mmap.mmap | None:
+        if size == 0:
+            return None
+        return mmap.mmap(self._fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+
+    def _get(self, i: int) -> tuple[int, int]:
+        return self.entry.unpack_from(self._map, i * self.entry.size)
+
+    def append(self, a: int, b: int) -> bool:
+        """Add an entry; False when the file is full (the caller rolls the segment)."""
+        if self.count >= self.capacity:
+            return False
+        self.entry.pack_into(self._map, self.count * self.entry.size, a, b)
+        self.count += 1
+        return True
+
+    def entries(self) -> list[tuple[int, int]]:
+        return [self._get(i) for i in range(self.count)]
+
+    def last(self) -> tuple[int, int] | None:
+        return self._get(self.count - 1) if self.count else None
+
+    def truncate_entries(self, count: int) -> None:
+        """Forget entries from `count` on, zeroing them so readers stop there too."""
+        if count >= self.count:
+            return
+        start, end = count * self.entry.size, self.count * self.entry.size
+        self._map[start:end] = bytes(end - start)
+        self.count = count
+
+    def clear(self) -> None:
+        """Zero the whole file in place (readers may map it) and forget every entry."""
+        zero_range(self._fd, 0, os.fstat(self._fd).st_size)
+        self.count = 0
+
+    def trim(self) -> None:
+        """Shrink the file to its entries and make it durable: the segment is closing."""
+        self.flush()
+        self._close_map()
+        os.ftruncate(self._fd, self.count * self.entry.size)
+        os.fsync(self._fd)
+        self.capacity = self.count
+        self._map = self._map_file(self.count * self.entry.size)
+
+    def extend(self, capacity: int) -> None:
+        """Grow a trimmed file back to `capacity` entries: the segment is active again."""
+        if capacity <= self.capacity:
+            return
+        self._close_map()
+        os.ftruncate(self._fd, capacity * self.entry.size)
+        self.capacity = capacity
+        self._map = self._map_file(capacity * self.entry.size)
+
+    def flush(self) -> None:
+        if self._map is not None:
+            self._map.flush()
+
+    def _close_map(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+
+    def close(self) -> None:
+        self._close_map()
+        os.close(self._fd)
+
+
+class OffsetIndex(_EntryFile):
+    """Maps relative offsets to byte positions, one entry per ~index_interval bytes."""
+
+    entry = OFFSET_ENTRY
+
+    def __init__(self, path: Path, capacity: int):
+        super().__init__(path, capacity)
+        self.count = self.published_count(self._map) if self._map is not None else 0
+
+    def trim(self) -> None:
+        """Offset indexes keep their size (see the module docstring); only flush."""
+        self.flush()
+
+    def floor_entries(self, relative_offset: int) -> list[tuple[int, int]]:
+        """Entries at or below `relative_offset`, nearest first (the caller verifies them)."""
+        lo, hi = 0, self.count
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._get(mid)[0] <= relative_offset:
+                lo = mid + 1
+            else:
+                hi = mid
+        return [self._get(i) for i in range(lo - 1, max(lo - 4, -1), -1)]
+
+    def is_well_formed(self, segment_size: int) -> bool:
+        """Cheap structural check: strictly increasing and inside the segment."""
+        rel_prev, pos_prev = -1, -1
+        for rel, pos in self.entries():
+            if rel <= rel_prev or pos <= pos_prev or pos >= segment_size:
+                return False
+            rel_prev, pos_prev = rel, pos
+        return True
+
+    @staticmethod
+    def published_count(index_map: mmap.mmap) -> int:
+        """Entries in use in a shared file: the prefix with nonzero relative offsets."""
+        n = len(index_map) // OFFSET_ENTRY.size
+        lo, hi = 0, n
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if OFFSET_ENTRY.unpack_from(index_map, mid * OFFSET_ENTRY.size)[0] > 0:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+
+class TimeIndex(_EntryFile):
+    """Maps the largest timestamp seen so far to the offset of the batch that holds it."""
+
+    entry = TIME_ENTRY
+
+    def floor_below(self, timestamp: int) -> tuple[int, int] | None:
+        """The last entry with a timestamp strictly below `timestamp`, if any.
+
+        Every batch up to that entry's offset has a max timestamp below the
+        target, so a search for the first batch at or above it starts there.
+        """
+        lo, hi = 0, self.count
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._get(mid)[0] < timestamp:
+                lo = mid + 1
+            else:
+                hi = mid
+        return self._get(lo - 1) if lo else None
+
+    def is_well_formed(self, max_relative_offset: int) -> bool:
+        """Cheap structural check: timestamps and offsets increase, offsets in range."""
+        ts_prev, rel_prev = None, -1
+        for ts, rel in self.entries():
+            if (ts_prev is not None and ts <= ts_prev) or rel < rel_prev:
+                return False
+            if rel > max_relative_offset:
+                return False
+            ts_prev, rel_prev = ts, rel
+        return True

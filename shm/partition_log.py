@@ -1,0 +1,440 @@
+"""A partition's log: an ordered run of segments with one writer.
+
+The writer validates each record set header by header (never record by
+record), stamps base offsets and its leader epoch, appends with pwritev and
+makes the data durable with fdatasync when the flush policy says so. After
+every change it publishes the log's position in the control block, so that
+readers in other processes (shm.reader) follow without a message.
+
+Directory of one partition::
+
+    00000000000000000000.log/.index/.timeindex   closed segments, trimmed
+    00000000000000005120.log/.index/.timeindex   the active segment, preallocated
+    leader-epoch-checkpoint                      where each leader epoch began
+    .lock                                        flock held by the one writer
+    .clean-shutdown                              present only between a clean
+                                                 close and the next open
+"""
+
+from __future__ import annotations
+
+import bisect
+import fcntl
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from shm.control_block import ControlBlockWriter, LogPosition, control_block_path
+from shm.errors import OffsetOutOfRangeError, RecordTooLargeError
+from shm.files import fsync_directory
+from shm.leader_epoch import LeaderEpochCache
+from shm.record_batch import (
+    STAMP_SIZE,
+    TIMESTAMP_LOG_APPEND_TIME,
+    BatchHeader,
+    parse_header,
+    stamp,
+    validate_record_set,
+)
+from shm.segment import (
+    INDEX_SUFFIX,
+    TIME_INDEX_SUFFIX,
+    Segment,
+    parse_segment_name,
+)
+
+CLEAN_SHUTDOWN = ".clean-shutdown"
+LOCK_FILE = ".lock"
+FLUSH_POLICIES = ("batch", "interval", "os")
+WEEK_MS = 7 * 24 * 3600 * 1000
+MAX_RELATIVE_OFFSET = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Per-partition storage settings; names follow Kafka's topic configs.
+
+    flush_policy: `batch` makes appends durable at every flush() the owner
+    calls once per tick (group commit) and publishes the high watermark only
+    then; `interval` flushes every flush_interval_ms; `os` leaves it to the
+    page cache. Under the last two, readers see data as soon as it is appended.
+    """
+
+    segment_bytes: int = 1 << 30
+    segment_ms: int = WEEK_MS
+    retention_ms: int = WEEK_MS  # -1: no time limit
+    retention_bytes: int = -1  # -1: no size limit
+    flush_policy: str = "batch"
+    flush_interval_ms: int = 1000
+    max_batch_bytes: int = 1048588  # Kafka's message.max.bytes: 1 MiB + 12
+    index_interval_bytes: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.flush_policy not in FLUSH_POLICIES:
+            choices = ", ".join(FLUSH_POLICIES)
+            raise ValueError(f"flush policy {self.flush_policy!r} is unknown; use one of {choices}")
+        if self.segment_bytes < 1024 or self.segment_bytes > 2**31 - 1:
+            raise ValueError(f"segment_bytes {self.segment_bytes} must be in [1024, 2^31-1]")
+        if self.index_interval_bytes < 1:
+            raise ValueError("index_interval_bytes must be positive")
+
+
+class PartitionLog:
+    """The writer's handle on one partition's log. Not thread-safe: one owner."""
+
+    def __init__(self, directory: Path, config: LogConfig, control_path: Path, lock_fd: int):
+        self.directory = directory
+        self.config = config
+        self.segments: list[Segment] = []
+        self._bases: list[int] = []
+        self._lock_fd = lock_fd
+        self._control = ControlBlockWriter(control_path)
+        self.epochs = LeaderEpochCache(directory)
+        self.leader_epoch = max(self.epochs.latest_epoch, 0)
+        self.high_watermark = 0
+        self._layout = time.time_ns()  # differs per open, so readers re-map after a restart
+        self._dirty = False
+        self._last_flush_ms = _now_ms()
+
+    # --- opening and closing ----------------------------------------------------
+
+    @classmethod
+    def open(cls, directory: str | os.PathLike[str], config: LogConfig | None = None, *,
+             control_path: str | os.PathLike[str] | None = None) -> PartitionLog:
+        """Create the log or recover it after a clean or unclean stop."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = config or LogConfig()
+        lock_fd = _lock(directory)
+        try:
+            path = Path(control_path) if control_path else control_block_path(directory)
+            log = cls(directory, config, path, lock_fd)
+            log._load_segments()
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        return log
+
+    def _load_segments(self) -> None:
+        directory, config = self.directory, self.config
+        clean = (directory / CLEAN_SHUTDOWN).exists()
+        bases = _segment_bases(directory)
+        for base in bases[:-1]:
+            self.segments.append(Segment.open_closed(directory, base, config.index_interval_bytes))
+        if not bases:
+            last = Segment.create(directory, 0, config.segment_bytes, config.index_interval_bytes)
+        elif clean:
+            last = Segment.reopen_active(directory, bases[-1], config.segment_bytes,
+                                         config.index_interval_bytes)
+        else:
+            last = Segment.recover_active(directory, bases[-1], config.segment_bytes,
+                                          config.index_interval_bytes)
+            self._repair_epochs(last)
+        self.segments.append(last)
+        self._bases = [s.base_offset for s in self.segments]
+        if clean:
+            (directory / CLEAN_SHUTDOWN).unlink()
+            fsync_directory(directory)
+        self.epochs.truncate_from_end(self.log_end_offset)
+        self.leader_epoch = max(self.epochs.latest_epoch, 0)
+        self.high_watermark = self.log_end_offset  # all of it survived, so all is durable
+        self._publish()
+
+    def _repair_epochs(self, segment: Segment) -> None:
+        """Epochs that began in the recovered tail may have missed the checkpoint."""
+        self.epochs.truncate_from_end(segment.next_offset)
+        for _, header in segment.headers_from(segment.base_offset):
+            self.epochs.observe(header.partition_leader_epoch, header.base_offset)
+
+    def close(self) -> None:
+        """Flush, trim the active segment and leave a clean-shutdown marker."""
+        active = self.active
+        active.close_for_roll()
+        (self.directory / CLEAN_SHUTDOWN).touch()
+        fsync_directory(self.directory)
+        for segment in self.segments:
+            segment.close()
+        self.segments.clear()
+        self._control.close(unlink=True)
+        os.close(self._lock_fd)
+
+    # --- positions ------------------------------------------------------------
+
+    @property
+    def active(self) -> Segment:
+        return self.segments[-1]
+
+    @property
+    def log_start_offset(self) -> int:
+        return self.segments[0].base_offset
+
+    @property
+    def log_end_offset(self) -> int:
+        return self.active.next_offset
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(s.size for s in self.segments)
+
+    def _publish(self) -> None:
+        self._control.publish(LogPosition(
+            log_start_offset=self.log_start_offset,
+            log_end_offset=self.log_end_offset,
+            high_watermark=self.high_watermark,
+            active_segment_base=self.active.base_offset,
+            active_segment_size=self.active.size,
+            leader_epoch=self.leader_epoch,
+            layout=self._layout,
+            writer_pid=os.getpid(),
+        ))
+
+    # --- writing --------------------------------------------------------------
+
+    def append(self, batches: bytes | bytearray | memoryview) -> int:
+        """Append one or more concatenated record batches; return the first base offset.
+
+        Validation is all or nothing: a bad batch anywhere leaves the log as it
+        was. The caller's buffer is not modified: each batch is written as a
+        fresh 16-byte prefix (base offset, length, leader epoch) followed by
+        the caller's bytes, gathered by pwritev.
+        """
+        headers = validate_record_set(batches, self.config.max_batch_bytes)
+        total = len(batches)
+        if total > self.config.segment_bytes:
+            raise RecordTooLargeError(
+                f"record set of {total} bytes exceeds segment.bytes ({self.config.segment_bytes})"
+            )
+        records = sum(h.record_count for h in headers)
+        self._maybe_roll(total, records, max(h.max_timestamp for h in headers))
+        view = memoryview(batches)
+        base = offset = self.log_end_offset
+        iov, stamped, pos = [], [], 0
+        epoch = self.leader_epoch
+        for header in headers:
+            iov.append(stamp(offset, header.batch_length, epoch))
+            iov.append(view[pos + STAMP_SIZE : pos + header.size])
+            stamped.append(header._replace(base_offset=offset, partition_leader_epoch=epoch))
+            offset += header.record_count
+            pos += header.size
+        self.active.append(iov, stamped, total)
+        if epoch > self.epochs.latest_epoch:
+            self.epochs.observe(epoch, base)
+        self._dirty = True
+        if self.config.flush_policy != "batch":
+            self.high_watermark = self.log_end_offset
+        self._publish()
+        return base
+
+    def _maybe_roll(self, incoming_bytes: int, incoming_records: int, incoming_ts: int) -> None:
+        """Roll on size, record count, a full index, or age as Kafka measures it:
+        the incoming batch's timestamp minus the segment's first batch's."""
+        active = self.active
+        if active.size == 0:
+            return
+        config = self.config
+        too_big = active.size + incoming_bytes > config.segment_bytes
+        first_ts = active.first_batch_timestamp
+        too_old = first_ts is not None and incoming_ts - first_ts > config.segment_ms
+        too_many = self.log_end_offset + incoming_records - active.base_offset > MAX_RELATIVE_OFFSET
+        if too_big or too_old or too_many or active.index_full():
+            self.roll()
+
+    def roll(self) -> None:
+        """Close the active segment and start a new one at the log end offset."""
+        self.active.close_for_roll()
+        segment = Segment.create(self.directory, self.log_end_offset, self.config.segment_bytes,
+                                 self.config.index_interval_bytes)
+        self.segments.append(segment)
+        self._bases.append(segment.base_offset)
+        self._publish()
+
+    def flush(self) -> None:
+        """Make everything appended so far durable (fdatasync), then let readers see it."""
+        if self._dirty:
+            self.active.flush()
+            self._dirty = False
+        self._last_flush_ms = _now_ms()
+        if self.high_watermark != self.log_end_offset:
+            self.high_watermark = self.log_end_offset
+            self._publish()
+
+    def maybe_flush(self, now_ms: int | None = None) -> bool:
+        """Flush if the policy says it is time; the owner calls this once per tick."""
+        policy = self.config.flush_policy
+        if not self._dirty or policy == "os":
+            return False
+        now_ms = _now_ms() if now_ms is None else now_ms
+        if policy == "interval" and now_ms - self._last_flush_ms < self.config.flush_interval_ms:
+            return False
+        self.flush()
+        return True
+
+    def set_leader_epoch(self, epoch: int) -> None:
+        """Batches appended from now on carry `epoch` (a new leader took over)."""
+        if epoch < self.leader_epoch:
+            raise ValueError(f"leader epoch {epoch} is older than the current {self.leader_epoch}")
+        self.leader_epoch = epoch
+        self._publish()
+
+    # --- reading --------------------------------------------------------------
+
+    def _check_offset(self, offset: int) -> None:
+        if offset < self.log_start_offset or offset > self.log_end_offset:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} is out of range: the log holds "
+                f"[{self.log_start_offset}, {self.log_end_offset})"
+            )
+
+    def read(self, offset: int, max_bytes: int = 1 << 20, *, upto: int | None = None) -> bytes:
+        """Whole batches from the one holding `offset`, below the high watermark
+        (or `upto`, e.g. the log end for a follower), at most `max_bytes` unless
+        the first batch alone is larger. Empty at the limit."""
+        self._check_offset(offset)
+        limit = self.high_watermark if upto is None else upto
+        i = bisect.bisect_right(self._bases, offset) - 1
+        while offset < limit and i < len(self.segments):
+            data = self.segments[i].read(offset, max_bytes, limit)
+            if data:
+                return data
+            i += 1
+            if i < len(self.segments):
+                offset = max(offset, self.segments[i].base_offset)
+        return b""
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> int | None:
+        """The first offset whose record timestamp is >= `timestamp_ms`, below the
+        high watermark, or None. Decodes at most the one batch that holds it."""
+        for segment in self.segments:
+            if segment.max_timestamp < timestamp_ms:
+                continue
+            start = self._time_index_start(segment, timestamp_ms)
+            for _, header in segment.headers_from(start):
+                if header.base_offset >= self.high_watermark:
+                    return None
+                if header.max_timestamp >= timestamp_ms:
+                    return self._first_offset_at(segment, header, timestamp_ms)
+        return None
+
+    def _time_index_start(self, segment: Segment, timestamp_ms: int) -> int:
+        entry = segment.time_index.floor_below(timestamp_ms)
+        if entry is None:
+            return segment.base_offset
+        ts, rel = entry
+        offset = segment.base_offset + rel
+        pos = segment.position_of(offset)
+        if pos is not None:
+            header = parse_header(segment.buffer, pos)
+            if header.base_offset == offset and header.max_timestamp == ts:
+                return offset
+        segment.rebuild_indexes()  # the entry disagrees with the log it indexes
+        return segment.base_offset
+
+    @staticmethod
+    def _first_offset_at(segment: Segment, header: BatchHeader, timestamp_ms: int) -> int:
+        if (header.base_timestamp >= timestamp_ms
+                or header.timestamp_type == TIMESTAMP_LOG_APPEND_TIME):
+            return header.base_offset
+        from shm.records import decode_batch  # off the hot path: one batch, once
+
+        pos = segment.position_of(header.base_offset)
+        for record in decode_batch(segment.buffer, pos).records:
+            if record.timestamp >= timestamp_ms:
+                return record.offset
+        return header.base_offset
+
+    # --- cutting ----------------------------------------------------------------
+
+    def truncate_to(self, offset: int) -> None:
+        """Cut the log back so that its end is at or below `offset`.
+
+        The batch holding `offset` goes too (batches are never split), so the
+        new log end is that batch's base offset. Below the log start the whole
+        log is replaced by an empty one starting at `offset`.
+        """
+        if offset >= self.log_end_offset:
+            return
+        self._layout += 1
+        if offset < self.log_start_offset:
+            for segment in self.segments:
+                segment.delete()
+            self.segments = [Segment.create(self.directory, offset, self.config.segment_bytes,
+                                            self.config.index_interval_bytes)]
+        else:
+            i = bisect.bisect_right(self._bases, offset) - 1
+            for segment in self.segments[i + 1 :]:
+                segment.delete()
+            del self.segments[i + 1 :]
+            self.active.activate(self.config.segment_bytes)
+            self.active.truncate_to(offset)
+        fsync_directory(self.directory)
+        self._bases = [s.base_offset for s in self.segments]
+        self.epochs.truncate_from_end(self.log_end_offset)
+        self.high_watermark = min(self.high_watermark, self.log_end_offset)
+        self._publish()
+
+    def apply_retention(self, now_ms: int | None = None) -> int:
+        """Delete closed segments past retention.ms or retention.bytes, oldest first.
+
+        The active segment is never deleted. Returns how many segments went.
+        """
+        now_ms = _now_ms() if now_ms is None else now_ms
+        config = self.config
+        expired = 0
+        closed = self.segments[:-1]
+        if config.retention_ms >= 0:
+            horizon = now_ms - config.retention_ms
+            while expired < len(closed) and closed[expired].max_timestamp < horizon:
+                expired += 1
+        if config.retention_bytes >= 0:
+            excess = self.size_bytes - config.retention_bytes
+            for segment in closed[expired:]:
+                if excess - segment.size < 0:
+                    break
+                excess -= segment.size
+                expired += 1
+        if not expired:
+            return 0
+        doomed, self.segments = self.segments[:expired], self.segments[expired:]
+        self._bases = [s.base_offset for s in self.segments]
+        self._layout += 1
+        self._publish()  # readers learn the new start before the files go
+        for segment in doomed:
+            segment.delete()
+        fsync_directory(self.directory)
+        self.epochs.truncate_from_start(self.log_start_offset)
+        return expired
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _lock(directory: Path) -> int:
+    """Hold an exclusive flock on the directory's lock file: one writer per partition."""
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RuntimeError(
+            f"partition log {directory} is open by another writer; stop it first"
+        ) from None
+    return fd
+
+
+def _segment_bases(directory: Path) -> list[int]:
+    """Base offsets of the segments on disk; orphaned index files are removed."""
+    bases = set()
+    for entry in os.scandir(directory):
+        base = parse_segment_name(entry.name)
+        if base is not None:
+            bases.add(base)
+    for entry in os.scandir(directory):
+        stem, _, _ = entry.name.partition(".")
+        is_index = entry.name.endswith((INDEX_SUFFIX, TIME_INDEX_SUFFIX))
+        orphan = is_index and stem.isdigit() and int(stem) not in bases
+        if orphan or entry.name.endswith(".tmp"):
+            os.unlink(entry.path)
+    return sorted(bases)
+

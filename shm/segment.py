@@ -1,0 +1,434 @@
+"""One segment of a partition log: a preallocated, memory-mapped file of record batches.
+
+Files of a segment whose first batch has offset 42, in the log's directory::
+
+    00000000000000000042.log        record batches back to back, then zeros
+    00000000000000000042.index      OffsetIndex entries
+    00000000000000000042.timeindex  TimeIndex entries
+
+The active segment's .log is created sparse at `segment_bytes` so it can be
+mapped once at full size; its valid data ends where the first batch length
+reads zero. Closing (rolling) a segment trims all three files to their data.
+
+The functions at module level work on any buffer (a writer's or a reader's
+map) and are the one place where batches are found and collected for reads.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+from shm.errors import CorruptRecordError, KafkaStorageError
+from shm.files import fsync_directory, zero_range
+from shm.index import OffsetIndex, TimeIndex
+from shm.record_batch import HEADER_SIZE, BatchHeader, parse_header, validate_batch
+
+LOG_SUFFIX = ".log"
+INDEX_SUFFIX = ".index"
+TIME_INDEX_SUFFIX = ".timeindex"
+IOV_MAX = 1024
+
+_LENGTH = struct.Struct(">i")
+_BASE_AND_LENGTH = struct.Struct(">qi")
+_LAST_OFFSET_DELTA = struct.Struct(">i")
+_LAST_OFFSET_DELTA_AT = 23
+
+
+def segment_name(base_offset: int) -> str:
+    """Kafka's naming: the base offset zero-padded to 20 digits."""
+    return f"{base_offset:020d}"
+
+
+def parse_segment_name(name: str) -> int | None:
+    stem, dot, suffix = name.partition(".")
+    if len(stem) == 20 and stem.isdigit() and dot and "." + suffix == LOG_SUFFIX:
+        return int(stem)
+    return None
+
+
+# --- finding batches in a buffer -------------------------------------------------
+
+
+def batch_bounds(buf: mmap.mmap | memoryview | bytes, pos: int) -> tuple[int, int, int]:
+    """(base offset, last offset, size) of the batch at `pos`, from its header alone."""
+    base, length = _BASE_AND_LENGTH.unpack_from(buf, pos)
+    (last_delta,) = _LAST_OFFSET_DELTA.unpack_from(buf, pos + _LAST_OFFSET_DELTA_AT)
+    return base, base + last_delta, length + 12
+
+
+def find_batch(buf, start: int, end: int, offset: int) -> int | None:
+    """Position of the batch holding `offset`, scanning headers from `start` (< end)."""
+    pos = start
+    while pos + HEADER_SIZE <= end:
+        _, last, size = batch_bounds(buf, pos)
+        if size < HEADER_SIZE:
+            return None
+        if last >= offset:
+            return pos
+        pos += size
+    return None
+
+
+def collect_batches(
+    buf, pos: int, end: int, max_bytes: int, limit_offset: int
+) -> tuple[int, int]:
+    """(end position, next offset) of whole batches from `pos` that fit in
+    `max_bytes` and lie below `limit_offset` (the high watermark). The first
+    batch is taken whole, however large, so a consumer always makes progress
+    (KIP-74)."""
+    stop, next_offset = pos, -1
+    while stop + HEADER_SIZE <= end:
+        base, last, size = batch_bounds(buf, stop)
+        if base >= limit_offset or size < HEADER_SIZE or stop + size > end:
+            break
+        if stop > pos and stop + size - pos > max_bytes:
+            break
+        stop += size
+        next_offset = last + 1
+    return stop, next_offset
+
+
+def iter_headers(buf, start: int, end: int) -> Iterator[tuple[int, BatchHeader]]:
+    """(position, header) of each batch between two batch boundaries, unchecked."""
+    pos = start
+    while pos + HEADER_SIZE <= end:
+        header = parse_header(buf, pos)
+        if header.size < HEADER_SIZE:
+            return
+        yield pos, header
+        pos += header.size
+
+
+# --- the segment -----------------------------------------------------------------------
+
+
+class Segment:
+    """A segment as its writer sees it: files, map, indexes and where its data ends."""
+
+    def __init__(self, directory: Path, base_offset: int, index_interval_bytes: int):
+        self.directory = directory
+        self.base_offset = base_offset
+        self.index_interval_bytes = index_interval_bytes
+        stem = directory / segment_name(base_offset)
+        self.log_path = stem.with_suffix(LOG_SUFFIX)
+        self.index_path = stem.with_suffix(INDEX_SUFFIX)
+        self.time_index_path = stem.with_suffix(TIME_INDEX_SUFFIX)
+        self.size = 0  # bytes of valid batches
+        self.next_offset = base_offset
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = base_offset
+        self.first_batch_timestamp: int | None = None
+        self._bytes_since_index = 0
+        self.closed = False  # trimmed to its data; takes no appends
+        self._fd = -1
+        self._map: mmap.mmap | None = None
+        self.offset_index: OffsetIndex
+        self.time_index: TimeIndex
+
+    # opening ------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, directory: Path, base_offset: int, segment_bytes: int,
+               index_interval_bytes: int) -> Segment:
+        """A new, empty, active segment; its files exist durably when this returns."""
+        segment = cls(directory, base_offset, index_interval_bytes)
+        for path in (segment.log_path, segment.index_path, segment.time_index_path):
+            path.unlink(missing_ok=True)
+        segment._open_files(segment_bytes, active=True)
+        os.fsync(segment._fd)
+        fsync_directory(directory)
+        return segment
+
+    @classmethod
+    def open_closed(cls, directory: Path, base_offset: int, index_interval_bytes: int) -> Segment:
+        """A closed segment: its file size is its data; its indexes are checked."""
+        segment = cls(directory, base_offset, index_interval_bytes)
+        segment._open_files(0, active=False)
+        segment.closed = True
+        segment.size = os.fstat(segment._fd).st_size
+        if not segment._indexes_look_right():
+            segment.rebuild_indexes()
+        segment._load_tail_state()
+        return segment
+
+    @classmethod
+    def recover_active(cls, directory: Path, base_offset: int, segment_bytes: int,
+                       index_interval_bytes: int) -> Segment:
+        """The last segment after an unclean stop: keep the intact prefix, cut the rest.
+
+        Scans batch by batch with full validation and stops at the first zero
+        length, short batch, bad CRC or offset discontinuity; everything from
+        there on is zeroed, and both indexes are rebuilt from the scan.
+        """
+        segment = cls(directory, base_offset, index_interval_bytes)
+        segment._open_files(segment_bytes, active=True)
+        segment.offset_index.clear()
+        segment.time_index.clear()
+        end = len(segment._map)
+        view = memoryview(segment._map)
+        try:
+            pos = 0
+            while pos + HEADER_SIZE <= end:
+                if _LENGTH.unpack_from(view, pos + 8)[0] == 0:
+                    break
+                try:
+                    header = validate_batch(view[:end], pos)
+                except CorruptRecordError:
+                    break
+                if header.base_offset != segment.next_offset:
+                    break
+                segment._account(pos, header)
+                pos += header.size
+        finally:
+            view.release()
+        file_size = os.fstat(segment._fd).st_size
+        zero_range(segment._fd, segment.size, file_size - segment.size)
+        os.fdatasync(segment._fd)
+        return segment
+
+    @classmethod
+    def reopen_active(cls, directory: Path, base_offset: int, segment_bytes: int,
+                      index_interval_bytes: int) -> Segment:
+        """The last segment after a clean stop: trimmed files, trusted, grown back."""
+        segment = cls.open_closed(directory, base_offset, index_interval_bytes)
+        segment.activate(segment_bytes)
+        return segment
+
+    def _open_files(self, segment_bytes: int, active: bool) -> None:
+        flags = os.O_RDWR | os.O_CREAT
+        self._fd = os.open(self.log_path, flags, 0o644)
+        if active and os.fstat(self._fd).st_size < segment_bytes:
+            os.ftruncate(self._fd, segment_bytes)
+        self._remap()
+        capacity = self._index_capacity(segment_bytes) if active else 0
+        self.offset_index = OffsetIndex(self.index_path, capacity)
+        self.time_index = TimeIndex(self.time_index_path, capacity)
+
+    def _index_capacity(self, segment_bytes: int) -> int:
+        return segment_bytes // self.index_interval_bytes + 2
+
+    def _remap(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        size = os.fstat(self._fd).st_size
+        if size:
+            self._map = mmap.mmap(self._fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+
+    @property
+    def buffer(self) -> mmap.mmap | bytes:
+        return self._map if self._map is not None else b""
+
+    # indexes ---------------------------------------------------------------------------
+
+    def _account(self, pos: int, header: BatchHeader) -> None:
+        """Book one appended batch: offsets, timestamps and maybe an index entry.
+
+        Per batch, never per record: this is the whole of the append's Python work.
+        """
+        if self.first_batch_timestamp is None:
+            self.first_batch_timestamp = header.max_timestamp
+        if header.max_timestamp > self.max_timestamp:
+            self.max_timestamp = header.max_timestamp
+            self.offset_of_max_timestamp = header.base_offset
+        if self._bytes_since_index > self.index_interval_bytes:
+            self.offset_index.append(header.base_offset - self.base_offset, pos)
+            self._maybe_append_time_entry()
+            self._bytes_since_index = 0
+        self._bytes_since_index += header.size
+        self.size = pos + header.size
+        self.next_offset = header.next_offset
+
+    def _maybe_append_time_entry(self) -> None:
+        last = self.time_index.last()
+        if self.max_timestamp >= 0 and (last is None or self.max_timestamp > last[0]):
+            relative = self.offset_of_max_timestamp - self.base_offset
+            self.time_index.append(self.max_timestamp, relative)
+
+    def index_full(self) -> bool:
+        return (self.offset_index.count >= self.offset_index.capacity - 1
+                or self.time_index.count >= self.time_index.capacity - 1)
+
+    def _indexes_look_right(self) -> bool:
+        if self.offset_index.path.stat().st_size % self.offset_index.entry.size:
+            return False
+        if self.time_index.path.stat().st_size % self.time_index.entry.size:
+            return False
+        if not self.offset_index.is_well_formed(self.size):
+            return False
+        return self.time_index.is_well_formed(2**31 - 1)
+
+    def rebuild_indexes(self) -> None:
+        """Recreate both indexes from the batch headers, as they would have been written."""
+        capacity = self._index_capacity(max(self.size, 1))
+        self.offset_index.clear()
+        self.time_index.clear()
+        self.offset_index.extend(capacity)
+        self.time_index.extend(capacity)
+        self._reset_tail_state()
+        for pos, header in iter_headers(self.buffer, 0, self.size):
+            self._account(pos, header)
+        if self.closed:  # keep a closed segment's indexes trimmed
+            self._maybe_append_time_entry()
+            self.offset_index.trim()
+            self.time_index.trim()
+
+    def _reset_tail_state(self) -> None:
+        self.next_offset = self.base_offset
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = self.base_offset
+        self.first_batch_timestamp = None
+        self._bytes_since_index = 0
+
+    def _load_tail_state(self) -> None:
+        """Recompute next offset and timestamps of a trimmed segment from its last entries.
+
+        Scans only from the last index entry to the end: a few KiB of headers.
+        """
+        self._reset_tail_state()
+        if self.size == 0:
+            return
+        last_entry = self.offset_index.last()
+        start = last_entry[1] if last_entry else 0
+        last_time = self.time_index.last()
+        if last_time is not None:
+            self.max_timestamp = last_time[0]
+            self.offset_of_max_timestamp = self.base_offset + last_time[1]
+        first = parse_header(self.buffer, 0)
+        self.first_batch_timestamp = first.max_timestamp
+        self._bytes_since_index = 0
+        for pos, header in iter_headers(self.buffer, start, self.size):
+            if header.max_timestamp > self.max_timestamp:
+                self.max_timestamp = header.max_timestamp
+                self.offset_of_max_timestamp = header.base_offset
+            self._bytes_since_index = pos + header.size - start
+            self.next_offset = header.next_offset
+
+    # writing ---------------------------------------------------------------------------
+
+    def append(self, iov: list, headers: list[BatchHeader], total: int) -> None:
+        """Write stamped batches at the end; on any failure the segment is unchanged."""
+        written = 0
+        try:
+            for i in range(0, len(iov), IOV_MAX):
+                written += os.pwritev(self._fd, iov[i : i + IOV_MAX], self.size + written)
+        except OSError as exc:
+            raise KafkaStorageError(
+                f"cannot write to {self.log_path}: {exc.strerror}; free disk space and retry"
+            ) from exc
+        if written != total:
+            raise KafkaStorageError(
+                f"short write to {self.log_path} ({written} of {total} bytes); "
+                "free disk space and retry"
+            )
+        pos = self.size
+        for header in headers:
+            self._account(pos, header)
+            pos += header.size
+
+    def flush(self) -> None:
+        """fdatasync: the file is preallocated, so no size metadata rides along."""
+        os.fdatasync(self._fd)
+
+    def close_for_roll(self) -> None:
+        """Trim the files to their data and make them durable: the segment is closed."""
+        self._maybe_append_time_entry()
+        os.fdatasync(self._fd)
+        os.ftruncate(self._fd, self.size)
+        os.fsync(self._fd)
+        self.offset_index.trim()
+        self.time_index.trim()
+        self.closed = True
+        # Keep the full-size map: a trimmed file's pages below `size` stay valid
+        # and nobody reads past `size`.
+
+    def activate(self, segment_bytes: int) -> None:
+        """Grow a trimmed segment back to full size so it can take appends again."""
+        if os.fstat(self._fd).st_size < segment_bytes:
+            os.ftruncate(self._fd, segment_bytes)
+            self._remap()
+        capacity = self._index_capacity(segment_bytes)
+        self.offset_index.extend(capacity)
+        self.time_index.extend(capacity)
+        self.closed = False
+
+    def truncate_to(self, offset: int) -> None:
+        """Drop the batch holding `offset` and every later one; zero them on disk.
+
+        The cut is durable before this returns: replication relies on a cut
+        batch never coming back after a crash.
+        """
+        pos = self.position_of(offset)
+        if pos is None:
+            return
+        old_size = self.size
+        self.size = pos
+        rel = offset - self.base_offset
+        keep = sum(1 for r, p in self.offset_index.entries() if p < pos and r < rel)
+        self.offset_index.truncate_entries(keep)
+        keep_time = sum(1 for _, r in self.time_index.entries() if self.base_offset + r < offset)
+        self.time_index.truncate_entries(keep_time)
+        zero_range(self._fd, pos, old_size - pos)
+        os.fdatasync(self._fd)
+        self._load_tail_state()
+
+    # reading ----------------------------------------------------------------------------
+
+    def position_of(self, offset: int) -> int | None:
+        """Position of the batch holding `offset`, through a verified index entry."""
+        if offset >= self.next_offset or offset < self.base_offset or self.size == 0:
+            return None
+        start = self._verified_floor(offset)
+        if start is None:
+            self.rebuild_indexes()
+            start = self._verified_floor(offset) or 0
+        return find_batch(self.buffer, start, self.size, offset)
+
+    def _verified_floor(self, offset: int) -> int | None:
+        """The nearest index entry at or below `offset` whose header agrees with it;
+        0 when there is none, None when the nearest one is wrong (index corrupt)."""
+        candidates = self.offset_index.floor_entries(offset - self.base_offset)
+        if not candidates:
+            return 0
+        rel, pos = candidates[0]
+        if pos >= 0 and pos + HEADER_SIZE <= self.size:
+            base, _, _ = batch_bounds(self.buffer, pos)
+            if base == self.base_offset + rel:
+                return pos
+        return None
+
+    def read(self, offset: int, max_bytes: int, limit_offset: int) -> bytes:
+        """Whole batches from the one holding `offset`, below `limit_offset`."""
+        pos = self.position_of(offset)
+        if pos is None:
+            return b""
+        end, _ = collect_batches(self.buffer, pos, self.size, max_bytes, limit_offset)
+        return self.buffer[pos:end]
+
+    def headers_from(self, offset: int) -> Iterator[tuple[int, BatchHeader]]:
+        pos = self.position_of(offset)
+        if pos is None:
+            return iter(())
+        return iter_headers(self.buffer, pos, self.size)
+
+    # lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self.offset_index.close()
+        self.time_index.close()
+
+    def delete(self) -> None:
+        self.close()
+        for path in (self.log_path, self.index_path, self.time_index_path):
+            path.unlink(missing_ok=True)
+
