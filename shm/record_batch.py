@@ -143,14 +143,16 @@ def validate_batch(
     header = parse_header(buf, pos)
     size = header.size
     if header.batch_length < HEADER_SIZE - LOG_OVERHEAD:
-        raise CorruptRecordError(f"record batch length {header.batch_length} is below the minimum")
-    if max_batch_bytes is not None and size > max_batch_bytes:
-        raise RecordTooLargeError(
-            f"record batch of {size} bytes exceeds the maximum of {max_batch_bytes} bytes"
+        raise CorruptRecordError(
+            f"record batch length {header.batch_length} is below the minimum"
         )
     if size > available:
         raise CorruptRecordError(
             f"record batch truncated: length says {size} bytes, {available} present"
+        )
+    if max_batch_bytes is not None and size > max_batch_bytes:
+        raise RecordTooLargeError(
+            f"record batch of {size} bytes exceeds the maximum of {max_batch_bytes} bytes"
         )
     if header.magic != MAGIC:
         raise CorruptRecordError(f"record batch magic {header.magic}, only magic 2 is supported")
