@@ -260,7 +260,22 @@ class Segment:
             return False
         if not self.offset_index.is_well_formed(self.size):
             return False
-        return self.time_index.is_well_formed(2**31 - 1)
+        if not self.time_index.is_well_formed(2**31 - 1):
+            return False
+        return not self._indexes_missing_entries()
+
+    def _indexes_missing_entries(self) -> bool:
+        """An empty index is only right for a segment too small to have needed an
+        entry; a deleted index file comes back empty, so catch it here."""
+        if self.size == 0:
+            return False
+        if self.time_index.count == 0 and parse_header(self.buffer, 0).max_timestamp >= 0:
+            return True  # every closed segment with timestamps ends with a time entry
+        if self.offset_index.count == 0:
+            for pos, _ in iter_headers(self.buffer, 0, self.size):
+                if pos > self.index_interval_bytes:
+                    return True  # this batch would have been indexed
+        return False
 
     def rebuild_indexes(self) -> None:
         """Recreate both indexes from the batch headers, as they would have been written."""
