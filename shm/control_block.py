@@ -85,7 +85,10 @@ class ControlBlockWriter:
         self.path = path
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            os.ftruncate(fd, SIZE)
+            if os.fstat(fd).st_size < SIZE:
+                # Allocate the page with a write that can fail with ENOSPC,
+                # rather than a store through the map that would raise SIGBUS.
+                os.pwrite(fd, bytes(SIZE), 0)
             self._map = mmap.mmap(fd, SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         finally:
             os.close(fd)

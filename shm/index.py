@@ -37,7 +37,14 @@ TIME_ENTRY = struct.Struct(">qi")
 
 
 class _EntryFile:
-    """A file of fixed-size entries mapped shared; the writer keeps the count."""
+    """A file of fixed-size entries, written with pwrite and read through a shared map.
+
+    Entries are written with pwrite, never stored through the map: on a full
+    disk a store into a sparse page of a map kills the process with SIGBUS,
+    while pwrite fails with ENOSPC. An index is only a hint, so a failed
+    entry write just stops indexing this segment (lookups walk headers
+    instead) until the next open rebuilds it.
+    """
 
     entry: struct.Struct
 
@@ -50,12 +57,13 @@ class _EntryFile:
             os.ftruncate(self._fd, capacity * self.entry.size)
             size = capacity * self.entry.size
         self.capacity = size // self.entry.size
+        self.degraded = False
         self._map = self._map_file(size)
 
     def _map_file(self, size: int) -> mmap.mmap | None:
         if size == 0:
             return None
-        return mmap.mmap(self._fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        return mmap.mmap(self._fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
 
     def _get(self, i: int) -> tuple[int, int]:
         return self.entry.unpack_from(self._map, i * self.entry.size)
@@ -64,7 +72,13 @@ class _EntryFile:
         """Add an entry; False when the file is full (the caller rolls the segment)."""
         if self.count >= self.capacity:
             return False
-        self.entry.pack_into(self._map, self.count * self.entry.size, a, b)
+        if self.degraded:
+            return True
+        try:
+            os.pwrite(self._fd, self.entry.pack(a, b), self.count * self.entry.size)
+        except OSError:
+            self.degraded = True  # disk full or failing: stop indexing, keep appending
+            return True
         self.count += 1
         return True
 
@@ -79,17 +93,17 @@ class _EntryFile:
         if count >= self.count:
             return
         start, end = count * self.entry.size, self.count * self.entry.size
-        self._map[start:end] = bytes(end - start)
+        zero_range(self._fd, start, end - start)
         self.count = count
 
     def clear(self) -> None:
         """Zero the whole file in place (readers may map it) and forget every entry."""
         zero_range(self._fd, 0, os.fstat(self._fd).st_size)
         self.count = 0
+        self.degraded = False
 
     def trim(self) -> None:
         """Shrink the file to its entries and make it durable: the segment is closing."""
-        self.flush()
         self._close_map()
         os.ftruncate(self._fd, self.count * self.entry.size)
         os.fsync(self._fd)
@@ -106,8 +120,7 @@ class _EntryFile:
         self._map = self._map_file(capacity * self.entry.size)
 
     def flush(self) -> None:
-        if self._map is not None:
-            self._map.flush()
+        os.fsync(self._fd)
 
     def _close_map(self) -> None:
         if self._map is not None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shm.control_block import ControlBlockWriter, LogPosition, control_block_path
-from shm.errors import OffsetOutOfRangeError, RecordTooLargeError
+from shm.errors import KafkaStorageError, OffsetOutOfRangeError, RecordTooLargeError
 from shm.files import fsync_directory
 from shm.leader_epoch import LeaderEpochCache
 from shm.record_batch import (
@@ -241,10 +241,21 @@ class PartitionLog:
             self.roll()
 
     def roll(self) -> None:
-        """Close the active segment and start a new one at the log end offset."""
-        self.active.close_for_roll()
-        segment = Segment.create(self.directory, self.log_end_offset, self.config.segment_bytes,
-                                 self.config.index_interval_bytes)
+        """Close the active segment and start a new one at the log end offset.
+
+        If the disk refuses the new segment, the old one takes appends again.
+        """
+        old = self.active
+        try:
+            old.close_for_roll()
+            segment = Segment.create(self.directory, self.log_end_offset,
+                                     self.config.segment_bytes, self.config.index_interval_bytes)
+        except OSError as exc:
+            old.activate(self.config.segment_bytes)
+            raise KafkaStorageError(
+                f"cannot roll {self.directory} to a new segment: {exc.strerror}; "
+                "free disk space and retry"
+            ) from exc
         self.segments.append(segment)
         self._bases.append(segment.base_offset)
         self._publish()
