@@ -89,7 +89,7 @@ def codec_of(compression: str | int) -> int:
         for codec, name in COMPRESSION_NAMES.items():
             if name == compression.lower():
                 return codec
-    elif compression in COMPRESSION_NAMES:
+    elif isinstance(compression, int) and compression in COMPRESSION_NAMES:
         return compression
     names = ", ".join(COMPRESSION_NAMES.values())
     raise ValueError(f"unknown compression {compression!r}: expected one of {names}")

@@ -10,13 +10,14 @@ the records section, after the 61-byte batch header, is Kafka's DefaultRecord::
     +----------+----------+-----+----------+
 
     one record
-    +--------+-------+---------+---------+--------+-----+--------+-------+---------+---------+
-    | length | attrs | tsDelta | offDelta | keyLen | key | valLen | value | hdrCount| headers |
-    | varint | int8  | varlong | varint  | varint |     | varint |       | varint  |   ...   |
-    +--------+-------+---------+---------+--------+-----+--------+-------+---------+---------+
+    +--------+-------+---------+----------+--------+-----+--------+-------+----------+---------+
+    | length | attrs | tsDelta | offDelta | keyLen | key | valLen | value | hdrCount | headers |
+    | varint | int8  | varlong | varint   | varint |     | varint |       | varint   |   ...   |
+    +--------+-------+---------+----------+--------+-----+--------+-------+----------+---------+
       length counts the bytes after itself; attrs is unused and 0;
       timestamp = baseTimestamp + tsDelta; offset = baseOffset + offDelta;
-      keyLen and valLen are -1 for null
+      keyLen and valLen are -1 for null; when the record is read back, every
+      length must land exactly on the record's end
 
     one header
     +-----------+------------------+-----------+-------+
@@ -303,8 +304,13 @@ def encode_batch(
             out += value
         out += header_bytes
 
-    if min_ts < INT64_MIN or max_ts > INT64_MAX or max_ts - min_ts > INT64_MAX:
-        raise ValueError("record timestamps must be int64s less than 2**63 ms apart")
+    if not (
+        min_ts >= INT64_MIN
+        and max_ts <= INT64_MAX
+        and min_ts - base_ts >= INT64_MIN
+        and max_ts - base_ts <= INT64_MAX
+    ):
+        raise ValueError("record timestamps and their deltas from the first must fit an int64")
 
     if codec != COMPRESSION_NONE:
         with memoryview(out) as view, view[HEADER_SIZE:] as section:
