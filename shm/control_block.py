@@ -105,6 +105,16 @@ class ControlBlockWriter:
             words[index] = value
         words[SEQ] += 1
 
+    def publish_end(self, log_end: int, active_size: int, high_watermark: int) -> None:
+        """The append path's update: only the three words an append changes."""
+        words = self._words
+        seq = words[SEQ]
+        words[SEQ] = seq + 1
+        words[LOG_END] = log_end
+        words[ACTIVE_SIZE] = active_size
+        words[HIGH_WM] = high_watermark
+        words[SEQ] = seq + 2
+
     def close(self, unlink: bool = True) -> None:
         self._words.release()
         self._map.close()

@@ -44,21 +44,31 @@ class _EntryFile:
     while pwrite fails with ENOSPC. An index is only a hint, so a failed
     entry write just stops indexing this segment (lookups walk headers
     instead) until the next open rebuilds it.
+
+    New entries wait in memory and go to the file in one pwrite per
+    `write_pending()` (the log's flush) or per PENDING_LIMIT entries, so the
+    append path makes no system call for its index.
     """
 
     entry: struct.Struct
+    PENDING_LIMIT = 64
 
     def __init__(self, path: Path, capacity: int):
         self.path = path
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         size = os.fstat(self._fd).st_size
-        self.count = size // self.entry.size
+        self.written = size // self.entry.size  # entries in the file
         if size < capacity * self.entry.size:
             os.ftruncate(self._fd, capacity * self.entry.size)
             size = capacity * self.entry.size
         self.capacity = size // self.entry.size
         self.degraded = False
+        self._pending: list[tuple[int, int]] = []
         self._map = self._map_file(size)
+
+    @property
+    def count(self) -> int:
+        return self.written + len(self._pending)
 
     def _map_file(self, size: int) -> mmap.mmap | None:
         if size == 0:
@@ -66,21 +76,33 @@ class _EntryFile:
         return mmap.mmap(self._fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
 
     def _get(self, i: int) -> tuple[int, int]:
+        if i >= self.written:
+            return self._pending[i - self.written]
         return self.entry.unpack_from(self._map, i * self.entry.size)
 
     def append(self, a: int, b: int) -> bool:
         """Add an entry; False when the file is full (the caller rolls the segment)."""
         if self.count >= self.capacity:
             return False
-        if self.degraded:
-            return True
+        if not self.degraded:
+            self._pending.append((a, b))
+            if len(self._pending) >= self.PENDING_LIMIT:
+                self.write_pending()
+        return True
+
+    def write_pending(self) -> None:
+        """Put the waiting entries in the file, one pwrite for all of them."""
+        if not self._pending:
+            return
+        pack = self.entry.pack
+        data = b"".join(pack(a, b) for a, b in self._pending)
         try:
-            os.pwrite(self._fd, self.entry.pack(a, b), self.count * self.entry.size)
+            os.pwrite(self._fd, data, self.written * self.entry.size)
         except OSError:
             self.degraded = True  # disk full or failing: stop indexing, keep appending
-            return True
-        self.count += 1
-        return True
+        else:
+            self.written += len(self._pending)
+        self._pending.clear()
 
     def entries(self) -> list[tuple[int, int]]:
         return [self._get(i) for i in range(self.count)]
@@ -90,25 +112,28 @@ class _EntryFile:
 
     def truncate_entries(self, count: int) -> None:
         """Forget entries from `count` on, zeroing them so readers stop there too."""
-        if count >= self.count:
+        self.write_pending()
+        if count >= self.written:
             return
-        start, end = count * self.entry.size, self.count * self.entry.size
+        start, end = count * self.entry.size, self.written * self.entry.size
         zero_range(self._fd, start, end - start)
-        self.count = count
+        self.written = count
 
     def clear(self) -> None:
         """Zero the whole file in place (readers may map it) and forget every entry."""
         zero_range(self._fd, 0, os.fstat(self._fd).st_size)
-        self.count = 0
+        self._pending.clear()
+        self.written = 0
         self.degraded = False
 
     def trim(self) -> None:
         """Shrink the file to its entries and make it durable: the segment is closing."""
+        self.write_pending()
         self._close_map()
-        os.ftruncate(self._fd, self.count * self.entry.size)
+        os.ftruncate(self._fd, self.written * self.entry.size)
         os.fsync(self._fd)
-        self.capacity = self.count
-        self._map = self._map_file(self.count * self.entry.size)
+        self.capacity = self.written
+        self._map = self._map_file(self.written * self.entry.size)
 
     def extend(self, capacity: int) -> None:
         """Grow a trimmed file back to `capacity` entries: the segment is active again."""
@@ -120,6 +145,7 @@ class _EntryFile:
         self._map = self._map_file(capacity * self.entry.size)
 
     def flush(self) -> None:
+        self.write_pending()
         os.fsync(self._fd)
 
     def _close_map(self) -> None:
@@ -128,6 +154,7 @@ class _EntryFile:
             self._map = None
 
     def close(self) -> None:
+        self.write_pending()
         self._close_map()
         os.close(self._fd)
 
@@ -139,7 +166,7 @@ class OffsetIndex(_EntryFile):
 
     def __init__(self, path: Path, capacity: int):
         super().__init__(path, capacity)
-        self.count = self.published_count(self._map) if self._map is not None else 0
+        self.written = self.published_count(self._map) if self._map is not None else 0
 
     def trim(self) -> None:
         """Offset indexes keep their size (see the module docstring); only flush."""
@@ -200,10 +227,12 @@ class TimeIndex(_EntryFile):
         return self._get(lo - 1) if lo else None
 
     def is_well_formed(self, max_relative_offset: int) -> bool:
-        """Cheap structural check: timestamps and offsets increase, offsets in range."""
+        """Cheap structural check: timestamps never fall, offsets increase and
+        stay in range. (Equal timestamps occur where a closing entry stays
+        behind in a segment that took appends again.)"""
         ts_prev, rel_prev = None, -1
         for ts, rel in self.entries():
-            if (ts_prev is not None and ts <= ts_prev) or rel < rel_prev:
+            if (ts_prev is not None and ts < ts_prev) or rel < rel_prev:
                 return False
             if rel > max_relative_offset:
                 return False

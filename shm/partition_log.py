@@ -205,25 +205,29 @@ class PartitionLog:
             raise RecordTooLargeError(
                 f"record set of {total} bytes exceeds segment.bytes ({self.config.segment_bytes})"
             )
-        records = sum(h.record_count for h in headers)
-        self._maybe_roll(total, records, max(h.max_timestamp for h in headers))
+        if len(headers) == 1:
+            records, newest = headers[0].record_count, headers[0].max_timestamp
+        else:
+            records = sum(h.record_count for h in headers)
+            newest = max(h.max_timestamp for h in headers)
+        self._maybe_roll(total, records, newest)
         view = memoryview(batches)
         base = offset = self.log_end_offset
-        iov, stamped, pos = [], [], 0
+        iov, bases, pos = [], [], 0
         epoch = self.leader_epoch
         for header in headers:
             iov.append(stamp(offset, header.batch_length, epoch))
             iov.append(view[pos + STAMP_SIZE : pos + header.size])
-            stamped.append(header._replace(base_offset=offset, partition_leader_epoch=epoch))
+            bases.append(offset)
             offset += header.record_count
             pos += header.size
-        self.active.append(iov, stamped, total)
+        self.active.append(iov, headers, bases, total)
         if epoch > self.epochs.latest_epoch:
             self.epochs.observe(epoch, base)
         self._dirty = True
         if self.config.flush_policy != "batch":
-            self.high_watermark = self.log_end_offset
-        self._publish()
+            self.high_watermark = offset
+        self._control.publish_end(offset, self.active.size, self.high_watermark)
         return base
 
     def _maybe_roll(self, incoming_bytes: int, incoming_records: int, incoming_ts: int) -> None:

@@ -97,7 +97,7 @@ def iter_headers(buf, start: int, end: int) -> Iterator[tuple[int, BatchHeader]]
     pos = start
     while pos + HEADER_SIZE <= end:
         header = parse_header(buf, pos)
-        if header.size < HEADER_SIZE:
+        if header.size < HEADER_SIZE or pos + header.size > end:
             return
         yield pos, header
         pos += header.size
@@ -193,10 +193,43 @@ class Segment:
     @classmethod
     def reopen_active(cls, directory: Path, base_offset: int, segment_bytes: int,
                       index_interval_bytes: int) -> Segment:
-        """The last segment after a clean stop: trimmed files, trusted, grown back."""
-        segment = cls.open_closed(directory, base_offset, index_interval_bytes)
+        """The last segment after a clean stop: trimmed files, grown back.
+
+        Trusted only if its indexes pass their checks and the batches after
+        the last index entry are intact and end exactly at the file's end;
+        otherwise it is recovered like after a crash.
+        """
+        segment = cls(directory, base_offset, index_interval_bytes)
+        segment._open_files(0, active=False)
+        segment.closed = True
+        segment.size = os.fstat(segment._fd).st_size
+        if not (segment._indexes_look_right() and segment._tail_is_intact()):
+            segment.close()
+            return cls.recover_active(directory, base_offset, segment_bytes,
+                                      index_interval_bytes)
+        segment._load_tail_state()
         segment.activate(segment_bytes)
         return segment
+
+    def _tail_is_intact(self) -> bool:
+        """Fully validate the batches from the last index entry to the end."""
+        last_entry = self.offset_index.last()
+        pos = last_entry[1] if last_entry else 0
+        expected = last_entry[0] + self.base_offset if last_entry else self.base_offset
+        view = memoryview(self.buffer)[: self.size]
+        try:
+            while pos < self.size:
+                try:
+                    header = validate_batch(view, pos)
+                except CorruptRecordError:
+                    return False
+                if header.base_offset != expected:
+                    return False
+                expected = header.next_offset
+                pos += header.size
+        finally:
+            view.release()
+        return pos == self.size
 
     def _open_files(self, segment_bytes: int, active: bool) -> None:
         flags = os.O_RDWR | os.O_CREAT
@@ -225,23 +258,35 @@ class Segment:
 
     # indexes ---------------------------------------------------------------------------
 
-    def _account(self, pos: int, header: BatchHeader) -> None:
+    def _account(self, pos: int, header: BatchHeader, base_offset: int | None = None) -> None:
         """Book one appended batch: offsets, timestamps and maybe an index entry.
 
-        Per batch, never per record: this is the whole of the append's Python work.
+        Per batch, never per record: this is the whole of the append's Python
+        work. `base_offset` is the stamped one when `header` is the producer's.
         """
+        base = header.base_offset if base_offset is None else base_offset
         if self.first_batch_timestamp is None:
             self.first_batch_timestamp = header.max_timestamp
         if header.max_timestamp > self.max_timestamp:
             self.max_timestamp = header.max_timestamp
-            self.offset_of_max_timestamp = header.base_offset
+            self.offset_of_max_timestamp = base
         if self._bytes_since_index > self.index_interval_bytes:
-            self.offset_index.append(header.base_offset - self.base_offset, pos)
+            self.offset_index.append(base - self.base_offset, pos)
             self._maybe_append_time_entry()
             self._bytes_since_index = 0
         self._bytes_since_index += header.size
         self.size = pos + header.size
-        self.next_offset = header.next_offset
+        self.next_offset = base + header.last_offset_delta + 1
+
+    def _append_closing_time_entry(self) -> None:
+        """A closed segment's time index ends with (largest timestamp, last
+        offset): it gives the segment's largest timestamp without a scan, and
+        since the last offset is cheap to find, a cut-short file shows."""
+        if self.max_timestamp < 0 or self.size == 0:
+            return
+        closing = (self.max_timestamp, self.next_offset - 1 - self.base_offset)
+        if self.time_index.last() != closing:
+            self.time_index.append(*closing)
 
     def _maybe_append_time_entry(self) -> None:
         last = self.time_index.last()
@@ -262,7 +307,29 @@ class Segment:
             return False
         if not self.time_index.is_well_formed(2**31 - 1):
             return False
+        last_offset = self._last_offset_via_index()
+        if last_offset is None:
+            return False
+        closing = self.time_index.last()
+        if closing is not None and self.base_offset + closing[1] != last_offset:
+            return False  # the closing entry is gone: the file was cut short
         return not self._indexes_missing_entries()
+
+    def _last_offset_via_index(self) -> int | None:
+        """The segment's last offset, walking headers from the last offset-index
+        entry; None when that entry disagrees with the batch it points at."""
+        last_entry = self.offset_index.last()
+        start = 0
+        if last_entry is not None:
+            rel, start = last_entry
+            if start + HEADER_SIZE > self.size:
+                return None
+            if batch_bounds(self.buffer, start)[0] != self.base_offset + rel:
+                return None
+        last_offset = self.base_offset - 1
+        for _, header in iter_headers(self.buffer, start, self.size):
+            last_offset = header.last_offset
+        return last_offset
 
     def _indexes_missing_entries(self) -> bool:
         """An empty index is only right for a segment too small to have needed an
@@ -288,7 +355,7 @@ class Segment:
         for pos, header in iter_headers(self.buffer, 0, self.size):
             self._account(pos, header)
         if self.closed:  # keep a closed segment's indexes trimmed
-            self._maybe_append_time_entry()
+            self._append_closing_time_entry()
             self.offset_index.trim()
             self.time_index.trim()
 
@@ -325,7 +392,7 @@ class Segment:
 
     # writing ---------------------------------------------------------------------------
 
-    def append(self, iov: list, headers: list[BatchHeader], total: int) -> None:
+    def append(self, iov: list, headers: list[BatchHeader], bases: list[int], total: int) -> None:
         """Write stamped batches at the end; on any failure the segment is unchanged."""
         written = 0
         try:
@@ -341,17 +408,23 @@ class Segment:
                 "free disk space and retry"
             )
         pos = self.size
-        for header in headers:
-            self._account(pos, header)
+        for header, base in zip(headers, bases, strict=True):
+            self._account(pos, header, base)
             pos += header.size
 
     def flush(self) -> None:
-        """fdatasync: the file is preallocated, so no size metadata rides along."""
+        """fdatasync: the file is preallocated, so no size metadata rides along.
+
+        Waiting index entries go to their files too (unsynced: recovery
+        rebuilds the active segment's indexes), so readers see them.
+        """
         os.fdatasync(self._fd)
+        self.offset_index.write_pending()
+        self.time_index.write_pending()
 
     def close_for_roll(self) -> None:
         """Trim the files to their data and make them durable: the segment is closed."""
-        self._maybe_append_time_entry()
+        self._append_closing_time_entry()
         os.fdatasync(self._fd)
         os.ftruncate(self._fd, self.size)
         os.fsync(self._fd)
