@@ -4,6 +4,8 @@ The protocol layer maps each to its Kafka error code, so the code and name
 live on the class, defined once here.
 """
 
+import errno
+
 
 class RinglogError(Exception):
     """Base of every error with a Kafka error name and code."""
@@ -41,3 +43,16 @@ class KafkaStorageError(RinglogError):
     code = 56
     name = "KAFKA_STORAGE_ERROR"
     retriable = True
+
+    @classmethod
+    def from_os_error(cls, what: str, exc: OSError) -> "KafkaStorageError":
+        """One line naming the failure and the operator's fix for its cause."""
+        fixes = {
+            errno.ENOSPC: "free disk space or lower retention",
+            errno.EDQUOT: "raise the disk quota or lower retention",
+            errno.EMFILE: "raise the open-file limit (ulimit -n, systemd LimitNOFILE=)",
+            errno.ENFILE: "raise the system open-file limit (fs.file-max)",
+            errno.EROFS: "the file system is read-only: check the disk and remount it",
+        }
+        fix = fixes.get(exc.errno, "check the disk and the kernel log")
+        return cls(f"{what}: {exc.strerror}; {fix}")

@@ -55,7 +55,7 @@ class _EntryFile:
 
     def __init__(self, path: Path, capacity: int):
         self.path = path
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._open_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         size = os.fstat(self._fd).st_size
         self.written = size // self.entry.size  # entries in the file
         if size < capacity * self.entry.size:
@@ -65,6 +65,22 @@ class _EntryFile:
         self.degraded = False
         self._pending: list[tuple[int, int]] = []
         self._map = self._map_file(size)
+
+    @property
+    def _fd(self) -> int:
+        """The file's descriptor, reopened on demand after release_fd()."""
+        if self._open_fd < 0:
+            self._open_fd = os.open(self.path, os.O_RDWR)
+        return self._open_fd
+
+    def release_fd(self) -> None:
+        """Close the descriptor of a closed segment's file; its map keeps its own.
+
+        Halves the descriptors a log of many segments holds open."""
+        self.write_pending()
+        if self._open_fd >= 0:
+            os.close(self._open_fd)
+            self._open_fd = -1
 
     @property
     def count(self) -> int:
@@ -154,9 +170,8 @@ class _EntryFile:
             self._map = None
 
     def close(self) -> None:
-        self.write_pending()
+        self.release_fd()
         self._close_map()
-        os.close(self._fd)
 
 
 class OffsetIndex(_EntryFile):

@@ -107,11 +107,16 @@ class PartitionLog:
         directory.mkdir(parents=True, exist_ok=True)
         config = config or LogConfig()
         lock_fd = _lock(directory)
+        log = None
         try:
             path = Path(control_path) if control_path else control_block_path(directory)
             log = cls(directory, config, path, lock_fd)
             log._load_segments()
         except BaseException:
+            if log is not None:  # give back every descriptor and map taken so far
+                for segment in log.segments:
+                    segment.close()
+                log._control.close(unlink=False)
             os.close(lock_fd)
             raise
         return log
@@ -256,9 +261,8 @@ class PartitionLog:
                                      self.config.segment_bytes, self.config.index_interval_bytes)
         except OSError as exc:
             old.activate(self.config.segment_bytes)
-            raise KafkaStorageError(
-                f"cannot roll {self.directory} to a new segment: {exc.strerror}; "
-                "free disk space and retry"
+            raise KafkaStorageError.from_os_error(
+                f"cannot roll {self.directory} to a new segment", exc
             ) from exc
         self.segments.append(segment)
         self._bases.append(segment.base_offset)

@@ -8,7 +8,8 @@ Files of a segment whose first batch has offset 42, in the log's directory::
 
 The active segment's .log is created sparse at `segment_bytes` so it can be
 mapped once at full size; its valid data ends where the first batch length
-reads zero. Closing (rolling) a segment trims all three files to their data.
+reads zero. Closing (rolling) a segment trims the .log and the .timeindex to
+their data; the .index keeps its size (see shm.index).
 
 The functions at module level work on any buffer (a writer's or a reader's
 map) and are the one place where batches are found and collected for reads.
@@ -16,6 +17,7 @@ map) and are the one place where batches are found and collected for reads.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import struct
@@ -124,7 +126,7 @@ class Segment:
         self.first_batch_timestamp: int | None = None
         self._bytes_since_index = 0
         self.closed = False  # trimmed to its data; takes no appends
-        self._fd = -1
+        self._open_fd = -1
         self._map: mmap.mmap | None = None
         self.offset_index: OffsetIndex
         self.time_index: TimeIndex
@@ -153,6 +155,7 @@ class Segment:
         if not segment._indexes_look_right():
             segment.rebuild_indexes()
         segment._load_tail_state()
+        segment.release_fds()
         return segment
 
     @classmethod
@@ -233,7 +236,7 @@ class Segment:
 
     def _open_files(self, segment_bytes: int, active: bool) -> None:
         flags = os.O_RDWR | os.O_CREAT
-        self._fd = os.open(self.log_path, flags, 0o644)
+        self._open_fd = os.open(self.log_path, flags, 0o644)
         if active and os.fstat(self._fd).st_size < segment_bytes:
             os.ftruncate(self._fd, segment_bytes)
         self._remap()
@@ -251,6 +254,22 @@ class Segment:
         size = os.fstat(self._fd).st_size
         if size:
             self._map = mmap.mmap(self._fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+
+    @property
+    def _fd(self) -> int:
+        """The .log's descriptor, reopened on demand after release_fds()."""
+        if self._open_fd < 0:
+            self._open_fd = os.open(self.log_path, os.O_RDWR)
+        return self._open_fd
+
+    def release_fds(self) -> None:
+        """A closed segment is read through its maps, which hold their own
+        descriptors: close the three raw ones until a change needs them."""
+        if self._open_fd >= 0:
+            os.close(self._open_fd)
+            self._open_fd = -1
+        self.offset_index.release_fd()
+        self.time_index.release_fd()
 
     @property
     def buffer(self) -> mmap.mmap | bytes:
@@ -399,13 +418,11 @@ class Segment:
             for i in range(0, len(iov), IOV_MAX):
                 written += os.pwritev(self._fd, iov[i : i + IOV_MAX], self.size + written)
         except OSError as exc:
-            raise KafkaStorageError(
-                f"cannot write to {self.log_path}: {exc.strerror}; free disk space and retry"
-            ) from exc
-        if written != total:
-            raise KafkaStorageError(
-                f"short write to {self.log_path} ({written} of {total} bytes); "
-                "free disk space and retry"
+            raise KafkaStorageError.from_os_error(f"cannot write to {self.log_path}", exc) from exc
+        if written != total:  # the kernel stops short only when the disk fills
+            raise KafkaStorageError.from_os_error(
+                f"short write to {self.log_path} ({written} of {total} bytes)",
+                OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
             )
         pos = self.size
         for header, base in zip(headers, bases, strict=True):
@@ -431,6 +448,7 @@ class Segment:
         self.offset_index.trim()
         self.time_index.trim()
         self.closed = True
+        self.release_fds()
         # Keep the full-size map: a trimmed file's pages below `size` stay valid
         # and nobody reads past `size`.
 
@@ -509,9 +527,7 @@ class Segment:
         if self._map is not None:
             self._map.close()
             self._map = None
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self.release_fds()
         self.offset_index.close()
         self.time_index.close()
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
 
-from shm.errors import CorruptRecordError, OffsetOutOfRangeError, RecordTooLargeError
+from shm.errors import (
+    CorruptRecordError,
+    KafkaStorageError,
+    OffsetOutOfRangeError,
+    RecordTooLargeError,
+)
 from shm.partition_log import LogConfig, PartitionLog
 from shm.record_batch import HEADER_SIZE, parse_header, stamp, validate_record_set
 from shm.records import decode_batch, iter_batches
@@ -285,3 +292,23 @@ def test_the_log_directory_holds_only_what_the_format_describes(open_log, tmp_pa
     names = {p.suffix or p.name for p in Path(tmp_path / "topic-0").iterdir()}
     assert names == {".log", ".index", ".timeindex", ".lock", ".clean-shutdown",
                      "leader-epoch-checkpoint"}
+
+
+def test_a_closed_segment_holds_at_most_three_descriptors(open_log):
+    """Its three maps keep their own descriptors; the raw ones are closed, so a
+    log of many segments fits under the usual open-file limit."""
+    log = open_log(LogConfig(segment_bytes=4096))
+    before = len(os.listdir("/proc/self/fd"))
+    for i in range(80):
+        log.append(make_batch(2, value_size=300, tag=i))
+    closed = len(log.segments) - 1
+    assert closed > 10
+    assert len(os.listdir("/proc/self/fd")) - before <= 3 * closed + 6
+
+
+def test_storage_errors_name_the_fix_for_their_cause():
+    full = KafkaStorageError.from_os_error("cannot write", OSError(errno.ENOSPC, "No space"))
+    assert str(full) == "cannot write: No space; free disk space or lower retention"
+    files = KafkaStorageError.from_os_error("cannot roll", OSError(errno.EMFILE, "Too many"))
+    assert "LimitNOFILE" in str(files)
+    assert full.name == "KAFKA_STORAGE_ERROR" and full.retriable
