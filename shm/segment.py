@@ -460,6 +460,11 @@ class Segment:
         capacity = self._index_capacity(segment_bytes)
         self.offset_index.extend(capacity)
         self.time_index.extend(capacity)
+        closing = (self.max_timestamp, self.next_offset - 1 - self.base_offset)
+        if self.time_index.count and self.time_index.last() == closing:
+            # The closing entry points inside a batch; an open segment's entries
+            # all point at batch starts, so it goes until the segment closes again.
+            self.time_index.truncate_entries(self.time_index.count - 1)
         self.closed = False
 
     def truncate_to(self, offset: int) -> None:

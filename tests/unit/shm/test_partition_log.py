@@ -312,3 +312,25 @@ def test_storage_errors_name_the_fix_for_their_cause():
     files = KafkaStorageError.from_os_error("cannot roll", OSError(errno.EMFILE, "Too many"))
     assert "LimitNOFILE" in str(files)
     assert full.name == "KAFKA_STORAGE_ERROR" and full.retriable
+
+
+def test_timestamps_are_found_across_a_clean_reopen(open_log):
+    """The segment that was active at close takes appends again after reopen;
+    its time index must still answer for records on both sides of the close."""
+    config = LogConfig(index_interval_bytes=256)
+    log = open_log(config)
+    for i in range(10):
+        log.append(make_batch(3, value_size=100, timestamp=10_000 + 100 * i, tag=i))
+    log.flush()
+    log.close()
+    log = open_log(config)
+    for i in range(10, 20):
+        log.append(make_batch(3, value_size=100, timestamp=10_000 + 100 * i, tag=i))
+    log.flush()
+    assert log.offset_for_timestamp(10_902) == 29
+    assert log.offset_for_timestamp(10_903) == 30  # first record after the reopen
+    assert log.offset_for_timestamp(11_500) == 45
+    log.close()
+    log = open_log(config)
+    assert log.offset_for_timestamp(10_903) == 30
+    assert log.offset_for_timestamp(11_902) == 59
