@@ -116,6 +116,10 @@ class ControlBlockWriter:
         words[SEQ] = seq + 2
 
     def close(self, unlink: bool = True) -> None:
+        """Mark the block closed (readers holding the map see it and let go)
+        and, by default, remove it."""
+        if unlink:
+            self._words[MAGIC_VERSION] = 0
         self._words.release()
         self._map.close()
         if unlink:
@@ -135,6 +139,11 @@ class ControlBlockReader:
         if self._words[MAGIC_VERSION] != MAGIC | (VERSION << 32):
             self.close()
             raise ValueError(f"{path} is not a Ringlog control block of version {VERSION}")
+
+    @property
+    def live(self) -> bool:
+        """False once the writer closed the log: a reopened log has a new block."""
+        return self._words[MAGIC_VERSION] == MAGIC | (VERSION << 32)
 
     def snapshot(self, timeout_s: float = 1.0) -> LogPosition:
         """Retry until a consistent copy is read; a writer that died mid-update

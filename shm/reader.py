@@ -95,9 +95,10 @@ class _MappedSegment:
 class PartitionReader:
     """Reads one partition's log in any process, following its writer."""
 
-    def __init__(self, directory: Path, control: ControlBlockReader):
+    def __init__(self, directory: Path, control: ControlBlockReader, control_path: Path):
         self.directory = directory
-        self._control = control
+        self._control: ControlBlockReader | None = control
+        self._control_path = control_path
         self._segments: dict[int, _MappedSegment] = {}
         self._bases: list[int] = []
         self._layout: int | None = None
@@ -114,10 +115,19 @@ class PartitionReader:
             raise FileNotFoundError(
                 f"no control block for {directory} at {path}: is its writer running?"
             ) from None
-        return cls(directory, control)
+        return cls(directory, control, path)
 
     def position(self) -> LogPosition:
-        """A consistent snapshot of where the log stands."""
+        """A consistent snapshot of where the log stands.
+
+        When the writer closed the log and a new writer reopened it, the new
+        control block is found here; FileNotFoundError while none is open.
+        """
+        if self._control is not None and not self._control.live:
+            self._control.close()
+            self._control = None
+        if self._control is None:
+            self._control = ControlBlockReader(self._control_path)
         return self._control.snapshot()
 
     @property
@@ -191,7 +201,9 @@ class PartitionReader:
         for segment in self._segments.values():
             segment.close()
         self._segments.clear()
-        self._control.close()
+        if self._control is not None:
+            self._control.close()
+            self._control = None
 
 
 def _map_readonly(fd: int) -> mmap.mmap | None:

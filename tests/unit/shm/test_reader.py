@@ -100,3 +100,20 @@ def test_a_reader_reads_every_offset_like_the_writer(open_log, tmp_path):
 def test_opening_a_reader_without_a_writer_says_so(tmp_path):
     with pytest.raises(FileNotFoundError, match="is its writer running"):
         PartitionReader.open(tmp_path, control_path=Path(tmp_path / "none.ctl"))
+
+
+def test_a_reader_follows_the_log_across_a_writer_restart(open_log, tmp_path):
+    log = open_log()
+    log.append(make_batch(2))
+    log.flush()
+    reader = PartitionReader.open(tmp_path / "topic-0", control_path=tmp_path / "topic-0.ctl")
+    assert reader.high_watermark == 2
+    log.close()
+    with pytest.raises(FileNotFoundError):
+        reader.position()  # no writer: the caller answers "not available, retry"
+    log = open_log()
+    log.append(make_batch(3))
+    log.flush()
+    assert reader.high_watermark == 5
+    assert reader.read(2) == log.read(2)
+    reader.close()

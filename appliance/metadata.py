@@ -1,0 +1,172 @@
+"""Topic metadata of one appliance: topics, their configs and partition owners.
+
+Persisted as one JSON file under the log directory, rewritten whole through
+a temporary file, fsync and rename, so a crash leaves the old or the new
+version and never a torn one::
+
+    <log.dirs>/ringlog-metadata.json
+    {"version": 1,
+     "topics": {"orders": {"partitions": 3, "replication_factor": 1,
+                           "configs": {"retention.ms": "3600000"},
+                           "owners": [0, 1, 0]}}}
+
+`owners[p]` is the index of the worker process that writes partition p.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from appliance.errors import (
+    InvalidPartitionsError,
+    InvalidReplicationFactorError,
+    InvalidTopicError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
+
+FILE_NAME = "ringlog-metadata.json"
+VERSION = 1
+MAX_TOPIC_NAME = 249  # Kafka's limit
+MAX_PARTITIONS = 100_000
+_LEGAL_NAME = re.compile(r"[a-zA-Z0-9._-]+")
+INTERNAL_TOPICS = ("__consumer_offsets",)
+
+
+def check_topic_name(name: str) -> None:
+    """Kafka's rules: 1-249 of [a-zA-Z0-9._-], and not '.' or '..'."""
+    if not name or name in (".", ".."):
+        raise InvalidTopicError(f"topic name {name!r} is not allowed; use letters, digits, . _ -")
+    if len(name) > MAX_TOPIC_NAME:
+        raise InvalidTopicError(
+            f"topic name is {len(name)} characters long; the limit is {MAX_TOPIC_NAME}")
+    if not _LEGAL_NAME.fullmatch(name):
+        raise InvalidTopicError(
+            f"topic name {name!r} has illegal characters; use only letters, digits, . _ -")
+
+
+@dataclass
+class Topic:
+    name: str
+    partitions: int
+    replication_factor: int = 1
+    configs: dict[str, str] = field(default_factory=dict)
+    owners: list[int] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"partitions": self.partitions, "replication_factor": self.replication_factor,
+                "configs": self.configs, "owners": self.owners}
+
+
+class Metadata:
+    """The appliance's topics; the supervisor is its only writer."""
+
+    def __init__(self, log_dir: Path, num_workers: int, num_brokers: int = 1):
+        self.path = log_dir / FILE_NAME
+        self.log_dir = log_dir
+        self.num_workers = num_workers
+        self.num_brokers = num_brokers
+        self.topics: dict[str, Topic] = {}
+        self._load()
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        data = orjson.loads(self.path.read_bytes())
+        for name, t in data.get("topics", {}).items():
+            owners = [o % self.num_workers for o in t.get("owners", [])]
+            topic = Topic(name, t["partitions"], t.get("replication_factor", 1),
+                          dict(t.get("configs", {})), owners)
+            if len(topic.owners) != topic.partitions:
+                topic.owners = self._spread(topic.partitions)
+            self.topics[name] = topic
+
+    def _store(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        body = orjson.dumps({"version": VERSION,
+                             "topics": {n: t.to_json() for n, t in sorted(self.topics.items())}},
+                            option=orjson.OPT_INDENT_2)
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        fd = os.open(self.log_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _spread(self, partitions: int) -> list[int]:
+        """Owners for new partitions: the least loaded workers first, round robin."""
+        load = [0] * self.num_workers
+        for topic in self.topics.values():
+            for owner in topic.owners:
+                load[owner] += 1
+        owners = []
+        for _ in range(partitions):
+            worker = min(range(self.num_workers), key=lambda w: (load[w], w))
+            load[worker] += 1
+            owners.append(worker)
+        return owners
+
+    def create(self, name: str, partitions: int, replication_factor: int = 1,
+               configs: dict[str, str] | None = None) -> Topic:
+        check_topic_name(name)
+        if name in self.topics:
+            raise TopicAlreadyExistsError(f"topic {name!r} already exists")
+        if not 1 <= partitions <= MAX_PARTITIONS:
+            raise InvalidPartitionsError(
+                f"partitions must be between 1 and {MAX_PARTITIONS}, not {partitions}")
+        if replication_factor < 1 or replication_factor > self.num_brokers:
+            raise InvalidReplicationFactorError(
+                f"replication factor {replication_factor} is larger than the number of brokers "
+                f"({self.num_brokers}); use at most {self.num_brokers}"
+                if replication_factor > self.num_brokers
+                else f"replication factor must be at least 1, not {replication_factor}")
+        topic = Topic(name, partitions, replication_factor, dict(configs or {}),
+                      self._spread(partitions))
+        self.topics[name] = topic
+        self._store()
+        return topic
+
+    def delete(self, name: str) -> Topic:
+        topic = self.get(name)
+        del self.topics[name]
+        self._store()
+        return topic
+
+    def alter(self, name: str, configs: dict[str, str]) -> Topic:
+        topic = self.get(name)
+        topic.configs.update(configs)
+        self._store()
+        return topic
+
+    def get(self, name: str) -> Topic:
+        topic = self.topics.get(name)
+        if topic is None:
+            raise UnknownTopicOrPartitionError(f"topic {name!r} does not exist")
+        return topic
+
+    def owner(self, name: str, partition: int) -> int:
+        topic = self.get(name)
+        if not 0 <= partition < topic.partitions:
+            raise UnknownTopicOrPartitionError(
+                f"partition {partition} of {name!r} does not exist "
+                f"(it has {topic.partitions})")
+        return topic.owners[partition]
+
+    def partitions_of(self, worker: int) -> list[tuple[str, int]]:
+        return [(t.name, p) for t in self.topics.values()
+                for p, owner in enumerate(t.owners) if owner == worker]
+
+
+def partition_dir(log_dir: Path, topic: str, partition: int) -> Path:
+    """Kafka's layout: <log.dirs>/<topic>-<partition>."""
+    return log_dir / f"{topic}-{partition}"

@@ -1,0 +1,195 @@
+"""A partition worker: the one writer of the partitions the supervisor gives it.
+
+It talks to the supervisor over one DEALER socket (ipc), with messages whose
+first frame names the command:
+
+    supervisor -> worker
+      [b"open", json {"partitions": [[topic, p, directory, log_config], ...]}]
+      [b"close", json {"partitions": [[topic, p], ...], "delete": bool}]
+      [b"produce", token, json {"acks": a, "partitions": [[topic, p], ...]}, set_0, set_1, ...]
+      [b"stop"]
+    worker -> supervisor
+      [b"ready", json {"index": n, "pid": pid}]
+      [b"produced", token, json {"results": [{topic, partition, error, message,
+                                             base_offset, log_append_time}, ...]}]
+      [b"positions", json {"partitions": [[topic, p, high_watermark], ...]}]
+      [b"opened", json {"partitions": [[topic, p, error], ...]}]
+
+The loop drains every waiting message, appends each record set, then makes
+the tick's appends durable with one fdatasync per partition (group commit)
+before it acknowledges any of them: an acknowledgement is a promise.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import zmq
+
+from shm import LogConfig, PartitionLog
+from shm.errors import RinglogError
+
+POLL_MS = 100
+
+
+@dataclass
+class _PendingAck:
+    """A produce request appended this tick, answered once the tick is durable."""
+
+    token: bytes
+    acks: int
+    results: list[dict] = field(default_factory=list)
+
+
+class Worker:
+    def __init__(self, index: int, endpoint: str, retention_check_ms: int = 300_000):
+        self.index = index
+        self.retention_check_ms = retention_check_ms
+        self.logs: dict[tuple[str, int], PartitionLog] = {}
+        self._context = zmq.Context.instance()
+        self.socket = self._context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.IDENTITY, f"worker-{index}".encode())
+        self.socket.setsockopt(zmq.LINGER, 1000)
+        self.socket.connect(endpoint)
+        self._running = True
+        self._next_retention = time.monotonic() + retention_check_ms / 1000
+
+    # --- the loop ---------------------------------------------------------------------
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self._stop())
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
+        self.socket.send_multipart([b"ready", orjson.dumps({"index": self.index,
+                                                             "pid": os.getpid()})])
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        while self._running:
+            if poller.poll(POLL_MS):
+                self._tick()
+            if time.monotonic() >= self._next_retention:
+                self._apply_retention()
+        self._close_all()
+
+    def _stop(self) -> None:
+        self._running = False
+
+    def _tick(self) -> None:
+        """Drain the socket, append, flush once, then acknowledge."""
+        pending: list[_PendingAck] = []
+        for _ in range(10_000):  # bounded: let the flush happen under load too
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            self._handle(frames, pending)
+        self._flush_and_ack(pending)
+
+    def _handle(self, frames: list, pending: list[_PendingAck]) -> None:
+        command = frames[0].bytes
+        if command == b"produce":
+            pending.append(self._produce(frames))
+        elif command == b"open":
+            self._open(orjson.loads(frames[1].bytes)["partitions"])
+        elif command == b"close":
+            body = orjson.loads(frames[1].bytes)
+            self._close(body["partitions"], body.get("delete", False))
+        elif command == b"stop":
+            self._running = False
+
+    # --- commands ---------------------------------------------------------------------
+
+    def _open(self, partitions: list) -> None:
+        opened = []
+        for topic, partition, directory, config in partitions:
+            key = (topic, partition)
+            error = None
+            try:
+                if key in self.logs:
+                    self.logs[key].config = LogConfig(**config)
+                else:
+                    self.logs[key] = PartitionLog.open(Path(directory), LogConfig(**config))
+            except (OSError, ValueError, RuntimeError) as exc:
+                error = f"cannot open {directory}: {exc}"
+            opened.append([topic, partition, error])
+        self.socket.send_multipart([b"opened", orjson.dumps({"partitions": opened})])
+        self._announce(self.logs.keys())
+
+    def _close(self, partitions: list, delete: bool) -> None:
+        for topic, partition in partitions:
+            log = self.logs.pop((topic, partition), None)
+            if log is None:
+                continue
+            directory = log.directory
+            log.close()
+            if delete:
+                _remove_tree(directory)
+
+    def _produce(self, frames: list) -> _PendingAck:
+        token = frames[1].bytes
+        body = orjson.loads(frames[2].bytes)
+        ack = _PendingAck(token, body["acks"])
+        for (topic, partition), record_set in zip(body["partitions"], frames[3:], strict=False):
+            result = {"topic": topic, "partition": partition, "error": None,
+                      "base_offset": -1, "log_append_time": -1}
+            log = self.logs.get((topic, partition))
+            if log is None:  # moved or deleted since the supervisor routed it
+                result["error"] = "NOT_LEADER_OR_FOLLOWER"
+                result["message"] = f"partition {topic}-{partition} is not open in this worker"
+                ack.results.append(result)
+                continue
+            try:
+                result["base_offset"] = log.append(record_set.buffer)
+            except RinglogError as exc:
+                result["error"], result["message"] = exc.name, str(exc)
+            ack.results.append(result)
+        return ack
+
+    def _flush_and_ack(self, pending: list[_PendingAck]) -> None:
+        advanced = []
+        for key, log in self.logs.items():
+            before = log.high_watermark
+            try:
+                log.maybe_flush()
+            except OSError as exc:
+                for ack in pending:
+                    for result in ack.results:
+                        if (result["topic"], result["partition"]) == key:
+                            result["error"] = "KAFKA_STORAGE_ERROR"
+                            result["message"] = f"fdatasync failed: {exc.strerror}"
+            if log.high_watermark != before:
+                advanced.append(key)
+        for ack in pending:
+            if ack.acks != 0:
+                self.socket.send_multipart(
+                    [b"produced", ack.token, orjson.dumps({"results": ack.results})])
+        if advanced:
+            self._announce(advanced)
+
+    def _announce(self, keys) -> None:
+        """Tell the supervisor where high watermarks stand: it wakes long polls."""
+        positions = [[t, p, self.logs[(t, p)].high_watermark] for t, p in keys]
+        if positions:
+            self.socket.send_multipart([b"positions", orjson.dumps({"partitions": positions})])
+
+    def _apply_retention(self) -> None:
+        for log in self.logs.values():
+            log.apply_retention()
+        self._next_retention = time.monotonic() + self.retention_check_ms / 1000
+
+    def _close_all(self) -> None:
+        """SIGTERM: everything appended is flushed by close() before we exit."""
+        for log in self.logs.values():
+            log.close()
+        self.logs.clear()
+        self.socket.close()
+
+
+def _remove_tree(directory: Path) -> None:
+    for entry in directory.iterdir():
+        entry.unlink()
+    directory.rmdir()
