@@ -1,5 +1,11 @@
-"""The `ringlog` command line."""
+"""The `ringlog` command line.
 
+Errors are one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
 import sys
 
 import click
@@ -12,13 +18,25 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(), help="server.properties to read")
-@click.option("--override", multiple=True, metavar="KEY=VALUE", help="override one setting")
-def serve(config_path: str | None, override: tuple[str, ...]) -> None:
-    """Start the appliance (not built yet: the storage engine comes first)."""
-    click.echo(
-        "ringlog serve: the appliance is not built yet; the storage engine (shm/) is. "
-        "Run `make test` to exercise it.",
-        err=True,
-    )
-    sys.exit(0)
+@click.option("--config", "config_path", type=click.Path(), default=None,
+              help="server.properties to read (default: built-in settings)")
+@click.option("--override", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="override one setting; repeatable")
+def serve(config_path: str | None, overrides: tuple[str, ...]) -> None:
+    """Run the appliance in the foreground (systemd runs it as a notify service)."""
+    from appliance.config import ConfigError, load_config
+    from appliance.supervisor import Supervisor
+
+    try:
+        config = load_config(config_path, overrides)
+    except ConfigError as exc:
+        click.echo(f"ringlog: {exc}", err=True)
+        sys.exit(2)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        code = Supervisor(config, config_path, overrides).run()
+    except OSError as exc:
+        click.echo(f"ringlog: cannot start: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(code)

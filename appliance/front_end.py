@@ -1,0 +1,471 @@
+"""The front end: the clients' ROUTER, request dispatch and fetches from shared maps.
+
+It runs in the supervisor's process, on the supervisor's loop. Produce
+requests go to the owning workers (split by owner, answered when every part
+is back); fetches are read here, straight from the segment maps through
+PartitionReaders, up to the published high watermark, and long polls wait
+for a worker's "positions" announcement or their deadline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import zmq
+
+from appliance import protocol
+from appliance.errors import (
+    InvalidConfigError,
+    InvalidReplicationFactorError,
+    InvalidRequestError,
+    InvalidRequiredAcksError,
+    LeaderNotAvailableError,
+    ThrottlingQuotaExceededError,
+    TopicDeletionDisabledError,
+    UnknownServerError,
+    UnknownTopicOrPartitionError,
+    UnsupportedVersionError,
+)
+from appliance.metadata import INTERNAL_TOPICS, Metadata, partition_dir
+from shm import PartitionReader
+from shm.errors import OffsetOutOfRangeError, RinglogError
+
+log = logging.getLogger("ringlog.front_end")
+
+DEFAULT_FETCH_MAX_BYTES = 50 * 1024 * 1024  # Kafka's fetch.max.bytes
+DEFAULT_PARTITION_MAX_BYTES = 1024 * 1024  # Kafka's max.partition.fetch.bytes
+MAX_WAIT_MS_LIMIT = 60_000
+
+
+@dataclass
+class _ProduceInFlight:
+    """A produce request split across workers, answered when every part is in."""
+
+    identity: bytes
+    request_id: int
+    acks: int
+    results: list[dict | None]
+    parts_left: int
+    part_indices: dict[bytes, tuple[int, list[int]]] = field(default_factory=dict)
+
+
+@dataclass
+class _ParkedFetch:
+    identity: bytes
+    request: protocol.Request
+    deadline: float
+    partitions: set[tuple[str, int]]
+
+
+class FrontEnd:
+    """Serves client requests; `send_to_worker` reaches a worker by index."""
+
+    def __init__(self, config: Any, metadata: Metadata, client_socket: zmq.Socket,
+                 worker_socket: zmq.Socket):
+        self.config = config
+        self.metadata = metadata
+        self.clients = client_socket
+        self.workers = worker_socket
+        self.ready_workers: set[int] = set()
+        self._readers: dict[tuple[str, int], PartitionReader] = {}
+        self._produces: dict[bytes, _ProduceInFlight] = {}
+        self._parked: list[_ParkedFetch] = []
+        self._tokens = itertools.count(1)
+        self._next_producer_id = int(time.time() * 1000) << 8  # unique across restarts
+        self.max_in_flight = int(config["queued.max.requests"])
+
+    # --- dispatch ---------------------------------------------------------------------
+
+    def on_client_message(self, frames: list) -> None:
+        identity, body = frames[0].bytes, frames[1:]
+        try:
+            request = protocol.parse_request(body)
+        except protocol.ProtocolError as exc:
+            log.info("bad request from %s: %s", identity.hex(), exc)
+            self._send(identity, exc.reply)
+            return
+        handler = getattr(self, f"_api_{request.api}", None)
+        try:
+            if handler is None:
+                raise UnsupportedVersionError(f"api {request.api!r} is not served yet")
+            handler(identity, request)
+        except RinglogError as exc:
+            self._send(identity, protocol.encode_error(request.api, request.id, exc))
+        except Exception as exc:  # a bug must cost one request, never the appliance
+            log.exception("request %s %d failed", request.api, request.id)
+            self._send(identity, protocol.encode_error(
+                request.api, request.id, UnknownServerError(f"{type(exc).__name__}: {exc}")))
+
+    def _send(self, identity: bytes, frames: list) -> None:
+        try:
+            self.clients.send_multipart([identity, *frames], copy=False)
+        except zmq.ZMQError as exc:  # the client went away: nothing to answer
+            log.debug("reply to %s dropped: %s", identity.hex(), exc)
+
+    def _reply(self, identity: bytes, request: protocol.Request, fields: dict,
+               payloads: list | tuple = ()) -> None:
+        self._send(identity, protocol.encode_response(request.api, request.id, fields, payloads))
+
+    # --- topics -------------------------------------------------------------------------
+
+    def log_config_for(self, topic: str) -> dict:
+        config = self.config.log_config(self.metadata.get(topic).configs)
+        return {name: getattr(config, name) for name in config.__dataclass_fields__}
+
+    def open_message(self, partitions: list[tuple[str, int]]) -> list:
+        entries = [[t, p, str(partition_dir(self.metadata.log_dir, t, p)), self.log_config_for(t)]
+                   for t, p in partitions]
+        return [b"open", orjson.dumps({"partitions": entries})]
+
+    def send_to_worker(self, worker: int, frames: list) -> bool:
+        try:
+            self.workers.send_multipart([f"worker-{worker}".encode(), *frames], copy=False)
+        except zmq.ZMQError:  # not connected (restarting): the caller answers retriably
+            return False
+        return True
+
+    def create_topic(self, name: str, partitions: int, replication_factor: int,
+                     configs: dict[str, str]) -> None:
+        typed = self._validate_topic_configs(configs)
+        del typed
+        topic = self.metadata.create(name, partitions, replication_factor, configs)
+        by_worker: dict[int, list[tuple[str, int]]] = {}
+        for p, owner in enumerate(topic.owners):
+            by_worker.setdefault(owner, []).append((name, p))
+        for worker, entries in by_worker.items():
+            self.send_to_worker(worker, self.open_message(entries))
+
+    def _validate_topic_configs(self, configs: dict[str, str]) -> dict:
+        from appliance.config import ConfigError, validate_topic_configs
+
+        try:
+            return validate_topic_configs(configs)
+        except ConfigError as exc:
+            raise InvalidConfigError(str(exc)) from None
+
+    def _topic_for_write(self, name: str) -> None:
+        """Auto-create on first use when the configuration allows it, as Kafka does."""
+        if name in self.metadata.topics:
+            return
+        if not self.config["auto.create.topics.enable"]:
+            raise UnknownTopicOrPartitionError(
+                f"topic {name!r} does not exist and auto.create.topics.enable is false; "
+                "create it first")
+        self.create_topic(name, int(self.config["num.partitions"]),
+                          int(self.config["default.replication.factor"]), {})
+
+    def _api_metadata(self, identity: bytes, request: protocol.Request) -> None:
+        names = request.fields.get("topics")
+        allow_create = request.fields.get("allow_auto_create", True)
+        topics = []
+        for name in (names if names is not None else sorted(self.metadata.topics)):
+            entry: dict[str, Any] = {"name": name}
+            try:
+                if allow_create:
+                    self._topic_for_write(name)
+                topic = self.metadata.get(name)
+            except RinglogError as exc:
+                entry.update(protocol.error_entry(exc), partitions=[])
+            else:
+                entry.update(error=None, partitions=[
+                    {"partition": p, "leader": self.config["broker.id"],
+                     "replicas": [self.config["broker.id"]], "isr": [self.config["broker.id"]]}
+                    for p in range(topic.partitions)])
+            topics.append(entry)
+        host, port = self.config.listener_host_port("listeners")
+        self._reply(identity, request, {
+            "brokers": [{"id": self.config["broker.id"], "host": host, "port": port}],
+            "topics": topics})
+
+    def _api_create_topics(self, identity: bytes, request: protocol.Request) -> None:
+        results = []
+        for spec in request.fields["topics"]:
+            entry = {"name": spec["name"]}
+            try:
+                self.create_topic(spec["name"], spec.get("partitions", 1),
+                                  spec.get("replication_factor", 1), spec.get("configs", {}))
+                entry.update(error=None)
+            except InvalidReplicationFactorError as exc:
+                entry.update(protocol.error_entry(exc))
+            except RinglogError as exc:
+                entry.update(protocol.error_entry(exc))
+            results.append(entry)
+        self._reply(identity, request, {"topics": results})
+
+    def _api_delete_topics(self, identity: bytes, request: protocol.Request) -> None:
+        results = []
+        for name in request.fields["topics"]:
+            entry = {"name": name}
+            try:
+                if not self.config["delete.topic.enable"]:
+                    raise TopicDeletionDisabledError(
+                        "topic deletion is disabled; set delete.topic.enable=true")
+                if name in INTERNAL_TOPICS:
+                    raise InvalidRequestError(f"{name} is internal and cannot be deleted")
+                topic = self.metadata.delete(name)
+                for p, owner in enumerate(topic.owners):
+                    reader = self._readers.pop((name, p), None)
+                    if reader is not None:
+                        reader.close()
+                    self.send_to_worker(owner, [b"close", orjson.dumps(
+                        {"partitions": [[name, p]], "delete": True})])
+                entry.update(error=None)
+            except RinglogError as exc:
+                entry.update(protocol.error_entry(exc))
+            results.append(entry)
+        self._reply(identity, request, {"topics": results})
+
+    def _api_alter_configs(self, identity: bytes, request: protocol.Request) -> None:
+        name = request.fields["topic"]
+        configs = request.fields["configs"]
+        self._validate_topic_configs(configs)
+        topic = self.metadata.alter(name, configs)
+        by_worker: dict[int, list[tuple[str, int]]] = {}
+        for p, owner in enumerate(topic.owners):
+            by_worker.setdefault(owner, []).append((name, p))
+        for worker, entries in by_worker.items():
+            self.send_to_worker(worker, self.open_message(entries))
+        self._reply(identity, request, {"topic": name, "configs": topic.configs})
+
+    def _api_describe_topics(self, identity: bytes, request: protocol.Request) -> None:
+        names = request.fields.get("topics")
+        topics = []
+        for name in (names if names is not None else sorted(self.metadata.topics)):
+            try:
+                topic = self.metadata.get(name)
+            except RinglogError as exc:
+                topics.append({"name": name, **protocol.error_entry(exc)})
+                continue
+            partitions = []
+            for p, owner in enumerate(topic.owners):
+                entry: dict[str, Any] = {"partition": p, "owner_worker": owner}
+                try:
+                    position = self._reader(name, p).position()
+                    entry.update(error=None, log_start_offset=position.log_start_offset,
+                                 log_end_offset=position.log_end_offset,
+                                 high_watermark=position.high_watermark)
+                except RinglogError as exc:
+                    entry.update(protocol.error_entry(exc))
+                entry["size_bytes"] = _disk_usage(partition_dir(self.metadata.log_dir, name, p))
+                partitions.append(entry)
+            topics.append({"name": name, "error": None, "partitions": partitions,
+                           "replication_factor": topic.replication_factor,
+                           "configs": topic.configs})
+        self._reply(identity, request, {"topics": topics})
+
+    # --- produce ------------------------------------------------------------------------
+
+    def _api_init_producer_id(self, identity: bytes, request: protocol.Request) -> None:
+        self._next_producer_id += 1
+        self._reply(identity, request, {"producer_id": self._next_producer_id,
+                                        "producer_epoch": 0})
+
+    def _api_produce(self, identity: bytes, request: protocol.Request) -> None:
+        acks = request.fields["acks"]
+        if acks not in (protocol.ACKS_NONE, protocol.ACKS_LEADER, protocol.ACKS_ALL):
+            raise InvalidRequiredAcksError(f"acks must be 0, 1 or -1 (all), not {acks}")
+        entries = request.fields["partitions"]
+        if len(entries) != len(request.payloads):
+            raise InvalidRequestError(
+                f"produce names {len(entries)} partitions but carries "
+                f"{len(request.payloads)} record sets; send one frame per partition")
+        if len(self._produces) >= self.max_in_flight:
+            raise ThrottlingQuotaExceededError(
+                f"{len(self._produces)} produce requests in flight; retry shortly")
+        results: list[dict | None] = [None] * len(entries)
+        by_worker: dict[int, list[int]] = {}
+        for i, (topic, partition) in enumerate(entries):
+            try:
+                if topic in INTERNAL_TOPICS:
+                    raise InvalidRequestError(f"{topic} is internal: clients cannot write to it")
+                self._topic_for_write(topic)
+                by_worker.setdefault(self.metadata.owner(topic, partition), []).append(i)
+            except RinglogError as exc:
+                results[i] = {"topic": topic, "partition": partition,
+                              **protocol.error_entry(exc), "base_offset": -1}
+        flight = _ProduceInFlight(identity, request.id, acks, results, 0)
+        for worker, indices in by_worker.items():
+            token = b"%d" % next(self._tokens)
+            body = orjson.dumps({"acks": acks, "partitions": [entries[i] for i in indices]})
+            frames = [b"produce", token, body, *(request.payloads[i] for i in indices)]
+            if worker in self.ready_workers and self.send_to_worker(worker, frames):
+                flight.parts_left += 1
+                flight.part_indices[token] = (worker, indices)
+                self._produces[token] = flight
+            else:
+                self._fail_part(flight, indices, entries, LeaderNotAvailableError(
+                    f"worker {worker} is restarting; retry"))
+        if flight.parts_left == 0:
+            self._finish_produce(flight)
+
+    @staticmethod
+    def _fail_part(flight: _ProduceInFlight, indices: list[int], entries: list,
+                   error: RinglogError) -> None:
+        for i in indices:
+            topic, partition = entries[i] if entries else ("", -1)
+            flight.results[i] = {"topic": topic, "partition": partition,
+                                 **protocol.error_entry(error), "base_offset": -1}
+
+    def on_produced(self, token: bytes, results: list[dict]) -> None:
+        flight = self._produces.pop(token, None)
+        if flight is None:
+            return
+        _, indices = flight.part_indices.pop(token)
+        for i, result in zip(indices, results, strict=True):
+            flight.results[i] = result
+        flight.parts_left -= 1
+        if flight.parts_left == 0:
+            self._finish_produce(flight)
+
+    def _finish_produce(self, flight: _ProduceInFlight) -> None:
+        if flight.acks == protocol.ACKS_NONE:
+            return
+        self._send(flight.identity, protocol.encode_response(
+            "produce", flight.request_id, {"partitions": flight.results}))
+
+    def worker_lost(self, worker: int) -> None:
+        """A worker died: its unanswered produce parts fail retriably, its maps go."""
+        self.ready_workers.discard(worker)
+        for token, flight in list(self._produces.items()):
+            owner, indices = flight.part_indices.get(token, (None, []))
+            if owner != worker:
+                continue
+            del self._produces[token]
+            del flight.part_indices[token]
+            for i in indices:
+                flight.results[i] = {"topic": "", "partition": -1, "base_offset": -1,
+                                     "error": LeaderNotAvailableError.name,
+                                     "message": f"worker {worker} died; retry"}
+            flight.parts_left -= 1
+            if flight.parts_left == 0:
+                self._finish_produce(flight)
+
+    # --- fetch ------------------------------------------------------------------------
+
+    def _reader(self, topic: str, partition: int) -> PartitionReader:
+        key = (topic, partition)
+        reader = self._readers.get(key)
+        if reader is None:
+            self.metadata.owner(topic, partition)  # raises for unknown partitions
+            try:
+                reader = PartitionReader.open(partition_dir(self.metadata.log_dir, topic,
+                                                            partition))
+            except FileNotFoundError:
+                raise LeaderNotAvailableError(
+                    f"partition {topic}-{partition} is being opened by its worker; retry"
+                ) from None
+            self._readers[key] = reader
+        return reader
+
+    def _api_fetch(self, identity: bytes, request: protocol.Request) -> None:
+        if not self._try_fetch(identity, request, final=False):
+            wait_ms = min(max(request.fields.get("max_wait_ms", 500), 0), MAX_WAIT_MS_LIMIT)
+            partitions = {(t, p) for t, p, _, _ in request.fields["partitions"]}
+            self._parked.append(_ParkedFetch(identity, request,
+                                             time.monotonic() + wait_ms / 1000, partitions))
+
+    def _try_fetch(self, identity: bytes, request: protocol.Request, final: bool) -> bool:
+        """Read every partition; reply and return True when min_bytes is met, an
+        error occurred, the request does not wait, or `final` says time is up."""
+        fields = request.fields
+        max_bytes = fields.get("max_bytes", DEFAULT_FETCH_MAX_BYTES)
+        results, payloads, total, errors = [], [], 0, False
+        for topic, partition, offset, partition_max in fields["partitions"]:
+            entry: dict[str, Any] = {"topic": topic, "partition": partition, "records": None}
+            try:
+                reader = self._reader(topic, partition)
+                position = reader.position()
+                entry.update(error=None, high_watermark=position.high_watermark,
+                             log_start_offset=position.log_start_offset,
+                             log_end_offset=position.log_end_offset)
+                budget = min(partition_max, max_bytes - total)
+                if budget > 0 or total == 0:
+                    data = reader.read(offset, max(budget, 1))
+                    if data:
+                        entry["records"] = len(payloads)
+                        payloads.append(data)
+                        total += len(data)
+            except FileNotFoundError:
+                self._readers.pop((topic, partition), None)
+                entry.update(protocol.error_entry(LeaderNotAvailableError(
+                    f"partition {topic}-{partition} is reopening; retry")))
+                errors = True
+            except (OffsetOutOfRangeError, RinglogError) as exc:
+                entry.update(protocol.error_entry(exc))
+                errors = True
+            results.append(entry)
+        done = (final or errors or total >= max(fields.get("min_bytes", 1), 1)
+                or fields.get("max_wait_ms", 500) <= 0)
+        if done:
+            self._reply(identity, request, {"partitions": results}, payloads)
+        return done
+
+    def on_positions(self, partitions: list) -> None:
+        """A worker advanced high watermarks: retry the long polls waiting on them."""
+        advanced = {(t, p) for t, p, _ in partitions}
+        still = []
+        for parked in self._parked:
+            if parked.partitions & advanced and self._try_fetch(parked.identity, parked.request,
+                                                                final=False):
+                continue
+            still.append(parked)
+        self._parked = still
+
+    def expire_fetches(self, now: float) -> None:
+        still = []
+        for parked in self._parked:
+            if parked.deadline <= now:
+                self._try_fetch(parked.identity, parked.request, final=True)
+            else:
+                still.append(parked)
+        self._parked = still
+
+    def next_deadline(self) -> float | None:
+        return min((p.deadline for p in self._parked), default=None)
+
+    # --- offsets ----------------------------------------------------------------------
+
+    def _api_list_offsets(self, identity: bytes, request: protocol.Request) -> None:
+        results = []
+        for topic, partition, timestamp in request.fields["partitions"]:
+            entry: dict[str, Any] = {"topic": topic, "partition": partition}
+            try:
+                position = self._reader(topic, partition).position()
+                if timestamp == protocol.EARLIEST:
+                    offset = position.log_start_offset
+                elif timestamp == protocol.LATEST:
+                    offset = position.high_watermark
+                else:
+                    raise InvalidRequestError(
+                        "list_offsets by timestamp is not served yet; use -2 or -1")
+                entry.update(error=None, offset=offset, timestamp=-1)
+            except FileNotFoundError:
+                entry.update(protocol.error_entry(LeaderNotAvailableError("reopening; retry")))
+            except RinglogError as exc:
+                entry.update(protocol.error_entry(exc))
+            results.append(entry)
+        self._reply(identity, request, {"partitions": results})
+
+    def _api_status(self, identity: bytes, request: protocol.Request) -> None:
+        self._reply(identity, request, {"workers": sorted(self.ready_workers),
+                                        "topics": len(self.metadata.topics)})
+
+    def close(self) -> None:
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
+
+
+def _disk_usage(directory: Path) -> int:
+    """Bytes the partition's files occupy (sparse preallocation is not counted)."""
+    try:
+        return sum(e.stat().st_blocks * 512 for e in os.scandir(directory) if e.is_file())
+    except FileNotFoundError:
+        return 0
