@@ -35,7 +35,7 @@ def serve(config_path: str | None, overrides: tuple[str, ...]) -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        code = Supervisor(config, config_path, overrides).run()
+        code = Supervisor(config).run()
     except OSError as exc:
         click.echo(f"ringlog: cannot start: {exc}", err=True)
         sys.exit(1)

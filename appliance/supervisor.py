@@ -41,11 +41,8 @@ class _Child:
 
 
 class Supervisor:
-    def __init__(self, config, config_path: str | None = None,
-                 overrides: tuple[str, ...] = ()):
+    def __init__(self, config):
         self.config = config
-        self.config_path = config_path
-        self.overrides = overrides
         self.num_workers = int(config["num.workers"])
         self.metadata = Metadata(config.log_dir, self.num_workers)
         self.context = zmq.Context()
@@ -186,32 +183,26 @@ class Supervisor:
 
     def _reload_config(self) -> None:
         """SIGHUP: take the dynamic settings; say which static ones need a restart."""
-        from appliance.config import ConfigError, format_value, load_config
+        from appliance.config import ConfigError
 
         self._reload = False
         try:
-            new = load_config(self.config_path, self.overrides)
+            new = self.config.reload()
         except ConfigError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             return
-        static = self.config.static_changes(new)
-        for key in static:
+        for key in self.config.static_changes(new):
             log.warning("%s changed; it takes effect after a restart", key)
         changes = self.config.dynamic_changes(new)
         if not changes:
             return
-        if static:  # keep the running values of what needs a restart
-            keep = tuple(f"{key}={format_value(self.config[key])}" for key in static)
-            new = load_config(self.config_path, (*self.overrides, *keep))
-        self.config = new
-        self.front_end.config = new
+        self.config = self.front_end.config = self.config.apply_dynamic(new)
         for key, (old, value) in changes.items():
             log.info("reloaded %s: %s -> %s", key, old, value)
-        for index in self.front_end.ready_workers:
+        for index in self.front_end.ready_workers:  # new log settings for every partition
             partitions = self.metadata.partitions_of(index)
             if partitions:
                 self.front_end.send_to_worker(index, self.front_end.open_message(partitions))
-
 
 def _name_process(title: str) -> None:
     try:
