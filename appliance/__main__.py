@@ -1,0 +1,5 @@
+"""`python -m appliance ...` is the `ringlog` command."""
+
+from appliance.cli import main
+
+main()

@@ -1,0 +1,48 @@
+"""Admin: topics and their configs, as Kafka's admin client offers them."""
+
+from __future__ import annotations
+
+from appliance.client.connection import DEFAULT_BOOTSTRAP, Connection, raise_for
+
+
+class Admin:
+    def __init__(self, bootstrap_servers: str | list[str] = DEFAULT_BOOTSTRAP,
+                 request_timeout_ms: int = 30_000):
+        self._connection = Connection(bootstrap_servers)
+        self.request_timeout_ms = request_timeout_ms
+
+    def _request(self, api: str, fields: dict | None = None):
+        return self._connection.request(api, fields, timeout_ms=self.request_timeout_ms)
+
+    def create_topic(self, name: str, partitions: int = 1, replication_factor: int = 1,
+                     configs: dict[str, str] | None = None) -> None:
+        response = self._request("create_topics", {"topics": [{
+            "name": name, "partitions": partitions, "replication_factor": replication_factor,
+            "configs": {k: str(v) for k, v in (configs or {}).items()}}]})
+        raise_for(response.fields["topics"][0])
+
+    def delete_topic(self, name: str) -> None:
+        raise_for(self._request("delete_topics", {"topics": [name]}).fields["topics"][0])
+
+    def list_topics(self) -> list[str]:
+        response = self._request("metadata", {"topics": None, "allow_auto_create": False})
+        return [t["name"] for t in response.fields["topics"]]
+
+    def describe_topic(self, name: str) -> dict:
+        entry = self._request("describe_topics", {"topics": [name]}).fields["topics"][0]
+        raise_for(entry)
+        return entry
+
+    def alter_configs(self, name: str, configs: dict[str, str]) -> dict[str, str]:
+        response = self._request("alter_configs", {
+            "topic": name, "configs": {k: str(v) for k, v in configs.items()}})
+        return response.fields["configs"]
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> Admin:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

@@ -1,0 +1,273 @@
+"""The producer: records in, Kafka record batches out, futures back.
+
+`send()` places a record in its partition's open batch and returns a Future.
+A sender thread closes batches when they reach `batch_size` bytes or have
+waited `linger_ms`, encodes each once (shm.records.encode_batch, compressed
+as asked), and sends every ready batch in one produce request. Retriable
+errors resend the same encoded batch after `retry_backoff_ms`, until
+`delivery_timeout_ms`; other errors fail the batch's futures.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from appliance import protocol
+from appliance.client.connection import DEFAULT_BOOTSTRAP, Connection, raise_for
+from appliance.errors import RequestTimedOutError, error_for
+from appliance.partitioner import DefaultPartitioner, Partitioner, choose_partition
+from shm.errors import RinglogError
+from shm.records import Record, encode_batch
+
+ACKS = {"all": protocol.ACKS_ALL, -1: protocol.ACKS_ALL, "-1": protocol.ACKS_ALL,
+        1: protocol.ACKS_LEADER, "1": protocol.ACKS_LEADER,
+        0: protocol.ACKS_NONE, "0": protocol.ACKS_NONE}
+RECORD_OVERHEAD = 16  # a record's varints and attributes, for sizing batches
+
+
+@dataclass(frozen=True, slots=True)
+class RecordMetadata:
+    """Where a record landed."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+
+
+@dataclass
+class _Batch:
+    topic: str
+    partition: int
+    created: float
+    records: list[Record] = field(default_factory=list)
+    futures: list[Future] = field(default_factory=list)
+    size: int = 0
+    encoded: bytes | None = None
+    deadline: float = 0.0  # delivery timeout
+    retry_at: float = 0.0
+
+
+class Producer:
+    """Kafka-style producer; thread-safe."""
+
+    def __init__(self, bootstrap_servers: str | list[str] = DEFAULT_BOOTSTRAP, *,
+                 acks: int | str = "all", linger_ms: float = 5, batch_size: int = 65536,
+                 compression_type: str | None = None,
+                 partitioner: Partitioner | None = None, retry_backoff_ms: int = 100,
+                 delivery_timeout_ms: int = 120_000, request_timeout_ms: int = 30_000,
+                 max_in_flight_requests: int = 5):
+        if acks not in ACKS:
+            raise ValueError(f"acks must be 0, 1 or 'all', not {acks!r}")
+        self.acks = ACKS[acks]
+        self.linger_s = linger_ms / 1000
+        self.batch_size = batch_size
+        self.compression = compression_type or "none"
+        self.partitioner = partitioner or DefaultPartitioner()
+        self.retry_backoff_s = retry_backoff_ms / 1000
+        self.delivery_timeout_s = delivery_timeout_ms / 1000
+        self.request_timeout_ms = request_timeout_ms
+        self.max_in_flight = max_in_flight_requests
+        self._connection = Connection(bootstrap_servers)
+        self._partitions: dict[str, int] = {}
+        self._open: dict[tuple[str, int], _Batch] = {}
+        self._retries: list[_Batch] = []
+        self._in_flight = 0
+        self._unfinished = 0
+        self._lock = threading.Condition()
+        self._closing = False
+        self._sender = threading.Thread(target=self._run, name="ringlog-producer", daemon=True)
+        self._sender.start()
+
+    # --- the caller's side -------------------------------------------------------------
+
+    def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+             partition: int | None = None, timestamp: int | None = None,
+             headers: list[tuple[str, bytes | None]] | None = None,
+             on_delivery: Callable[[Exception | None, RecordMetadata | None], None] | None = None,
+             ) -> Future:
+        """Queue one record; the Future resolves to its RecordMetadata.
+
+        `on_delivery(error, metadata)` is called once it is acknowledged or
+        has failed, from the producer's own thread.
+        """
+        future: Future = Future()
+        if on_delivery is not None:
+            future.add_done_callback(lambda f: _deliver(f, on_delivery))
+        try:
+            count = self.partitions_for_topic(topic)
+            chosen = choose_partition(self.partitioner, topic, key, count, partition)
+        except (RinglogError, ValueError) as exc:
+            future.set_exception(exc)
+            return future
+        record = Record(value=value, key=key,
+                        timestamp=int(time.time() * 1000) if timestamp is None else timestamp,
+                        headers=tuple(headers or ()))
+        size = (len(value or b"") + len(key or b"") + RECORD_OVERHEAD
+                + sum(len(k) + len(v or b"") for k, v in record.headers))
+        with self._lock:
+            if self._closing:
+                future.set_exception(RuntimeError("the producer is closed"))
+                return future
+            batch = self._open.get((topic, chosen))
+            if batch is None:
+                batch = self._open[(topic, chosen)] = _Batch(topic, chosen, time.monotonic())
+            batch.records.append(record)
+            batch.futures.append(future)
+            batch.size += size
+            self._unfinished += 1
+            if batch.size >= self.batch_size:
+                self._close_batch(batch)
+                self._lock.notify()
+            elif len(batch.records) == 1:
+                self._lock.notify()  # the sender must learn this batch's linger deadline
+        return future
+
+    def partitions_for_topic(self, topic: str) -> int:
+        """The topic's partition count (a metadata request the first time)."""
+        count = self._partitions.get(topic)
+        if count is None:
+            response = self._connection.request("metadata", {"topics": [topic]},
+                                                 timeout_ms=self.request_timeout_ms)
+            entry = response.fields["topics"][0]
+            raise_for(entry)
+            count = self._partitions[topic] = len(entry["partitions"])
+        return count
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Send everything queued and wait until each record is acknowledged or failed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            for batch in list(self._open.values()):
+                self._close_batch(batch)
+            self._lock.notify_all()
+            while self._unfinished:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise RequestTimedOutError(f"{self._unfinished} records still unsent")
+                self._lock.wait(remaining if remaining is not None else 0.1)
+
+    def close(self, timeout: float | None = None) -> None:
+        try:
+            self.flush(timeout)
+        finally:
+            with self._lock:
+                self._closing = True
+                self._lock.notify_all()
+            self._sender.join(5)
+            self._connection.close()
+
+    def __enter__(self) -> Producer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # --- the sender thread -------------------------------------------------------------
+
+    def _close_batch(self, batch: _Batch) -> None:
+        """Take a batch out of the open set: it is ready to go. Caller holds the lock."""
+        if self._open.get((batch.topic, batch.partition)) is batch:
+            del self._open[(batch.topic, batch.partition)]
+            on_new_batch = getattr(self.partitioner, "on_new_batch", None)
+            if on_new_batch is not None:
+                on_new_batch(batch.topic, batch.partition)
+            batch.deadline = time.monotonic() + self.delivery_timeout_s
+            self._retries.append(batch)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                ready = self._collect_ready()
+                while not ready and not self._closing:
+                    self._lock.wait(self._wait_s())
+                    ready = self._collect_ready()
+                if not ready and self._closing:
+                    return
+                self._in_flight += 1
+            self._send(ready)
+
+    def _wait_s(self) -> float:
+        now = time.monotonic()
+        times = [b.created + self.linger_s for b in self._open.values()]
+        times += [b.retry_at for b in self._retries]
+        return max(0.0005, min(times) - now) if times else 0.5
+
+    def _collect_ready(self) -> list[_Batch]:
+        """Batches to send now: closed ones whose retry time has come, and open
+        ones that have lingered long enough. Caller holds the lock."""
+        if self._in_flight >= self.max_in_flight:
+            return []
+        now = time.monotonic()
+        for batch in list(self._open.values()):
+            if now - batch.created >= self.linger_s:
+                self._close_batch(batch)
+        ready = [b for b in self._retries if b.retry_at <= now]
+        taken = {(b.topic, b.partition) for b in ready}
+        if len(taken) < len(ready):  # one batch per partition per request keeps order
+            unique, seen = [], set()
+            for b in ready:
+                if (b.topic, b.partition) not in seen:
+                    seen.add((b.topic, b.partition))
+                    unique.append(b)
+            ready = unique
+        for b in ready:
+            self._retries.remove(b)
+        return ready
+
+    def _send(self, batches: list[_Batch]) -> None:
+        payloads = []
+        for batch in batches:
+            if batch.encoded is None:
+                batch.encoded = encode_batch(batch.records, compression=self.compression)
+            payloads.append(batch.encoded)
+        fields = {"acks": self.acks, "timeout_ms": self.request_timeout_ms,
+                  "partitions": [[b.topic, b.partition] for b in batches]}
+        future = self._connection.submit("produce", fields, payloads,
+                                         timeout_ms=self.request_timeout_ms,
+                                         expect_reply=self.acks != protocol.ACKS_NONE)
+        future.add_done_callback(lambda f: self._on_reply(f, batches))
+
+    def _on_reply(self, future: Future, batches: list[_Batch]) -> None:
+        try:
+            response = future.result()
+        except RinglogError as exc:
+            results = [{"error": exc.name, "message": str(exc)}] * len(batches)
+        else:
+            results = (response.fields["partitions"] if response is not None
+                       else [{"error": None, "base_offset": -1}] * len(batches))
+        with self._lock:
+            self._in_flight -= 1
+            for batch, result in zip(batches, results, strict=True):
+                self._settle(batch, result)
+            self._lock.notify_all()
+
+    def _settle(self, batch: _Batch, result: dict) -> None:
+        """Resolve a batch's futures, or put it back for a retry. Caller holds the lock."""
+        name = result.get("error")
+        if name:
+            error = error_for(name, result.get("message", ""))
+            if name == "UNKNOWN_TOPIC_OR_PARTITION":
+                self._partitions.pop(batch.topic, None)
+            if error.retriable and time.monotonic() + self.retry_backoff_s < batch.deadline:
+                batch.retry_at = time.monotonic() + self.retry_backoff_s
+                self._retries.append(batch)
+                return
+            for f in batch.futures:
+                f.set_exception(error)
+        else:
+            base = result.get("base_offset", -1)
+            for i, (record, f) in enumerate(zip(batch.records, batch.futures, strict=True)):
+                offset = base + i if base >= 0 else -1
+                f.set_result(RecordMetadata(batch.topic, batch.partition, offset,
+                                            record.timestamp or -1))
+        self._unfinished -= len(batch.futures)
+
+
+def _deliver(future: Future, callback: Callable) -> None:
+    error = future.exception()
+    callback(error, None if error else future.result())

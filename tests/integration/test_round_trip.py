@@ -1,0 +1,136 @@
+"""Produce and consume through a real appliance: what is acknowledged comes back, in order."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from appliance.client import Admin, Consumer, Producer
+from appliance.errors import (
+    InvalidReplicationFactorError,
+    InvalidTopicError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
+
+
+def read_all(bootstrap: str, topic: str, partitions: int, expected: int,
+             timeout_s: float = 20) -> list:
+    consumer = Consumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer.assign([(topic, p) for p in range(partitions)])
+    messages = []
+    deadline = time.monotonic() + timeout_s
+    while len(messages) < expected and time.monotonic() < deadline:
+        messages += consumer.poll(timeout_ms=500)
+    consumer.close()
+    return messages
+
+
+def test_synchronous_sends_come_back_in_order_with_their_offsets(appliance):
+    with Admin(appliance.bootstrap) as admin:
+        admin.create_topic("orders", partitions=3)
+    with Producer(appliance.bootstrap, acks="all", linger_ms=2) as producer:
+        sent = [producer.send("orders", value=b"v%d" % i, key=b"k%d" % (i % 7),
+                              headers=[("h", b"%d" % i)]).result(timeout=10)
+                for i in range(60)]
+    by_partition: dict[int, list] = {}
+    for md in sent:
+        by_partition.setdefault(md.partition, []).append(md.offset)
+    for offsets in by_partition.values():
+        assert offsets == list(range(len(offsets)))  # dense, in send order
+    messages = read_all(appliance.bootstrap, "orders", 3, 60)
+    assert len(messages) == 60
+    got = {(m.partition, m.offset): (m.key, m.value, m.headers) for m in messages}
+    for i, md in enumerate(sent):
+        assert got[(md.partition, md.offset)] == (b"k%d" % (i % 7), b"v%d" % i,
+                                                   (("h", b"%d" % i),))
+    for m in messages:
+        assert m.next_offset == m.offset + 1 and m.high_watermark >= m.next_offset
+
+
+def test_the_same_key_always_lands_in_the_same_partition(appliance):
+    with Producer(appliance.bootstrap, acks=1) as producer:
+        results = [producer.send("keys", b"x", key=b"user-42").result(10) for _ in range(5)]
+    assert len({md.partition for md in results}) == 1
+
+
+def test_asynchronous_sends_report_through_callbacks_and_flush(appliance):
+    delivered, lock = [], threading.Lock()
+
+    def on_delivery(error, metadata):
+        with lock:
+            delivered.append((error, metadata))
+
+    producer = Producer(appliance.bootstrap, acks="all", linger_ms=20, batch_size=4096,
+                        compression_type="lz4")
+    for i in range(500):
+        producer.send("async", value=b"%05d" % i, on_delivery=on_delivery)
+    producer.flush(timeout=30)
+    producer.close()
+    assert len(delivered) == 500
+    assert all(error is None for error, _ in delivered)
+    messages = read_all(appliance.bootstrap, "async", 1, 500)
+    assert sorted(m.value for m in messages) == [b"%05d" % i for i in range(500)]
+
+
+def test_fire_and_forget_sends_arrive(appliance):
+    with Producer(appliance.bootstrap, acks=0) as producer:
+        for i in range(100):
+            producer.send("fnf", value=b"%d" % i)
+    assert len(read_all(appliance.bootstrap, "fnf", 1, 100)) == 100
+
+
+def test_a_waiting_consumer_gets_records_produced_later(appliance):
+    with Admin(appliance.bootstrap) as admin:
+        admin.create_topic("later")
+    consumer = Consumer(bootstrap_servers=appliance.bootstrap, auto_offset_reset="latest")
+    consumer.assign([("later", 0)])
+    assert consumer.poll(timeout_ms=200) == []
+    assert consumer.position("later", 0) == 0
+
+    def produce_soon():
+        time.sleep(0.3)
+        with Producer(appliance.bootstrap) as producer:
+            producer.send("later", b"hello").result(10)
+
+    thread = threading.Thread(target=produce_soon)
+    thread.start()
+    messages = consumer.poll(timeout_ms=10_000)
+    thread.join()
+    consumer.close()
+    assert [m.value for m in messages] == [b"hello"]
+
+
+def test_seek_reads_from_any_offset(appliance):
+    with Producer(appliance.bootstrap) as producer:
+        for i in range(20):
+            producer.send("seek", b"%d" % i, partition=0)
+    consumer = Consumer(bootstrap_servers=appliance.bootstrap)
+    consumer.assign([("seek", 0)])
+    consumer.seek("seek", 0, 13)
+    messages = consumer.poll(timeout_ms=5000)
+    assert [m.offset for m in messages] == list(range(13, 20))
+    consumer.seek_to_beginning()
+    assert consumer.poll(timeout_ms=5000)[0].offset == 0
+    consumer.close()
+
+
+def test_admin_manages_topics_with_kafka_errors(appliance):
+    with Admin(appliance.bootstrap) as admin:
+        admin.create_topic("managed", partitions=4, configs={"retention.ms": 60000})
+        assert "managed" in admin.list_topics()
+        described = admin.describe_topic("managed")
+        assert [p["partition"] for p in described["partitions"]] == [0, 1, 2, 3]
+        assert described["configs"] == {"retention.ms": "60000"}
+        with pytest.raises(TopicAlreadyExistsError):
+            admin.create_topic("managed")
+        with pytest.raises(InvalidReplicationFactorError, match="number of brokers"):
+            admin.create_topic("replicated", replication_factor=3)
+        with pytest.raises(InvalidTopicError):
+            admin.create_topic("bad/name")
+        admin.delete_topic("managed")
+        assert "managed" not in admin.list_topics()
+        with pytest.raises(UnknownTopicOrPartitionError):
+            admin.describe_topic("managed")
