@@ -1,0 +1,592 @@
+"""The consumer-group coordinator: pure, sans-IO logic.
+
+No sockets, no threads, no clock: the server calls these methods from its event
+loop, passes the time in as ``now_ms`` and turns the errors below into Kafka error
+replies. Committed offsets are the server's business; this module only decides
+whether a commit is allowed (``check_commit``).
+
+Protocol (cooperative, incremental, assignment computed here)
+-------------------------------------------------------------
+* ``join`` adds a member (or updates a known member's subscription). Every change
+  of membership or subscription recomputes the group's *target* assignment with the
+  group's assignor and bumps the generation.
+* Each member then calls ``heartbeat`` every few seconds with the partitions it
+  *owns*: those of its last view's ``assignment`` plus any revoked partition whose
+  offsets it has not committed yet. The reply is a ``MemberView``:
+
+  - ``assignment``: what the member may consume now. A target partition is handed
+    out only when no other member owns it.
+  - ``revoke``: partitions the member owns that are no longer in its target. It
+    stops fetching them at once (they are not in ``assignment``), commits their
+    offsets, and leaves them out of ``owned`` in its next heartbeat. Only then can
+    the next owner get them: this two-step release is what makes a clean rebalance
+    deliver no record twice.
+
+The coordinator's record of what a member owns only shrinks by the member's
+reports and only grows by what a view hands out (a report never adds a partition:
+a member cannot claim what it was not given). So the owned sets of the members of
+a group are always disjoint, and since each member's ``assignment`` is a subset of
+what it owns, no partition is in two members' assignments at the same time.
+Contract for the client: at most one join/heartbeat in flight per member, and a
+member that gets ``UNKNOWN_MEMBER_ID`` has lost its partitions: it stops fetching
+all of them (its commits are fenced) and joins again without a member id.
+
+Session timeouts: a member is evicted by ``expire(now_ms)`` once
+``now_ms >= last join/heartbeat + session_timeout_ms``; until the server's timer
+calls ``expire``, a late heartbeat still counts. An evicted or departed member's
+partitions are free at once.
+
+Groups that lose their last member stay known in state ``Empty`` (the generation
+keeps counting, so a zombie from an earlier generation stays fenced) until the
+server calls ``delete_group``. A group this coordinator has never seen is
+described as state ``Dead`` with no members, as Kafka's DescribeGroups (v0-v5)
+answers for a group it does not know; the server may hold committed offsets for
+such a group (offsets-only consumers), which is outside this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import uuid4
+
+from appliance.assignors import ASSIGNORS, DEFAULT_ASSIGNOR, TopicPartition
+from shm.errors import RinglogError
+
+__all__ = [
+    "GroupCoordinator",
+    "GroupIdNotFoundError",
+    "IllegalGenerationError",
+    "InconsistentGroupProtocolError",
+    "InvalidGroupIdError",
+    "InvalidSessionTimeoutError",
+    "MemberView",
+    "NonEmptyGroupError",
+    "RebalanceInProgressError",
+    "UnknownMemberIdError",
+    "UnsupportedAssignorError",
+]
+
+PROTOCOL_TYPE = "consumer"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class IllegalGenerationError(RinglogError):
+    """A commit carries a generation that is not the group's current one."""
+
+    code = 22
+    name = "ILLEGAL_GENERATION"
+
+
+class InconsistentGroupProtocolError(RinglogError):
+    """A member asks for an assignor different from the one the group uses."""
+
+    code = 23
+    name = "INCONSISTENT_GROUP_PROTOCOL"
+
+
+class InvalidGroupIdError(RinglogError):
+    """The group id is empty or not a string."""
+
+    code = 24
+    name = "INVALID_GROUP_ID"
+
+
+class UnknownMemberIdError(RinglogError):
+    """The member is not (or no longer) in the group: it left or was evicted."""
+
+    code = 25
+    name = "UNKNOWN_MEMBER_ID"
+
+
+class InvalidSessionTimeoutError(RinglogError):
+    """The session timeout is outside the coordinator's allowed range."""
+
+    code = 26
+    name = "INVALID_SESSION_TIMEOUT"
+
+
+class RebalanceInProgressError(RinglogError):
+    """Kafka's REBALANCE_IN_PROGRESS; defined for the server, never raised here.
+
+    The cooperative protocol never blocks a member during a rebalance: a heartbeat
+    reply simply carries the new generation, revocations and assignment.
+    """
+
+    code = 27
+    name = "REBALANCE_IN_PROGRESS"
+
+
+class NonEmptyGroupError(RinglogError):
+    """A group with members cannot be deleted."""
+
+    code = 68
+    name = "NON_EMPTY_GROUP"
+
+
+class GroupIdNotFoundError(RinglogError):
+    """The coordinator does not know the group."""
+
+    code = 69
+    name = "GROUP_ID_NOT_FOUND"
+
+
+class UnsupportedAssignorError(RinglogError):
+    """The requested assignor is not one of ``appliance.assignors.ASSIGNORS``."""
+
+    code = 112
+    name = "UNSUPPORTED_ASSIGNOR"
+
+
+# --------------------------------------------------------------------------- views
+
+
+@dataclass(frozen=True)
+class MemberView:
+    """What one member learns from a join or heartbeat.
+
+    ``assignment``: the partitions it may consume now, sorted.
+    ``revoke``: partitions it owns but must give up: commit, stop, report released.
+    ``rebalancing``: some partition in the group still waits to be released by its
+    previous owner (members may heartbeat more often until it is False).
+    ``members``: how many members the group has.
+    ``pending``: target partitions it will get once their previous owner releases
+    them (not in ``assignment`` yet).
+    """
+
+    member_id: str
+    generation_id: int
+    assignment: tuple[TopicPartition, ...]
+    revoke: tuple[TopicPartition, ...]
+    rebalancing: bool
+    members: int
+    pending: tuple[TopicPartition, ...] = ()
+
+
+@dataclass
+class _Member:
+    member_id: str
+    client_id: str
+    topics: tuple[str, ...]
+    session_timeout_ms: int
+    last_seen_ms: int
+    target: set[TopicPartition] = field(default_factory=set)
+    owned: set[TopicPartition] = field(default_factory=set)
+
+    @property
+    def deadline_ms(self) -> int:
+        return self.last_seen_ms + self.session_timeout_ms
+
+
+@dataclass
+class _Group:
+    group_id: str
+    generation_id: int = 0
+    assignor: str | None = None
+    members: dict[str, _Member] = field(default_factory=dict)  # in join order
+    partition_counts: dict[str, int] = field(default_factory=dict)
+
+    def rebalancing(self) -> bool:
+        return any(m.owned - m.target for m in self.members.values())
+
+    def state(self) -> str:
+        if not self.members:
+            return "Empty"
+        if all(m.owned == m.target for m in self.members.values()):
+            return "Stable"
+        return "Reconciling"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _sorted(tps: Iterable[TopicPartition]) -> tuple[TopicPartition, ...]:
+    return tuple(sorted(tps))
+
+
+def _partition_set(owned: Iterable[Any]) -> set[TopicPartition]:
+    result: set[TopicPartition] = set()
+    for item in owned:
+        try:
+            topic, partition = item
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"owned partitions must be (topic, partition) pairs, got {item!r}"
+            ) from None
+        if not isinstance(topic, str) or not isinstance(partition, int) or isinstance(
+            partition, bool
+        ):
+            raise TypeError(f"owned partitions must be (str, int) pairs, got {item!r}")
+        result.add((topic, partition))
+    return result
+
+
+def _default_member_id(client_id: str) -> str:
+    return f"{client_id or 'member'}-{uuid4().hex}"
+
+
+# --------------------------------------------------------------------------- coordinator
+
+
+class GroupCoordinator:
+    """Consumer groups of one broker: membership, target assignments, fencing.
+
+    ``partitions_for(topic)`` returns a topic's partition count, or None when the
+    topic does not exist (it then contributes no partitions until it is created
+    and the server calls ``topics_changed``).
+    """
+
+    def __init__(
+        self,
+        partitions_for: Callable[[str], int | None],
+        min_session_timeout_ms: int = 6000,
+        max_session_timeout_ms: int = 1800000,
+        *,
+        member_id_factory: Callable[[str], str] = _default_member_id,
+    ) -> None:
+        if not 0 < min_session_timeout_ms <= max_session_timeout_ms:
+            raise ValueError(
+                "need 0 < min_session_timeout_ms <= max_session_timeout_ms, got "
+                f"{min_session_timeout_ms} and {max_session_timeout_ms}"
+            )
+        self._partitions_for = partitions_for
+        self.min_session_timeout_ms = min_session_timeout_ms
+        self.max_session_timeout_ms = max_session_timeout_ms
+        self._new_member_id = member_id_factory
+        self._groups: dict[str, _Group] = {}
+
+    # ------------------------------------------------------------------ membership
+
+    def join(
+        self,
+        group_id: str,
+        member_id: str | None,
+        topics: list[str],
+        session_timeout_ms: int,
+        assignor: str,
+        now_ms: int,
+        client_id: str = "",
+    ) -> MemberView:
+        """Join a group (``member_id`` None or "") or update a member's subscription.
+
+        A new member gets a generated id (``<client_id or "member">-<uuid4 hex>``).
+        A join with an id the group does not know raises UnknownMemberIdError: the
+        member was evicted or the coordinator restarted; it joins again without an
+        id. The first member of an empty group picks the assignor; a different one
+        from another member raises InconsistentGroupProtocolError. A join that
+        changes nothing (a retry) does not start a new generation.
+        """
+        _check_group_id(group_id)
+        self._check_session_timeout(session_timeout_ms)
+        if assignor not in ASSIGNORS:
+            raise UnsupportedAssignorError(
+                f"unknown assignor {assignor!r}; supported: {', '.join(sorted(ASSIGNORS))}"
+            )
+        subscription = _topic_tuple(topics)
+        group = self._groups.get(group_id)
+        if member_id and (group is None or member_id not in group.members):
+            raise UnknownMemberIdError(
+                f"member {member_id!r} is not in group {group_id!r}; join without a member id"
+            )
+        others = [m for m in (group.members if group else ()) if m != member_id]
+        if group is not None and others and assignor != group.assignor:
+            raise InconsistentGroupProtocolError(
+                f"group {group_id!r} uses assignor {group.assignor!r}, not {assignor!r}"
+            )
+        if group is None:
+            group = self._groups[group_id] = _Group(group_id)
+
+        changed = group.assignor != assignor
+        group.assignor = assignor
+        if member_id:
+            member = group.members[member_id]
+            changed = changed or member.topics != subscription
+            member.topics = subscription
+            member.session_timeout_ms = session_timeout_ms
+            member.last_seen_ms = now_ms
+            if client_id:
+                member.client_id = client_id
+        else:
+            new_id = self._new_member_id(client_id)
+            if any(new_id in g.members for g in self._groups.values()):
+                raise RuntimeError(f"member id factory returned a duplicate id {new_id!r}")
+            member = _Member(new_id, client_id, subscription, session_timeout_ms, now_ms)
+            group.members[new_id] = member
+            changed = True
+        if changed:
+            self._reassign(group, membership_changed=True)
+        return self._view(group, member)
+
+    def heartbeat(
+        self,
+        group_id: str,
+        member_id: str,
+        generation_id: int,
+        owned: Iterable[TopicPartition],
+        now_ms: int,
+    ) -> MemberView:
+        """Refresh the member's session, record what it owns, return its view.
+
+        ``owned`` is what the member holds now; partitions it leaves out are
+        released (this is how it acknowledges a revocation). A partition it was
+        never handed is ignored. A generation older than the group's is fine (the
+        view carries the new one); a newer one raises IllegalGenerationError.
+        """
+        _check_group_id(group_id)
+        group, member = self._member(group_id, member_id)
+        if generation_id > group.generation_id:
+            raise IllegalGenerationError(
+                f"generation {generation_id} is newer than group {group_id!r}'s "
+                f"{group.generation_id}"
+            )
+        member.owned &= _partition_set(owned)
+        member.last_seen_ms = now_ms
+        return self._view(group, member)
+
+    def leave(self, group_id: str, member_id: str, now_ms: int) -> None:
+        """Remove a member: its partitions are free at once, the group rebalances.
+
+        The member is expected to have committed and stopped fetching first.
+        """
+        _check_group_id(group_id)
+        group, _ = self._member(group_id, member_id)
+        del group.members[member_id]
+        self._reassign(group, membership_changed=True)
+
+    def expire(self, now_ms: int) -> list[tuple[str, str]]:
+        """Evict every member whose session has run out; return (group, member) pairs.
+
+        A member expires when ``now_ms >= last join/heartbeat + session_timeout_ms``.
+        Its partitions are free at once and its group rebalances.
+        """
+        evicted: list[tuple[str, str]] = []
+        for group_id in sorted(self._groups):
+            group = self._groups[group_id]
+            dead = sorted(m.member_id for m in group.members.values() if now_ms >= m.deadline_ms)
+            for member_id in dead:
+                del group.members[member_id]
+                evicted.append((group_id, member_id))
+            if dead:
+                self._reassign(group, membership_changed=True)
+        return evicted
+
+    def next_deadline_ms(self) -> int | None:
+        """The earliest session expiry of any member, or None with no members."""
+        deadlines = [m.deadline_ms for g in self._groups.values() for m in g.members.values()]
+        return min(deadlines) if deadlines else None
+
+    # ------------------------------------------------------------------ commits
+
+    def check_commit(self, group_id: str, member_id: str | None, generation_id: int) -> None:
+        """Raise unless an offset commit for the group may go ahead.
+
+        * No member id and a negative generation (-1): a standalone commit from a
+          consumer that assigns partitions itself. Allowed while the group has no
+          members (unknown or Empty); refused with UnknownMemberIdError while it has
+          members, as Kafka refuses it, so it cannot overwrite a live group's offsets.
+        * Otherwise the member must be in the group (else UnknownMemberIdError: it
+          left or was evicted) and ``generation_id`` must be the group's current
+          generation (else IllegalGenerationError: a zombie of an older generation).
+          A member learns the current generation from its heartbeat view.
+        """
+        _check_group_id(group_id)
+        group = self._groups.get(group_id)
+        if not member_id and generation_id < 0:
+            if group is None or not group.members:
+                return
+            raise UnknownMemberIdError(
+                f"group {group_id!r} has active members; a commit without a member id "
+                "and generation is refused"
+            )
+        if group is None or not member_id or member_id not in group.members:
+            raise UnknownMemberIdError(f"member {member_id!r} is not in group {group_id!r}")
+        if generation_id != group.generation_id:
+            raise IllegalGenerationError(
+                f"generation {generation_id} is not group {group_id!r}'s current "
+                f"generation {group.generation_id}"
+            )
+
+    # ------------------------------------------------------------------ metadata
+
+    def topics_changed(self) -> list[str]:
+        """Re-read partition counts; rebalance groups whose topics changed.
+
+        Call after a topic is created or deleted or gains partitions. Returns the
+        ids of the groups whose target assignment changed (their generation bumps).
+        """
+        changed: list[str] = []
+        for group_id in sorted(self._groups):
+            group = self._groups[group_id]
+            if (
+                group.members
+                and self._counts(group) != group.partition_counts
+                and self._reassign(group, membership_changed=False)
+            ):
+                changed.append(group_id)
+        return changed
+
+    # ------------------------------------------------------------------ admin
+
+    def describe(self, group_id: str) -> dict[str, Any]:
+        """The group's state, assignor, generation and members.
+
+        ``state`` is "Empty" (no members), "Stable" (every member owns exactly its
+        target), "Reconciling" (partitions are moving between members) or, for a
+        group this coordinator does not know, "Dead" with no members, as Kafka's
+        DescribeGroups answers (error NONE) for an unknown group.
+        Per member: ``assignment`` (its target), ``owned`` (what it holds now, as
+        far as the coordinator knows), ``pending`` and ``revoke``.
+        """
+        _check_group_id(group_id)
+        group = self._groups.get(group_id)
+        if group is None:
+            return {
+                "group_id": group_id,
+                "state": "Dead",
+                "protocol_type": "",
+                "assignor": "",
+                "generation_id": -1,
+                "members": [],
+            }
+        owners = self._owners(group)
+        return {
+            "group_id": group_id,
+            "state": group.state(),
+            "protocol_type": PROTOCOL_TYPE if group.members else "",
+            "assignor": group.assignor or "",
+            "generation_id": group.generation_id,
+            "members": [
+                {
+                    "member_id": m.member_id,
+                    "client_id": m.client_id,
+                    "topics": list(m.topics),
+                    "session_timeout_ms": m.session_timeout_ms,
+                    "last_heartbeat_ms": m.last_seen_ms,
+                    "assignment": _sorted(m.target),
+                    "owned": _sorted(m.owned),
+                    "pending": _sorted(
+                        tp for tp in m.target if owners.get(tp, m.member_id) != m.member_id
+                    ),
+                    "revoke": _sorted(m.owned - m.target),
+                }
+                for m in sorted(group.members.values(), key=lambda m: m.member_id)
+            ],
+        }
+
+    def list_groups(self) -> list[dict[str, Any]]:
+        """Every group this coordinator knows (including Empty ones), by group id."""
+        return [
+            {
+                "group_id": g.group_id,
+                "state": g.state(),
+                "protocol_type": PROTOCOL_TYPE if g.members else "",
+                "assignor": g.assignor or "",
+                "generation_id": g.generation_id,
+                "members": len(g.members),
+            }
+            for g in sorted(self._groups.values(), key=lambda g: g.group_id)
+        ]
+
+    def delete_group(self, group_id: str) -> None:
+        """Forget an Empty group (Kafka's DeleteGroups; the server drops its offsets).
+
+        Raises GroupIdNotFoundError for an unknown group, NonEmptyGroupError while
+        it has members.
+        """
+        _check_group_id(group_id)
+        group = self._groups.get(group_id)
+        if group is None:
+            raise GroupIdNotFoundError(f"group {group_id!r} does not exist")
+        if group.members:
+            raise NonEmptyGroupError(f"group {group_id!r} has {len(group.members)} members")
+        del self._groups[group_id]
+
+    # ------------------------------------------------------------------ internals
+
+    def _check_session_timeout(self, session_timeout_ms: int) -> None:
+        if (
+            not isinstance(session_timeout_ms, int)
+            or isinstance(session_timeout_ms, bool)
+            or not self.min_session_timeout_ms <= session_timeout_ms <= self.max_session_timeout_ms
+        ):
+            raise InvalidSessionTimeoutError(
+                f"session timeout {session_timeout_ms!r} ms is outside "
+                f"[{self.min_session_timeout_ms}, {self.max_session_timeout_ms}]"
+            )
+
+    def _member(self, group_id: str, member_id: str) -> tuple[_Group, _Member]:
+        group = self._groups.get(group_id)
+        member = group.members.get(member_id) if group is not None and member_id else None
+        if group is None or member is None:
+            raise UnknownMemberIdError(f"member {member_id!r} is not in group {group_id!r}")
+        return group, member
+
+    def _counts(self, group: _Group) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for topic in sorted({t for m in group.members.values() for t in m.topics}):
+            n = self._partitions_for(topic)
+            counts[topic] = n if isinstance(n, int) and n > 0 else 0
+        return counts
+
+    def _reassign(self, group: _Group, *, membership_changed: bool) -> bool:
+        """Recompute the group's target assignment; bump the generation when the
+        membership changed or the target did. Returns whether the target changed."""
+        if not group.members:
+            group.partition_counts = {}
+            group.assignor = None  # the next first member picks again, as in Kafka
+            group.generation_id += 1
+            return True
+        group.partition_counts = self._counts(group)
+        assign = ASSIGNORS[group.assignor or DEFAULT_ASSIGNOR]
+        new = assign(
+            {m.member_id: m.topics for m in group.members.values()},
+            group.partition_counts,
+            {m.member_id: set(m.target) for m in group.members.values()},
+        )
+        target_changed = False
+        for member in group.members.values():
+            target = new.get(member.member_id, set())
+            if target != member.target:
+                member.target = set(target)
+                target_changed = True
+        if membership_changed or target_changed:
+            group.generation_id += 1
+        return target_changed
+
+    @staticmethod
+    def _owners(group: _Group) -> dict[TopicPartition, str]:
+        return {tp: m.member_id for m in group.members.values() for tp in m.owned}
+
+    def _view(self, group: _Group, member: _Member) -> MemberView:
+        owners = self._owners(group)
+        mine = member.member_id
+        assignment = {tp for tp in member.target if owners.get(tp, mine) == mine}
+        revoke = member.owned - member.target
+        member.owned |= assignment  # handed out: owned until the member reports otherwise
+        return MemberView(
+            member_id=mine,
+            generation_id=group.generation_id,
+            assignment=_sorted(assignment),
+            revoke=_sorted(revoke),
+            rebalancing=group.rebalancing(),
+            members=len(group.members),
+            pending=_sorted(member.target - assignment),
+        )
+
+
+def _check_group_id(group_id: object) -> None:
+    if not isinstance(group_id, str) or not group_id:
+        raise InvalidGroupIdError(f"invalid group id {group_id!r}: a non-empty string is needed")
+
+
+def _topic_tuple(topics: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(topics, str):
+        raise TypeError("topics must be a list of topic names, not a string")
+    topics = list(topics)
+    for topic in topics:
+        if not isinstance(topic, str) or not topic:
+            raise TypeError(f"topic names must be non-empty strings, got {topic!r}")
+    return tuple(sorted(set(topics)))
