@@ -1,8 +1,24 @@
 """`python -m workers --index N --endpoint ipc://...`: one partition worker process."""
 
 import argparse
+import ctypes
+import os
+import signal
 
 from workers.worker import Worker
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Get SIGTERM when the supervisor dies, even by SIGKILL: an orphaned worker
+    would hold its partitions' locks against the next supervisor's workers.
+    SIGTERM (not SIGKILL) so the worker still flushes and closes its logs."""
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def main() -> None:
@@ -11,6 +27,7 @@ def main() -> None:
     parser.add_argument("--endpoint", required=True, help="the supervisor's worker socket")
     parser.add_argument("--retention-check-ms", type=int, default=300_000)
     args = parser.parse_args()
+    die_with_parent()
     try:
         from setproctitle import setproctitle
     except ImportError:  # optional: names the process for ps and top

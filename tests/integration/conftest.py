@@ -39,8 +39,14 @@ class Appliance:
     def worker_pids(self) -> list[int]:
         import psutil
 
-        return [c.pid for c in psutil.Process(self.process.pid).children()
-                if "workers" in " ".join(c.cmdline())]
+        pids = []
+        for child in psutil.Process(self.process.pid).children():
+            try:
+                if child.status() != psutil.STATUS_ZOMBIE and "worker" in " ".join(child.cmdline()):
+                    pids.append(child.pid)
+            except psutil.Error:
+                continue  # exited or not yet reaped: not a live worker
+        return pids
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -48,10 +54,13 @@ class Appliance:
         return self.process.wait(30)
 
 
-def start_appliance(tmp_path: Path, *overrides: str, workers: int = 2) -> Appliance:
-    port = free_port()
+def start_appliance(tmp_path: Path, *overrides: str, workers: int = 2,
+                    env: dict[str, str] | None = None, port: int | None = None,
+                    wait: bool = True) -> Appliance:
+    """Start `ringlog serve` in its own session (so a test can kill the whole group)."""
+    port = port or free_port()
     log_dir = tmp_path / "data"
-    env = {**os.environ, "RINGLOG_SHM_DIR": str(tmp_path / "shm")}
+    env = {**os.environ, "RINGLOG_SHM_DIR": str(tmp_path / "shm"), **(env or {})}
     stderr_path = tmp_path / "appliance.log"
     args = [sys.executable, "-m", "appliance", "serve",
             "--override", f"listeners=tcp://127.0.0.1:{port}",
@@ -60,9 +69,11 @@ def start_appliance(tmp_path: Path, *overrides: str, workers: int = 2) -> Applia
     for item in overrides:
         args += ["--override", item]
     process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                               stderr=open(stderr_path, "w"))  # noqa: SIM115
+                               stderr=open(stderr_path, "a"),  # noqa: SIM115
+                               start_new_session=True)
     appliance = Appliance(process, f"127.0.0.1:{port}", log_dir, stderr_path)
-    wait_until_serving(appliance, workers)
+    if wait:
+        wait_until_serving(appliance, workers)
     return appliance
 
 
