@@ -17,32 +17,42 @@ from shm.errors import (
 )
 
 __all__ = [
+    "CoordinatorLoadInProgressError",
     "CoordinatorNotAvailableError",
     "CorruptRecordError",
     "DuplicateSequenceNumberError",
+    "GroupIdNotFoundError",
+    "IllegalGenerationError",
+    "InconsistentGroupProtocolError",
     "InvalidConfigError",
+    "InvalidGroupIdError",
     "InvalidPartitionsError",
     "InvalidProducerEpochError",
     "InvalidReplicationFactorError",
     "InvalidRequestError",
     "InvalidRequiredAcksError",
+    "InvalidSessionTimeoutError",
     "InvalidTopicError",
     "KafkaStorageError",
     "LeaderNotAvailableError",
     "NetworkError",
+    "NonEmptyGroupError",
     "NotEnoughReplicasError",
     "NotLeaderOrFollowerError",
     "OffsetOutOfRangeError",
     "OutOfOrderSequenceNumberError",
+    "RebalanceInProgressError",
     "RecordTooLargeError",
     "RequestTimedOutError",
     "RinglogError",
     "ThrottlingQuotaExceededError",
     "TopicAlreadyExistsError",
     "TopicDeletionDisabledError",
+    "UnknownMemberIdError",
     "UnknownProducerIdError",
     "UnknownServerError",
     "UnknownTopicOrPartitionError",
+    "UnsupportedAssignorError",
     "UnsupportedVersionError",
     "error_for",
 ]
@@ -82,6 +92,12 @@ class NetworkError(RinglogError):
     """The connection failed."""
 
     name, code, retriable = "NETWORK_EXCEPTION", 13, True
+
+
+class CoordinatorLoadInProgressError(RinglogError):
+    """The coordinator is still reading committed offsets; retry."""
+
+    name, code, retriable = "COORDINATOR_LOAD_IN_PROGRESS", 14, True
 
 
 class CoordinatorNotAvailableError(RinglogError):
@@ -178,6 +194,76 @@ class ThrottlingQuotaExceededError(RinglogError):
     """A queue is full; retry later."""
 
     name, code, retriable = "THROTTLING_QUOTA_EXCEEDED", 89, True
+
+
+# Consumer-group errors (the coordinator raises them; clients catch them).
+
+
+class IllegalGenerationError(RinglogError):
+    """A commit carries a generation that is not the group's current one."""
+
+    code = 22
+    name = "ILLEGAL_GENERATION"
+
+
+class InconsistentGroupProtocolError(RinglogError):
+    """A member asks for an assignor different from the one the group uses."""
+
+    code = 23
+    name = "INCONSISTENT_GROUP_PROTOCOL"
+
+
+class InvalidGroupIdError(RinglogError):
+    """The group id is empty or not a string."""
+
+    code = 24
+    name = "INVALID_GROUP_ID"
+
+
+class UnknownMemberIdError(RinglogError):
+    """The member is not (or no longer) in the group: it left or was evicted."""
+
+    code = 25
+    name = "UNKNOWN_MEMBER_ID"
+
+
+class InvalidSessionTimeoutError(RinglogError):
+    """The session timeout is outside the coordinator's allowed range."""
+
+    code = 26
+    name = "INVALID_SESSION_TIMEOUT"
+
+
+class RebalanceInProgressError(RinglogError):
+    """Kafka's REBALANCE_IN_PROGRESS; defined for the server, never raised here.
+
+    The cooperative protocol never blocks a member during a rebalance: a heartbeat
+    reply simply carries the new generation, revocations and assignment.
+    """
+
+    code = 27
+    name = "REBALANCE_IN_PROGRESS"
+
+
+class NonEmptyGroupError(RinglogError):
+    """A group with members cannot be deleted."""
+
+    code = 68
+    name = "NON_EMPTY_GROUP"
+
+
+class GroupIdNotFoundError(RinglogError):
+    """The coordinator does not know the group."""
+
+    code = 69
+    name = "GROUP_ID_NOT_FOUND"
+
+
+class UnsupportedAssignorError(RinglogError):
+    """The requested assignor is not one of ``appliance.assignors.ASSIGNORS``."""
+
+    code = 112
+    name = "UNSUPPORTED_ASSIGNOR"
 
 
 def _all_error_classes(cls: type[RinglogError] = RinglogError) -> Iterator[type[RinglogError]]:

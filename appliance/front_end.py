@@ -22,6 +22,8 @@ import zmq
 
 from appliance import protocol
 from appliance.errors import (
+    CoordinatorLoadInProgressError,
+    CoordinatorNotAvailableError,
     InvalidConfigError,
     InvalidReplicationFactorError,
     InvalidRequestError,
@@ -33,12 +35,16 @@ from appliance.errors import (
     UnknownTopicOrPartitionError,
     UnsupportedVersionError,
 )
-from appliance.metadata import INTERNAL_TOPICS, Metadata, partition_dir
+from appliance.group_coordinator import GroupCoordinator
+from appliance.metadata import INTERNAL_TOPICS, OFFSETS_TOPIC, Metadata, partition_dir
+from appliance.partitioner import partition_for_key
 from shm import PartitionReader
 from shm.errors import OffsetOutOfRangeError, RinglogError
+from shm.records import Record, encode_batch, iter_batches
 
 log = logging.getLogger("ringlog.front_end")
 
+DEFAULT_SESSION_TIMEOUT_MS = 10_000
 DEFAULT_FETCH_MAX_BYTES = 50 * 1024 * 1024  # Kafka's fetch.max.bytes
 DEFAULT_PARTITION_MAX_BYTES = 1024 * 1024  # Kafka's max.partition.fetch.bytes
 MAX_WAIT_MS_LIMIT = 60_000
@@ -54,6 +60,7 @@ class _ProduceInFlight:
     results: list[dict | None]
     parts_left: int
     part_indices: dict[bytes, tuple[int, list[int]]] = field(default_factory=dict)
+    on_done: Any = None  # internal writes (offset commits) finish here instead of a reply
 
 
 @dataclass
@@ -80,6 +87,15 @@ class FrontEnd:
         self._tokens = itertools.count(1)
         self._next_producer_id = int(time.time() * 1000) << 8  # unique across restarts
         self.max_in_flight = int(config["queued.max.requests"])
+        self.groups = GroupCoordinator(self._partition_count,
+                                       int(config["group.min.session.timeout.ms"]),
+                                       int(config["group.max.session.timeout.ms"]))
+        self._committed: dict[str, dict[tuple[str, int], tuple[int, str]]] = {}
+        self._offsets_loaded = False
+
+    def _partition_count(self, topic: str) -> int | None:
+        found = self.metadata.topics.get(topic)
+        return found.partitions if found else None
 
     # --- dispatch ---------------------------------------------------------------------
 
@@ -141,6 +157,7 @@ class FrontEnd:
             by_worker.setdefault(owner, []).append((name, p))
         for worker, entries in by_worker.items():
             self.send_to_worker(worker, self.open_message(entries))
+        self.groups.topics_changed()
 
     def _validate_topic_configs(self, configs: dict[str, str]) -> dict:
         from appliance.config import ConfigError, validate_topic_configs
@@ -220,6 +237,7 @@ class FrontEnd:
             except RinglogError as exc:
                 entry.update(protocol.error_entry(exc))
             results.append(entry)
+        self.groups.topics_changed()
         self._reply(identity, request, {"topics": results})
 
     def _api_alter_configs(self, identity: bytes, request: protocol.Request) -> None:
@@ -325,6 +343,9 @@ class FrontEnd:
             self._finish_produce(flight)
 
     def _finish_produce(self, flight: _ProduceInFlight) -> None:
+        if flight.on_done is not None:
+            flight.on_done(flight.results)
+            return
         if flight.acks == protocol.ACKS_NONE:
             return
         self._send(flight.identity, protocol.encode_response(
@@ -453,6 +474,150 @@ class FrontEnd:
             results.append(entry)
         self._reply(identity, request, {"partitions": results})
 
+    # --- consumer groups ----------------------------------------------------------------
+
+    @staticmethod
+    def _view(view) -> dict:
+        return {"member_id": view.member_id, "generation_id": view.generation_id,
+                "assignment": [list(tp) for tp in view.assignment],
+                "revoke": [list(tp) for tp in view.revoke],
+                "rebalancing": view.rebalancing, "members": view.members}
+
+    def _api_join_group(self, identity: bytes, request: protocol.Request) -> None:
+        f = request.fields
+        view = self.groups.join(
+            f["group_id"], f.get("member_id"), f["topics"],
+            f.get("session_timeout_ms", DEFAULT_SESSION_TIMEOUT_MS),
+            f.get("assignor", "cooperative-sticky"), _now_ms(), f.get("client_id", ""))
+        self._reply(identity, request, self._view(view))
+
+    def _api_heartbeat(self, identity: bytes, request: protocol.Request) -> None:
+        f = request.fields
+        view = self.groups.heartbeat(f["group_id"], f["member_id"], f["generation_id"],
+                                     [tuple(tp) for tp in f["owned"]], _now_ms())
+        self._reply(identity, request, self._view(view))
+
+    def _api_leave_group(self, identity: bytes, request: protocol.Request) -> None:
+        self.groups.leave(request.fields["group_id"], request.fields["member_id"], _now_ms())
+        self._reply(identity, request, {})
+
+    def expire_members(self) -> None:
+        deadline = self.groups.next_deadline_ms()
+        if deadline is not None and deadline <= _now_ms():
+            for group, member in self.groups.expire(_now_ms()):
+                log.info("group %s: member %s missed its session timeout; evicted", group,
+                         member)
+
+    def _load_offsets(self) -> None:
+        """Read the committed offsets back from __consumer_offsets, once."""
+        if self._offsets_loaded:
+            return
+        cache: dict[str, dict[tuple[str, int], tuple[int, str]]] = {}
+        for partition in range(self.metadata.get(OFFSETS_TOPIC).partitions):
+            try:
+                reader = self._reader(OFFSETS_TOPIC, partition)
+                position = reader.position()
+            except (LeaderNotAvailableError, FileNotFoundError):
+                self._readers.pop((OFFSETS_TOPIC, partition), None)
+                raise CoordinatorLoadInProgressError(
+                    "committed offsets are still loading; retry") from None
+            offset = position.log_start_offset
+            while offset < position.high_watermark:
+                data = reader.read(offset, 1 << 20)
+                if not data:
+                    break
+                for batch in iter_batches(data):
+                    for record in batch.records:
+                        group, topic, p = orjson.loads(record.key)
+                        value = orjson.loads(record.value)
+                        cache.setdefault(group, {})[(topic, p)] = (value["offset"],
+                                                                  value.get("metadata", ""))
+                    offset = batch.header.next_offset
+        self._committed = cache
+        self._offsets_loaded = True
+
+    def _api_offset_commit(self, identity: bytes, request: protocol.Request) -> None:
+        """Check the member's generation (fencing zombies), write the offsets to
+        __consumer_offsets, and answer once they are as durable as any record."""
+        f = request.fields
+        group = f["group_id"]
+        self.groups.check_commit(group, f.get("member_id"), f.get("generation_id", -1))
+        self._load_offsets()
+        offsets = [(t, p, o, m) for t, p, o, m in f["offsets"]]
+        now = _now_ms()
+        batch = encode_batch([
+            Record(key=orjson.dumps([group, t, p]),
+                   value=orjson.dumps({"offset": o, "metadata": m, "timestamp": now}),
+                   timestamp=now)
+            for t, p, o, m in offsets])
+        topic = self.metadata.get(OFFSETS_TOPIC)
+        partition = partition_for_key(group.encode(), topic.partitions)
+        worker = topic.owners[partition]
+
+        def done(results: list[dict | None]) -> None:
+            result = results[0] or {}
+            if result.get("error"):
+                error = CoordinatorNotAvailableError(
+                    f"offsets not stored: {result.get('message') or result['error']}; retry")
+                self._send(identity, protocol.encode_error(request.api, request.id, error))
+                return
+            committed = self._committed.setdefault(group, {})
+            for t, p, o, m in offsets:
+                committed[(t, p)] = (o, m)
+            self._reply(identity, request, {"committed": len(offsets)})
+
+        token = b"%d" % next(self._tokens)
+        flight = _ProduceInFlight(identity, request.id, protocol.ACKS_ALL, [None], 0,
+                                  on_done=done)
+        frames = [b"produce", token,
+                  orjson.dumps({"acks": protocol.ACKS_ALL,
+                                "partitions": [[OFFSETS_TOPIC, partition]]}), batch]
+        if worker in self.ready_workers and self.send_to_worker(worker, frames):
+            flight.parts_left = 1
+            flight.part_indices[token] = (worker, [0])
+            self._produces[token] = flight
+        else:
+            raise CoordinatorNotAvailableError("the offsets partition is reopening; retry")
+
+    def _api_offset_fetch(self, identity: bytes, request: protocol.Request) -> None:
+        self._load_offsets()
+        committed = self._committed.get(request.fields["group_id"], {})
+        wanted = request.fields.get("partitions")
+        keys = [tuple(tp) for tp in wanted] if wanted is not None else sorted(committed)
+        offsets = [[t, p, *committed.get((t, p), (-1, ""))] for t, p in keys]
+        self._reply(identity, request, {"offsets": offsets})
+
+    def _lag(self, group: str) -> list[dict]:
+        lag = []
+        for (topic, partition), (offset, _) in sorted(self._committed.get(group, {}).items()):
+            entry = {"topic": topic, "partition": partition, "committed": offset}
+            try:
+                high_watermark = self._reader(topic, partition).position().high_watermark
+                entry.update(high_watermark=high_watermark, lag=max(high_watermark - offset, 0))
+            except (RinglogError, FileNotFoundError):
+                entry.update(high_watermark=None, lag=None)
+            lag.append(entry)
+        return lag
+
+    def _api_describe_groups(self, identity: bytes, request: protocol.Request) -> None:
+        self._load_offsets()
+        groups = []
+        for group in request.fields["groups"]:
+            described = self.groups.describe(group)
+            if described.get("state") == "Dead" and group in self._committed:
+                described["state"] = "Empty"
+            described["group_id"] = group
+            described["offsets"] = self._lag(group)
+            groups.append(described)
+        self._reply(identity, request, {"groups": _jsonable(groups)})
+
+    def _api_list_groups(self, identity: bytes, request: protocol.Request) -> None:
+        self._load_offsets()
+        listed = {g["group_id"]: g for g in _jsonable(self.groups.list_groups())}
+        for group in self._committed:
+            listed.setdefault(group, {"group_id": group, "state": "Empty"})
+        self._reply(identity, request, {"groups": [listed[g] for g in sorted(listed)]})
+
     def _api_status(self, identity: bytes, request: protocol.Request) -> None:
         self._reply(identity, request, {"workers": sorted(self.ready_workers),
                                         "topics": len(self.metadata.topics)})
@@ -461,6 +626,20 @@ class FrontEnd:
         for reader in self._readers.values():
             reader.close()
         self._readers.clear()
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _jsonable(value: Any) -> Any:
+    """Tuples and sets from the coordinator, as JSON lists."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_jsonable(v) for v in value]
+        return sorted(items) if isinstance(value, set | frozenset) else items
+    return value
 
 
 def _disk_usage(directory: Path) -> int:

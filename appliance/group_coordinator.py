@@ -52,7 +52,17 @@ from typing import Any
 from uuid import uuid4
 
 from appliance.assignors import ASSIGNORS, DEFAULT_ASSIGNOR, TopicPartition
-from shm.errors import RinglogError
+from appliance.errors import (
+    GroupIdNotFoundError,
+    IllegalGenerationError,
+    InconsistentGroupProtocolError,
+    InvalidGroupIdError,
+    InvalidSessionTimeoutError,
+    NonEmptyGroupError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+    UnsupportedAssignorError,
+)
 
 __all__ = [
     "GroupCoordinator",
@@ -74,71 +84,6 @@ PROTOCOL_TYPE = "consumer"
 # --------------------------------------------------------------------------- errors
 
 
-class IllegalGenerationError(RinglogError):
-    """A commit carries a generation that is not the group's current one."""
-
-    code = 22
-    name = "ILLEGAL_GENERATION"
-
-
-class InconsistentGroupProtocolError(RinglogError):
-    """A member asks for an assignor different from the one the group uses."""
-
-    code = 23
-    name = "INCONSISTENT_GROUP_PROTOCOL"
-
-
-class InvalidGroupIdError(RinglogError):
-    """The group id is empty or not a string."""
-
-    code = 24
-    name = "INVALID_GROUP_ID"
-
-
-class UnknownMemberIdError(RinglogError):
-    """The member is not (or no longer) in the group: it left or was evicted."""
-
-    code = 25
-    name = "UNKNOWN_MEMBER_ID"
-
-
-class InvalidSessionTimeoutError(RinglogError):
-    """The session timeout is outside the coordinator's allowed range."""
-
-    code = 26
-    name = "INVALID_SESSION_TIMEOUT"
-
-
-class RebalanceInProgressError(RinglogError):
-    """Kafka's REBALANCE_IN_PROGRESS; defined for the server, never raised here.
-
-    The cooperative protocol never blocks a member during a rebalance: a heartbeat
-    reply simply carries the new generation, revocations and assignment.
-    """
-
-    code = 27
-    name = "REBALANCE_IN_PROGRESS"
-
-
-class NonEmptyGroupError(RinglogError):
-    """A group with members cannot be deleted."""
-
-    code = 68
-    name = "NON_EMPTY_GROUP"
-
-
-class GroupIdNotFoundError(RinglogError):
-    """The coordinator does not know the group."""
-
-    code = 69
-    name = "GROUP_ID_NOT_FOUND"
-
-
-class UnsupportedAssignorError(RinglogError):
-    """The requested assignor is not one of ``appliance.assignors.ASSIGNORS``."""
-
-    code = 112
-    name = "UNSUPPORTED_ASSIGNOR"
 
 
 # --------------------------------------------------------------------------- views

@@ -35,7 +35,11 @@ VERSION = 1
 MAX_TOPIC_NAME = 249  # Kafka's limit
 MAX_PARTITIONS = 100_000
 _LEGAL_NAME = re.compile(r"[a-zA-Z0-9._-]+")
-INTERNAL_TOPICS = ("__consumer_offsets",)
+OFFSETS_TOPIC = "__consumer_offsets"
+INTERNAL_TOPICS = (OFFSETS_TOPIC,)
+# Committed offsets are kept forever: without compaction, retention would drop
+# a group's only commit of a quiet partition.
+OFFSETS_TOPIC_CONFIGS = {"retention.ms": "-1", "retention.bytes": "-1"}
 
 
 def check_topic_name(name: str) -> None:

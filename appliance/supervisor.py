@@ -22,7 +22,7 @@ import zmq
 
 from appliance import systemd
 from appliance.front_end import FrontEnd
-from appliance.metadata import Metadata
+from appliance.metadata import OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIGS, Metadata
 
 log = logging.getLogger("ringlog.supervisor")
 
@@ -69,6 +69,9 @@ class Supervisor:
         clients.setsockopt(zmq.ROUTER_MANDATORY, 1)
         host, port = self.config.listener_host_port("listeners")
         clients.bind(f"tcp://{host}:{port}")
+        if OFFSETS_TOPIC not in self.metadata.topics:
+            self.metadata.create(OFFSETS_TOPIC, int(self.config["offsets.topic.num.partitions"]),
+                                 1, dict(OFFSETS_TOPIC_CONFIGS))
         self.front_end = FrontEnd(self.config, self.metadata, clients, workers)
         for child in self.children:
             self._spawn(child)
@@ -89,6 +92,7 @@ class Supervisor:
             if clients in events:
                 self._drain(clients, self.front_end.on_client_message)
             self.front_end.expire_fetches(time.monotonic())
+            self.front_end.expire_members()
             self._watch_children()
             if not ready_sent and len(self.front_end.ready_workers) == self.num_workers:
                 systemd.notify("READY=1", f"STATUS=serving {len(self.metadata.topics)} topics "

@@ -5,7 +5,11 @@ the topics it subscribes to. Positions start from the group's committed
 offset when there is one, else from `auto_offset_reset` ("earliest" or
 "latest"). Fetches are long polls; a fetched batch may begin before the
 position (batches are whole), so records below it are skipped here.
-Consumer groups (group_id) arrive with the group coordinator.
+
+With a group_id, the consumer joins the group on subscribe() and the
+appliance assigns it partitions. poll() heartbeats; a partition the group
+takes away is committed (with auto-commit on) and released before its new
+owner gets it, so a clean rebalance delivers no record twice.
 """
 
 from __future__ import annotations
@@ -16,11 +20,17 @@ from dataclasses import dataclass
 
 from appliance import protocol
 from appliance.client.connection import DEFAULT_BOOTSTRAP, Connection, raise_for
-from appliance.errors import LeaderNotAvailableError
-from shm.errors import OffsetOutOfRangeError
+from appliance.errors import (
+    IllegalGenerationError,
+    LeaderNotAvailableError,
+    UnknownMemberIdError,
+    error_for,
+)
+from shm.errors import OffsetOutOfRangeError, RinglogError
 from shm.records import iter_batches
 
 TopicPartition = tuple[str, int]
+RETRY_BACKOFF_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +62,12 @@ class Consumer:
                  enable_auto_commit: bool = True, max_poll_records: int = 500,
                  fetch_max_wait_ms: int = 500, fetch_min_bytes: int = 1,
                  max_partition_fetch_bytes: int = 1 << 20, fetch_max_bytes: int = 50 << 20,
-                 request_timeout_ms: int = 30_000):
+                 request_timeout_ms: int = 30_000, session_timeout_ms: int = 10_000,
+                 heartbeat_interval_ms: int = 1_000, auto_commit_interval_ms: int = 5_000,
+                 partition_assignment_strategy: str = "cooperative-sticky",
+                 client_id: str = "ringlog-consumer"):
         if auto_offset_reset not in ("earliest", "latest"):
             raise ValueError("auto_offset_reset must be 'earliest' or 'latest'")
-        if group_id is not None:
-            raise NotImplementedError("consumer groups are not served yet; use assign()")
         self.group_id = group_id
         self.auto_offset_reset = auto_offset_reset
         self.enable_auto_commit = enable_auto_commit
@@ -66,6 +77,16 @@ class Consumer:
         self.max_partition_fetch_bytes = max_partition_fetch_bytes
         self.fetch_max_bytes = fetch_max_bytes
         self.request_timeout_ms = request_timeout_ms
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_s = heartbeat_interval_ms / 1000
+        self.auto_commit_interval_s = auto_commit_interval_ms / 1000
+        self.assignor = partition_assignment_strategy
+        self.client_id = client_id
+        self._member_id: str | None = None
+        self._generation = -1
+        self._topics: list[str] = []
+        self._next_heartbeat = 0.0
+        self._next_auto_commit = time.monotonic() + self.auto_commit_interval_s
         self._connection = Connection(bootstrap_servers)
         self._assignment: list[TopicPartition] = []
         self._positions: dict[TopicPartition, int] = {}
@@ -76,7 +97,12 @@ class Consumer:
     # --- what to read -------------------------------------------------------------------
 
     def subscribe(self, topics: list[str]) -> None:
-        """Read every partition of `topics` (no group: nothing is committed)."""
+        """Read `topics`: with a group, the partitions the group assigns this
+        member; without one, every partition (and nothing is committed)."""
+        if self.group_id is not None:
+            self._topics = list(topics)
+            self._join()
+            return
         response = self._request("metadata", {"topics": topics})
         assignment = []
         for entry in response.fields["topics"]:
@@ -107,12 +133,19 @@ class Consumer:
 
     def position(self, topic: str, partition: int) -> int:
         """The offset of the next message poll() will return for the partition."""
-        for message in self._buffer:
-            if (message.topic, message.partition) == (topic, partition):
-                return message.offset
+        consumed = self._consumed_position((topic, partition))
+        if consumed is not None:
+            return consumed
         if (topic, partition) not in self._positions:
             self._reset([(topic, partition)], self._reset_timestamp())
         return self._positions[(topic, partition)]
+
+    def _consumed_position(self, key: TopicPartition) -> int | None:
+        """Next offset to hand out: the first buffered message, else the fetch position."""
+        for message in self._buffer:
+            if (message.topic, message.partition) == key:
+                return message.offset
+        return self._positions.get(key)
 
     def _reset_timestamp(self) -> int:
         return protocol.EARLIEST if self.auto_offset_reset == "earliest" else protocol.LATEST
@@ -121,6 +154,8 @@ class Consumer:
         response = self._request("list_offsets",
                                  {"partitions": [[t, p, timestamp] for t, p in partitions]})
         for entry in response.fields["partitions"]:
+            if entry.get("error") and error_for(entry["error"]).retriable:
+                continue  # e.g. the partition is still being opened: the next poll retries
             raise_for(entry)
             self._positions[(entry["topic"], entry["partition"])] = entry["offset"]
             self._drop_buffered(entry["topic"], entry["partition"])
@@ -136,11 +171,17 @@ class Consumer:
         waits up to `timeout_ms` for the first one."""
         limit = max_records or self.max_poll_records
         deadline = time.monotonic() + timeout_ms / 1000
+        self._group_duties()
         while not self._buffer:
             remaining_ms = int((deadline - time.monotonic()) * 1000)
             if remaining_ms <= 0 or not self._assignment:
                 break
-            self._fetch(min(remaining_ms, self.fetch_max_wait_ms))
+            wait_ms = min(remaining_ms, self.fetch_max_wait_ms)
+            if self.group_id is not None:  # wake up in time for the next heartbeat
+                heartbeat_ms = int((self._next_heartbeat - time.monotonic()) * 1000)
+                wait_ms = max(0, min(wait_ms, heartbeat_ms))
+            self._fetch(wait_ms)
+            self._group_duties()
         out = []
         while self._buffer and len(out) < limit:
             out.append(self._buffer.popleft())
@@ -155,7 +196,10 @@ class Consumer:
         if missing:
             self._reset(missing, self._reset_timestamp())
         partitions = [[t, p, self._positions[(t, p)], self.max_partition_fetch_bytes]
-                      for t, p in self._assignment]
+                      for t, p in self._assignment if (t, p) in self._positions]
+        if not partitions:
+            time.sleep(min(wait_ms, 100) / 1000)  # nothing readable yet: do not spin
+            return
         response = self._request("fetch", {
             "partitions": partitions, "max_wait_ms": wait_ms,
             "min_bytes": self.fetch_min_bytes, "max_bytes": self.fetch_max_bytes},
@@ -189,12 +233,124 @@ class Consumer:
             position = max(position, header.next_offset)
         self._positions[key] = position
 
+    # --- the group ---------------------------------------------------------------------
+
+    def _join(self) -> None:
+        response = self._request("join_group", {
+            "group_id": self.group_id, "member_id": self._member_id, "topics": self._topics,
+            "session_timeout_ms": self.session_timeout_ms, "assignor": self.assignor,
+            "client_id": self.client_id})
+        self._member_id = response.fields["member_id"]
+        self._apply(response.fields)
+
+    def _heartbeat(self) -> None:
+        try:
+            response = self._request("heartbeat", {
+                "group_id": self.group_id, "member_id": self._member_id,
+                "generation_id": self._generation,
+                "owned": [list(tp) for tp in self._assignment]})
+        except UnknownMemberIdError:
+            # Evicted (we were silent too long): our partitions are someone
+            # else's now. Drop them uncommitted and join as a new member.
+            self._member_id = None
+            self.assign([])
+            self._join()
+            return
+        self._apply(response.fields)
+
+    def _apply(self, view: dict) -> None:
+        """Take a join/heartbeat answer: release what is revoked, start what is new."""
+        self._generation = view["generation_id"]
+        revoke = {tuple(tp) for tp in view["revoke"]}
+        assigned = {tuple(tp) for tp in view["assignment"]}
+        if revoke & set(self._assignment):
+            if self.enable_auto_commit:
+                self._commit_partitions(sorted(revoke & set(self._assignment)))
+            self.assign([tp for tp in self._assignment if tp not in revoke])
+        added = sorted(assigned - set(self._assignment))
+        if added:
+            self.assign(sorted(set(self._assignment) | set(added)))
+            self._start_from_committed(added)
+        released = bool(revoke)
+        self._next_heartbeat = time.monotonic() + (
+            0 if released else self.heartbeat_interval_s / (4 if view["rebalancing"] else 1))
+
+    def _start_from_committed(self, partitions: list[TopicPartition]) -> None:
+        response = self._request("offset_fetch", {
+            "group_id": self.group_id, "partitions": [list(tp) for tp in partitions]})
+        for topic, partition, offset, _ in response.fields["offsets"]:
+            if offset >= 0:
+                self._positions[(topic, partition)] = offset
+
+    def _group_duties(self) -> None:
+        if self.group_id is None or self._member_id is None:
+            return
+        now = time.monotonic()
+        if self.enable_auto_commit and now >= self._next_auto_commit:
+            self._commit_partitions(self._assignment)
+            self._next_auto_commit = now + self.auto_commit_interval_s
+        if now >= self._next_heartbeat:
+            self._heartbeat()
+
+    def _commit_partitions(self, partitions: list[TopicPartition]) -> None:
+        offsets = {tp: self._consumed_position(tp) for tp in partitions}
+        self.commit({tp: o for tp, o in offsets.items() if o is not None})
+
+    def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        """Commit the positions of the owned partitions (or `offsets`) for the group.
+
+        A commit from a stale generation is refused (ILLEGAL_GENERATION): we
+        heartbeat to learn the current one, then commit again once.
+        """
+        if self.group_id is None:
+            raise ValueError("commit() needs a group_id")
+        if offsets is None:
+            offsets = {tp: o for tp in self._assignment
+                       if (o := self._consumed_position(tp)) is not None}
+        if not offsets:
+            return
+        fields = {"group_id": self.group_id, "member_id": self._member_id or None,
+                  "generation_id": self._generation if self._member_id else -1,
+                  "offsets": [[t, p, o, ""] for (t, p), o in sorted(offsets.items())]}
+        try:
+            self._request("offset_commit", fields)
+        except IllegalGenerationError:
+            self._heartbeat()
+            fields["generation_id"] = self._generation
+            self._request("offset_commit", fields)
+
+    def committed(self, topic: str, partition: int) -> int | None:
+        """The group's committed offset for the partition, or None."""
+        if self.group_id is None:
+            return None
+        response = self._request("offset_fetch", {"group_id": self.group_id,
+                                                  "partitions": [[topic, partition]]})
+        offset = response.fields["offsets"][0][2]
+        return offset if offset >= 0 else None
+
     def _request(self, api: str, fields: dict, timeout_ms: int | None = None):
-        return self._connection.request(api, fields,
-                                        timeout_ms=timeout_ms or self.request_timeout_ms)
+        """One request, retried on retriable errors (a partition or the offsets
+        still loading after a restart) until the request timeout."""
+        timeout_ms = timeout_ms or self.request_timeout_ms
+        deadline = time.monotonic() + timeout_ms / 1000
+        while True:
+            try:
+                return self._connection.request(api, fields, timeout_ms=timeout_ms)
+            except RinglogError as exc:
+                if not exc.retriable or time.monotonic() + RETRY_BACKOFF_S > deadline:
+                    raise
+            time.sleep(RETRY_BACKOFF_S)
 
     def close(self) -> None:
-        self._connection.close()
+        """Commit (with auto-commit on) and leave the group, so it rebalances at once."""
+        try:
+            if self.group_id is not None and self._member_id is not None:
+                if self.enable_auto_commit:
+                    self._commit_partitions(self._assignment)
+                self._request("leave_group", {"group_id": self.group_id,
+                                              "member_id": self._member_id})
+        finally:
+            self._connection.close()
 
     def __enter__(self) -> Consumer:
         return self
