@@ -33,6 +33,8 @@ import zmq
 
 from shm import LogConfig, PartitionLog
 from shm.errors import RinglogError
+from shm.record_batch import HEADER_SIZE, parse_header
+from workers.producer_state import ProducerStateTable, SequenceError
 
 POLL_MS = 100
 
@@ -51,6 +53,7 @@ class Worker:
         self.index = index
         self.retention_check_ms = retention_check_ms
         self.logs: dict[tuple[str, int], PartitionLog] = {}
+        self.producers: dict[tuple[str, int], ProducerStateTable] = {}
         self._context = zmq.Context.instance()
         self.socket = self._context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.IDENTITY, f"worker-{index}".encode())
@@ -113,6 +116,7 @@ class Worker:
                     self.logs[key].config = LogConfig(**config)
                 else:
                     self.logs[key] = PartitionLog.open(Path(directory), LogConfig(**config))
+                    self.producers[key] = ProducerStateTable.from_log(self.logs[key])
             except (OSError, ValueError, RuntimeError) as exc:
                 error = f"cannot open {directory}: {exc}"
             opened.append([topic, partition, error])
@@ -122,6 +126,7 @@ class Worker:
     def _close(self, partitions: list, delete: bool) -> None:
         for topic, partition in partitions:
             log = self.logs.pop((topic, partition), None)
+            self.producers.pop((topic, partition), None)
             if log is None:
                 continue
             directory = log.directory
@@ -143,11 +148,26 @@ class Worker:
                 ack.results.append(result)
                 continue
             try:
-                result["base_offset"] = log.append(record_set.buffer)
-            except RinglogError as exc:
+                result["base_offset"] = self._append(topic, partition, log, record_set.buffer)
+            except (RinglogError, SequenceError) as exc:
                 result["error"], result["message"] = exc.name, str(exc)
             ack.results.append(result)
         return ack
+
+    def _append(self, topic: str, partition: int, log: PartitionLog, data) -> int:
+        """Append, unless the batch is an idempotent producer's retry of one
+        already appended: then answer with that batch's offset."""
+        header = parse_header(data) if len(data) >= HEADER_SIZE else None
+        single = header is not None and header.size == len(data)
+        producers = self.producers[(topic, partition)]
+        if single:
+            original = producers.check(header)
+            if original is not None:
+                return original
+        base = log.append(data)
+        if single:
+            producers.record(header, base)
+        return base
 
     def _flush_and_ack(self, pending: list[_PendingAck]) -> None:
         advanced = []

@@ -60,7 +60,7 @@ class Producer:
                  compression_type: str | None = None,
                  partitioner: Partitioner | None = None, retry_backoff_ms: int = 100,
                  delivery_timeout_ms: int = 120_000, request_timeout_ms: int = 30_000,
-                 max_in_flight_requests: int = 5):
+                 max_in_flight_requests: int = 5, enable_idempotence: bool = True):
         if acks not in ACKS:
             raise ValueError(f"acks must be 0, 1 or 'all', not {acks!r}")
         self.acks = ACKS[acks]
@@ -72,6 +72,9 @@ class Producer:
         self.delivery_timeout_s = delivery_timeout_ms / 1000
         self.request_timeout_ms = request_timeout_ms
         self.max_in_flight = max_in_flight_requests
+        self.enable_idempotence = enable_idempotence
+        self._producer_id, self._producer_epoch = -1, -1
+        self._sequences: dict[tuple[str, int], int] = {}
         self._connection = Connection(bootstrap_servers)
         self._partitions: dict[str, int] = {}
         self._open: dict[tuple[str, int], _Batch] = {}
@@ -219,12 +222,42 @@ class Producer:
             self._retries.remove(b)
         return ready
 
+    def _identity(self) -> tuple[int, int]:
+        """The producer id and epoch the appliance hands out, asked for once."""
+        if self._producer_id < 0 and self.enable_idempotence:
+            fields = self._connection.request("init_producer_id", {},
+                                              timeout_ms=self.request_timeout_ms).fields
+            self._producer_id, self._producer_epoch = fields["producer_id"], \
+                fields["producer_epoch"]
+        return self._producer_id, self._producer_epoch
+
+    def _encode(self, batch: _Batch) -> bytes:
+        """Encode once: a retry resends these very bytes, sequence numbers and all,
+        which is how the partition's owner knows it for a retry."""
+        if not self.enable_idempotence:
+            return encode_batch(batch.records, compression=self.compression)
+        producer_id, epoch = self._identity()
+        key = (batch.topic, batch.partition)
+        sequence = self._sequences.get(key, 0)
+        self._sequences[key] = (sequence + len(batch.records)) % 2**31
+        return encode_batch(batch.records, compression=self.compression,
+                            producer_id=producer_id, producer_epoch=epoch,
+                            base_sequence=sequence)
+
     def _send(self, batches: list[_Batch]) -> None:
         payloads = []
-        for batch in batches:
-            if batch.encoded is None:
-                batch.encoded = encode_batch(batch.records, compression=self.compression)
-            payloads.append(batch.encoded)
+        try:
+            for batch in batches:
+                if batch.encoded is None:
+                    batch.encoded = self._encode(batch)
+                payloads.append(batch.encoded)
+        except RinglogError as exc:  # no producer id yet: try again after the backoff
+            with self._lock:
+                self._in_flight -= 1
+                for batch in batches:
+                    self._settle(batch, {"error": exc.name, "message": str(exc)})
+                self._lock.notify_all()
+            return
         fields = {"acks": self.acks, "timeout_ms": self.request_timeout_ms,
                   "partitions": [[b.topic, b.partition] for b in batches]}
         future = self._connection.submit("produce", fields, payloads,
@@ -249,11 +282,15 @@ class Producer:
     def _settle(self, batch: _Batch, result: dict) -> None:
         """Resolve a batch's futures, or put it back for a retry. Caller holds the lock."""
         name = result.get("error")
+        if name == "DUPLICATE_SEQUENCE_NUMBER":  # written long ago: delivered, offset unknown
+            name, result = None, {"base_offset": -1}
         if name:
             error = error_for(name, result.get("message", ""))
             if name == "UNKNOWN_TOPIC_OR_PARTITION":
                 self._partitions.pop(batch.topic, None)
-            if error.retriable and time.monotonic() + self.retry_backoff_s < batch.deadline:
+            # A gap in sequences means an earlier batch is still on its way: retry.
+            retriable = error.retriable or name == "OUT_OF_ORDER_SEQUENCE_NUMBER"
+            if retriable and time.monotonic() + self.retry_backoff_s < batch.deadline:
                 batch.retry_at = time.monotonic() + self.retry_backoff_s
                 self._retries.append(batch)
                 return

@@ -51,9 +51,14 @@ def produce_in_background(bootstrap: str, count: int, stop: threading.Event):
 
 def read_back(bootstrap: str) -> dict[tuple[int, int], bytes]:
     """Every record of the topic, up to each partition's high watermark now."""
+    ends: dict[int, int] = {}
+    deadline = time.monotonic() + 20
     with Admin(bootstrap) as admin:
-        ends = {p["partition"]: p["high_watermark"]
-                for p in admin.describe_topic(TOPIC)["partitions"]}
+        while len(ends) < PARTITIONS and time.monotonic() < deadline:
+            # right after a restart a partition may still be opening: ask again
+            ends = {p["partition"]: p["high_watermark"]
+                    for p in admin.describe_topic(TOPIC)["partitions"] if not p["error"]}
+    assert len(ends) == PARTITIONS, "partitions did not reopen"
     consumer = Consumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     consumer.assign([(TOPIC, p) for p in range(PARTITIONS)])
     stored: dict[tuple[int, int], bytes] = {}
@@ -95,6 +100,8 @@ def test_a_killed_worker_is_respawned_and_loses_no_acknowledged_record(tmp_path:
         stored = read_back(appliance.bootstrap)
         missing = {k: v for k, v in acked.items() if stored.get(k) != v}
         assert not missing, f"{len(missing)} acknowledged records not read back as acked"
+        values = list(stored.values())
+        assert len(values) == len(set(values)), "a retried record was stored twice"
     finally:
         assert appliance.stop() == 0, appliance.stderr()
 
@@ -119,6 +126,8 @@ def test_killing_the_whole_appliance_loses_no_acknowledged_record(tmp_path: Path
         stored = read_back(restarted.bootstrap)
         missing = {k: v for k, v in promised.items() if stored.get(k) != v}
         assert not missing, f"{len(missing)} of {len(promised)} acknowledged records lost"
+        values = list(stored.values())
+        assert len(values) == len(set(values)), "a retried record was stored twice"
         wait_until_serving(restarted, 2)
     finally:
         assert restarted.stop() == 0, restarted.stderr()
