@@ -331,7 +331,8 @@ class FrontEnd:
             flight.results[i] = {"topic": topic, "partition": partition,
                                  **protocol.error_entry(error), "base_offset": -1}
 
-    def on_produced(self, token: bytes, results: list[dict]) -> None:
+    def on_worker_answer(self, token: bytes, results: list[dict]) -> None:
+        """A worker answered one part of a request (a produce, an offsets lookup)."""
         flight = self._produces.pop(token, None)
         if flight is None:
             return
@@ -454,25 +455,49 @@ class FrontEnd:
     # --- offsets ----------------------------------------------------------------------
 
     def _api_list_offsets(self, identity: bytes, request: protocol.Request) -> None:
-        results = []
-        for topic, partition, timestamp in request.fields["partitions"]:
+        """Earliest and latest come from the control blocks; by timestamp asks
+        the owner, which alone reads the time indexes."""
+        entries = request.fields["partitions"]
+        results: list[dict | None] = [None] * len(entries)
+        by_worker: dict[int, list[int]] = {}
+        for i, (topic, partition, timestamp) in enumerate(entries):
             entry: dict[str, Any] = {"topic": topic, "partition": partition}
             try:
                 position = self._reader(topic, partition).position()
                 if timestamp == protocol.EARLIEST:
-                    offset = position.log_start_offset
+                    entry.update(error=None, offset=position.log_start_offset, timestamp=-1)
                 elif timestamp == protocol.LATEST:
-                    offset = position.high_watermark
+                    entry.update(error=None, offset=position.high_watermark, timestamp=-1)
+                elif timestamp >= 0:
+                    by_worker.setdefault(self.metadata.owner(topic, partition), []).append(i)
+                    continue
                 else:
                     raise InvalidRequestError(
-                        "list_offsets by timestamp is not served yet; use -2 or -1")
-                entry.update(error=None, offset=offset, timestamp=-1)
+                        f"timestamp {timestamp}: use -2 (earliest), -1 (latest) or a time in ms")
             except FileNotFoundError:
                 entry.update(protocol.error_entry(LeaderNotAvailableError("reopening; retry")))
             except RinglogError as exc:
                 entry.update(protocol.error_entry(exc))
-            results.append(entry)
-        self._reply(identity, request, {"partitions": results})
+            results[i] = entry
+
+        def done(final: list[dict | None]) -> None:
+            self._reply(identity, request, {"partitions": final})
+
+        flight = _ProduceInFlight(identity, request.id, protocol.ACKS_ALL, results, 0,
+                                  on_done=done)
+        for worker, indices in by_worker.items():
+            token = b"%d" % next(self._tokens)
+            body = orjson.dumps({"partitions": [entries[i] for i in indices]})
+            if worker in self.ready_workers and self.send_to_worker(
+                    worker, [b"offsets", token, body]):
+                flight.parts_left += 1
+                flight.part_indices[token] = (worker, indices)
+                self._produces[token] = flight
+            else:
+                self._fail_part(flight, indices, entries, LeaderNotAvailableError(
+                    f"worker {worker} is restarting; retry"))
+        if flight.parts_left == 0:
+            done(results)
 
     # --- consumer groups ----------------------------------------------------------------
 

@@ -168,8 +168,9 @@ class Supervisor:
         identity = frames[0].bytes
         command = frames[1].bytes
         index = int(identity.split(b"-")[1])
-        if command == b"produced":
-            self.front_end.on_produced(frames[2].bytes, orjson.loads(frames[3].bytes)["results"])
+        if command in (b"produced", b"answered"):
+            self.front_end.on_worker_answer(frames[2].bytes,
+                                            orjson.loads(frames[3].bytes)["results"])
         elif command == b"positions":
             self.front_end.on_positions(orjson.loads(frames[2].bytes)["partitions"])
         elif command == b"ready":

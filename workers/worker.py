@@ -7,11 +7,13 @@ first frame names the command:
       [b"open", json {"partitions": [[topic, p, directory, log_config], ...]}]
       [b"close", json {"partitions": [[topic, p], ...], "delete": bool}]
       [b"produce", token, json {"acks": a, "partitions": [[topic, p], ...]}, set_0, set_1, ...]
+      [b"offsets", token, json {"partitions": [[topic, p, timestamp_ms], ...]}]
       [b"stop"]
     worker -> supervisor
       [b"ready", json {"index": n, "pid": pid}]
       [b"produced", token, json {"results": [{topic, partition, error, message,
                                              base_offset, log_append_time}, ...]}]
+      [b"answered", token, json {"results": [{topic, partition, error, offset, timestamp}]}]
       [b"positions", json {"partitions": [[topic, p, high_watermark], ...]}]
       [b"opened", json {"partitions": [[topic, p, error], ...]}]
 
@@ -96,6 +98,8 @@ class Worker:
         command = frames[0].bytes
         if command == b"produce":
             pending.append(self._produce(frames))
+        elif command == b"offsets":
+            self._offsets_for_times(frames[1].bytes, orjson.loads(frames[2].bytes)["partitions"])
         elif command == b"open":
             self._open(orjson.loads(frames[1].bytes)["partitions"])
         elif command == b"close":
@@ -122,6 +126,22 @@ class Worker:
             opened.append([topic, partition, error])
         self.socket.send_multipart([b"opened", orjson.dumps({"partitions": opened})])
         self._announce(self.logs.keys())
+
+    def _offsets_for_times(self, token: bytes, partitions: list) -> None:
+        """The first offset at or after each timestamp (-1 when there is none)."""
+        results = []
+        for topic, partition, timestamp in partitions:
+            result = {"topic": topic, "partition": partition, "error": None,
+                      "offset": -1, "timestamp": -1}
+            log = self.logs.get((topic, partition))
+            if log is None:
+                result["error"] = "NOT_LEADER_OR_FOLLOWER"
+            else:
+                offset = log.offset_for_timestamp(timestamp)
+                if offset is not None:
+                    result.update(offset=offset, timestamp=timestamp)
+            results.append(result)
+        self.socket.send_multipart([b"answered", token, orjson.dumps({"results": results})])
 
     def _close(self, partitions: list, delete: bool) -> None:
         for topic, partition in partitions:

@@ -134,3 +134,18 @@ def test_admin_manages_topics_with_kafka_errors(appliance):
         assert "managed" not in admin.list_topics()
         with pytest.raises(UnknownTopicOrPartitionError):
             admin.describe_topic("managed")
+
+
+def test_list_offsets_by_timestamp_finds_the_first_record_at_or_after(appliance):
+    from appliance.client.connection import Connection
+
+    with Producer(appliance.bootstrap) as producer:
+        for i in range(10):
+            producer.send("times", b"%d" % i, partition=0, timestamp=1_000 + 100 * i).result(10)
+    connection = Connection(appliance.bootstrap)
+    response = connection.request("list_offsets", {"partitions": [
+        ["times", 0, 1_250], ["times", 0, 0], ["times", 0, 5_000], ["times", 0, -2],
+        ["times", 0, -1]]})
+    offsets = [entry["offset"] for entry in response.fields["partitions"]]
+    connection.close()
+    assert offsets == [3, 0, -1, 0, 10]
