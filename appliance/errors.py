@@ -28,6 +28,7 @@ __all__ = [
     "InvalidGroupIdError",
     "InvalidPartitionsError",
     "InvalidProducerEpochError",
+    "InvalidRecordError",
     "InvalidReplicationFactorError",
     "InvalidRequestError",
     "InvalidRequiredAcksError",
@@ -188,6 +189,13 @@ class TopicDeletionDisabledError(RinglogError):
     """delete.topic.enable is false."""
 
     name, code, retriable = "TOPIC_DELETION_DISABLED", 73, False
+
+
+class InvalidRecordError(RinglogError):
+    """A record set breaks a rule of the broker (e.g. several batches from an
+    idempotent producer in one partition's set)."""
+
+    name, code, retriable = "INVALID_RECORD", 87, False
 
 
 class ThrottlingQuotaExceededError(RinglogError):

@@ -30,6 +30,7 @@ from appliance.errors import (
     InvalidRequiredAcksError,
     LeaderNotAvailableError,
     ThrottlingQuotaExceededError,
+    TopicAlreadyExistsError,
     TopicDeletionDisabledError,
     UnknownServerError,
     UnknownTopicOrPartitionError,
@@ -92,6 +93,9 @@ class FrontEnd:
                                        int(config["group.max.session.timeout.ms"]))
         self._committed: dict[str, dict[tuple[str, int], tuple[int, str]]] = {}
         self._offsets_loaded = False
+        # Deleted topics whose workers have not yet closed and removed every
+        # partition: the name cannot be reused until they have.
+        self._deleting: dict[str, dict[int, int]] = {}  # topic -> partition -> owner
 
     def _partition_count(self, topic: str) -> int | None:
         found = self.metadata.topics.get(topic)
@@ -111,7 +115,10 @@ class FrontEnd:
         try:
             if handler is None:
                 raise UnsupportedVersionError(f"api {request.api!r} is not served yet")
-            handler(identity, request)
+            try:
+                handler(identity, request)
+            except (TypeError, ValueError) as exc:  # a value the schema's types let through
+                raise InvalidRequestError(f"{request.api}: {exc}") from None
         except RinglogError as exc:
             self._send(identity, protocol.encode_error(request.api, request.id, exc))
         except Exception as exc:  # a bug must cost one request, never the appliance
@@ -121,8 +128,10 @@ class FrontEnd:
 
     def _send(self, identity: bytes, frames: list) -> None:
         try:
-            self.clients.send_multipart([identity, *frames], copy=False)
-        except zmq.ZMQError as exc:  # the client went away: nothing to answer
+            # Never block: a client that does not read its replies must cost
+            # only its own replies, not the loop every other client needs.
+            self.clients.send_multipart([identity, *frames], zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError as exc:  # gone, or not reading: nothing to answer
             log.debug("reply to %s dropped: %s", identity.hex(), exc)
 
     def _reply(self, identity: bytes, request: protocol.Request, fields: dict,
@@ -142,15 +151,18 @@ class FrontEnd:
 
     def send_to_worker(self, worker: int, frames: list) -> bool:
         try:
-            self.workers.send_multipart([f"worker-{worker}".encode(), *frames], copy=False)
-        except zmq.ZMQError:  # not connected (restarting): the caller answers retriably
+            self.workers.send_multipart([f"worker-{worker}".encode(), *frames], zmq.NOBLOCK,
+                                        copy=False)
+        except zmq.ZMQError:  # restarting or overwhelmed: the caller answers retriably
             return False
         return True
 
     def create_topic(self, name: str, partitions: int, replication_factor: int,
                      configs: dict[str, str]) -> None:
-        typed = self._validate_topic_configs(configs)
-        del typed
+        if self._deleting.get(name):
+            raise TopicAlreadyExistsError(
+                f"topic {name!r} is still being deleted; retry in a moment")
+        self._validate_topic_configs(configs)
         topic = self.metadata.create(name, partitions, replication_factor, configs)
         by_worker: dict[int, list[tuple[str, int]]] = {}
         for p, owner in enumerate(topic.owners):
@@ -158,6 +170,25 @@ class FrontEnd:
         for worker, entries in by_worker.items():
             self.send_to_worker(worker, self.open_message(entries))
         self.groups.topics_changed()
+
+    def send_deletions(self, worker: int) -> None:
+        """Ask a worker to close and remove its partitions of deleted topics
+        (again after a restart: the removal must happen before the name is reused)."""
+        entries = [[t, p, str(partition_dir(self.metadata.log_dir, t, p))]
+                   for t, owners in self._deleting.items()
+                   for p, owner in owners.items() if owner == worker]
+        if entries:
+            self.send_to_worker(worker, [b"close", orjson.dumps(
+                {"partitions": entries, "delete": True})])
+
+    def on_closed(self, partitions: list) -> None:
+        """A worker closed and removed these partitions of deleted topics."""
+        for topic, partition in partitions:
+            owners = self._deleting.get(topic)
+            if owners is not None:
+                owners.pop(partition, None)
+                if not owners:
+                    del self._deleting[topic]
 
     def _validate_topic_configs(self, configs: dict[str, str]) -> dict:
         from appliance.config import ConfigError, validate_topic_configs
@@ -171,6 +202,8 @@ class FrontEnd:
         """Auto-create on first use when the configuration allows it, as Kafka does."""
         if name in self.metadata.topics:
             return
+        if self._deleting.get(name):
+            raise LeaderNotAvailableError(f"topic {name!r} is being deleted; retry")
         if not self.config["auto.create.topics.enable"]:
             raise UnknownTopicOrPartitionError(
                 f"topic {name!r} does not exist and auto.create.topics.enable is false; "
@@ -227,12 +260,13 @@ class FrontEnd:
                 if name in INTERNAL_TOPICS:
                     raise InvalidRequestError(f"{name} is internal and cannot be deleted")
                 topic = self.metadata.delete(name)
-                for p, owner in enumerate(topic.owners):
+                self._deleting[name] = dict(enumerate(topic.owners))
+                for p in range(topic.partitions):
                     reader = self._readers.pop((name, p), None)
                     if reader is not None:
                         reader.close()
-                    self.send_to_worker(owner, [b"close", orjson.dumps(
-                        {"partitions": [[name, p]], "delete": True})])
+                for worker in set(topic.owners):
+                    self.send_deletions(worker)
                 entry.update(error=None)
             except RinglogError as exc:
                 entry.update(protocol.error_entry(exc))
@@ -269,6 +303,10 @@ class FrontEnd:
                     entry.update(error=None, log_start_offset=position.log_start_offset,
                                  log_end_offset=position.log_end_offset,
                                  high_watermark=position.high_watermark)
+                except FileNotFoundError:
+                    self._readers.pop((name, p), None)
+                    entry.update(protocol.error_entry(LeaderNotAvailableError(
+                        f"partition {name}-{p} is reopening; retry")))
                 except RinglogError as exc:
                     entry.update(protocol.error_entry(exc))
                 entry["size_bytes"] = _disk_usage(partition_dir(self.metadata.log_dir, name, p))
@@ -379,7 +417,7 @@ class FrontEnd:
             try:
                 reader = PartitionReader.open(partition_dir(self.metadata.log_dir, topic,
                                                             partition))
-            except FileNotFoundError:
+            except (FileNotFoundError, ValueError):  # no control block yet, or half made
                 raise LeaderNotAvailableError(
                     f"partition {topic}-{partition} is being opened by its worker; retry"
                 ) from None
@@ -567,8 +605,11 @@ class FrontEnd:
         f = request.fields
         group = f["group_id"]
         self.groups.check_commit(group, f.get("member_id"), f.get("generation_id", -1))
-        self._load_offsets()
         offsets = [(t, p, o, m) for t, p, o, m in f["offsets"]]
+        if not offsets:
+            self._reply(identity, request, {"committed": 0})
+            return
+        self._load_offsets()
         now = _now_ms()
         batch = encode_batch([
             Record(key=orjson.dumps([group, t, p]),

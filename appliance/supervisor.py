@@ -178,6 +178,9 @@ class Supervisor:
             self.front_end.ready_workers.add(index)
             if partitions:
                 self.front_end.send_to_worker(index, self.front_end.open_message(partitions))
+            self.front_end.send_deletions(index)
+        elif command == b"closed":
+            self.front_end.on_closed(orjson.loads(frames[2].bytes)["partitions"])
         elif command == b"opened":
             for topic, partition, error in orjson.loads(frames[2].bytes)["partitions"]:
                 if error:

@@ -83,12 +83,10 @@ class ControlBlockWriter:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
         self.path = path
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        if not path.exists():
+            _create_complete(path)
+        fd = os.open(path, os.O_RDWR)
         try:
-            if os.fstat(fd).st_size < SIZE:
-                # Allocate the page with a write that can fail with ENOSPC,
-                # rather than a store through the map that would raise SIGBUS.
-                os.pwrite(fd, bytes(SIZE), 0)
             self._map = mmap.mmap(fd, SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         finally:
             os.close(fd)
@@ -165,6 +163,22 @@ class ControlBlockReader:
     def close(self) -> None:
         self._words.release()
         self._map.close()
+
+
+def _create_complete(path: Path) -> None:
+    """Make a new block appear whole: written (magic included) under a
+    temporary name, then renamed, so no reader ever maps a half-made one.
+    The write allocates the page and can fail with ENOSPC, where a store
+    through a map would raise SIGBUS."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    block = bytearray(SIZE)
+    memoryview(block).cast("q")[MAGIC_VERSION] = MAGIC | (VERSION << 32)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.pwrite(fd, bytes(block), 0)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
 
 
 def _values(position: LogPosition) -> tuple[int, ...]:

@@ -5,7 +5,7 @@ first frame names the command:
 
     supervisor -> worker
       [b"open", json {"partitions": [[topic, p, directory, log_config], ...]}]
-      [b"close", json {"partitions": [[topic, p], ...], "delete": bool}]
+      [b"close", json {"partitions": [[topic, p, directory], ...], "delete": bool}]
       [b"produce", token, json {"acks": a, "partitions": [[topic, p], ...]}, set_0, set_1, ...]
       [b"offsets", token, json {"partitions": [[topic, p, timestamp_ms], ...]}]
       [b"stop"]
@@ -16,6 +16,7 @@ first frame names the command:
       [b"answered", token, json {"results": [{topic, partition, error, offset, timestamp}]}]
       [b"positions", json {"partitions": [[topic, p, high_watermark], ...]}]
       [b"opened", json {"partitions": [[topic, p, error], ...]}]
+      [b"closed", json {"partitions": [[topic, p], ...]}]
 
 The loop drains every waiting message, appends each record set, then makes
 the tick's appends durable with one fdatasync per partition (group commit)
@@ -25,6 +26,7 @@ before it acknowledges any of them: an acknowledgement is a promise.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -144,15 +146,20 @@ class Worker:
         self.socket.send_multipart([b"answered", token, orjson.dumps({"results": results})])
 
     def _close(self, partitions: list, delete: bool) -> None:
-        for topic, partition in partitions:
+        """Close partitions; for a deleted topic also remove their directories,
+        then say so: the topic's name may be reused only after that."""
+        closed = []
+        for topic, partition, *directory in partitions:
             log = self.logs.pop((topic, partition), None)
             self.producers.pop((topic, partition), None)
-            if log is None:
-                continue
-            directory = log.directory
-            log.close()
-            if delete:
-                _remove_tree(directory)
+            path = log.directory if log is not None else (
+                Path(directory[0]) if directory else None)
+            if log is not None:
+                log.close()
+            if delete and path is not None:
+                shutil.rmtree(path, ignore_errors=True)
+            closed.append([topic, partition])
+        self.socket.send_multipart([b"closed", orjson.dumps({"partitions": closed})])
 
     def _produce(self, frames: list) -> _PendingAck:
         token = frames[1].bytes
@@ -179,6 +186,9 @@ class Worker:
         already appended: then answer with that batch's offset."""
         header = parse_header(data) if len(data) >= HEADER_SIZE else None
         single = header is not None and header.size == len(data)
+        if header is not None and not single and header.producer_id >= 0:
+            raise SequenceError("INVALID_RECORD", (
+                "an idempotent producer must send one batch per partition per request"))
         producers = self.producers[(topic, partition)]
         if single:
             original = producers.check(header)
@@ -229,7 +239,3 @@ class Worker:
         self.socket.close()
 
 
-def _remove_tree(directory: Path) -> None:
-    for entry in directory.iterdir():
-        entry.unlink()
-    directory.rmdir()
