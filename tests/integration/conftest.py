@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -18,6 +19,17 @@ from appliance.client import Admin
 from appliance.errors import RequestTimedOutError
 
 REPO = Path(__file__).resolve().parents[2]
+_STARTED: list[subprocess.Popen] = []  # every appliance a test started
+
+
+def kill_leftovers() -> None:
+    """Kill appliances a failed test left running (its whole process group)."""
+    while _STARTED:
+        process = _STARTED.pop()
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
 
 
 def free_port() -> int:
@@ -71,6 +83,7 @@ def start_appliance(tmp_path: Path, *overrides: str, workers: int = 2,
     process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                                stderr=open(stderr_path, "a"),  # noqa: SIM115
                                start_new_session=True)
+    _STARTED.append(process)
     appliance = Appliance(process, f"127.0.0.1:{port}", log_dir, stderr_path)
     if wait:
         wait_until_serving(appliance, workers)
