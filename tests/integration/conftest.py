@@ -68,7 +68,7 @@ class Appliance:
 
 def start_appliance(tmp_path: Path, *overrides: str, workers: int = 2,
                     env: dict[str, str] | None = None, port: int | None = None,
-                    wait: bool = True) -> Appliance:
+                    wait: bool = True, config_path: Path | None = None) -> Appliance:
     """Start `ringlog serve` in its own session (so a test can kill the whole group)."""
     port = port or free_port()
     log_dir = tmp_path / "data"
@@ -80,6 +80,8 @@ def start_appliance(tmp_path: Path, *overrides: str, workers: int = 2,
             "--override", f"num.workers={workers}"]
     for item in overrides:
         args += ["--override", item]
+    if config_path is not None:
+        args += ["--config", str(config_path)]
     process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                                stderr=open(stderr_path, "a"),  # noqa: SIM115
                                start_new_session=True)

@@ -1,0 +1,53 @@
+"""Supervisor duties: process names, SIGHUP reloads, start-up errors in one line."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+
+from tests.integration.conftest import REPO, start_appliance
+
+
+def test_processes_name_themselves_for_ps_and_top(appliance):
+    names = {" ".join(p.cmdline()).strip()
+             for p in [psutil.Process(appliance.process.pid),
+                       *map(psutil.Process, appliance.worker_pids())]}
+    assert names == {"ringlog: supervisor", "ringlog: worker 0", "ringlog: worker 1"}
+
+
+def test_sighup_applies_dynamic_settings_and_names_static_ones(tmp_path):
+    config = tmp_path / "server.properties"
+    config.write_text("log.retention.ms=3600000\nnum.partitions=1\n")
+    appliance = start_appliance(tmp_path, config_path=config)
+    try:
+        config.write_text("log.retention.ms=7200000\nnum.partitions=1\nbroker.id=5\n")
+        appliance.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "reloaded log.retention.ms" not in appliance.stderr():
+            time.sleep(0.05)
+        log = appliance.stderr()
+        assert "reloaded log.retention.ms: 3600000 -> 7200000" in log
+        assert "broker.id changed; it takes effect after a restart" in log
+        config.write_text("log.retention.hour=1\n")  # a typo: the running settings stay
+        appliance.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "reload refused" not in appliance.stderr():
+            time.sleep(0.05)
+        assert "did you mean 'log.retention.hours'" in appliance.stderr()
+        assert appliance.process.poll() is None
+    finally:
+        assert appliance.stop() == 0
+
+
+def test_a_bad_setting_stops_start_up_with_one_line(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "appliance", "serve", "--override", "log.retention.hour=1"],
+        cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "log.retention.hours" in lines[0]
+    assert "Traceback" not in result.stderr
