@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	mkdir -p data
+	@printf '%s\n' "In another terminal, produce and consume (Ctrl-C here stops the appliance):" \
+	  "  printf 'alice:hello\\nbob:hi\\n' | $(VENV)/bin/ringlog produce greetings --key-separator :" \
+	  "  $(VENV)/bin/ringlog consume greetings --from-beginning --max-messages 2 --print-key"
 	$(VENV)/bin/ringlog serve --override log.dirs=./data
 
 test: $(STAMP)
