@@ -1,0 +1,803 @@
+"""End-to-end benchmark of the single-node appliance (issue #3): client, front end, worker.
+
+    python -m loadtest.bench              # full run: 1,000,000 records per workload
+    python -m loadtest.bench --quick      # smoke run, about 10 s
+
+It starts its own appliance (`python -m appliance serve`, one worker, flush
+policy `batch`, data under a temporary directory in --dir), creates one
+topic of one partition per measurement, and runs:
+
+W1  one producer, --value-bytes records (100), one partition, acks=1, each
+    ack after the fdatasync that made the record durable (the `batch`
+    policy's group commit). Timed from the first send() to flush()
+    returning. Several producer settings (linger_ms, batch_size) are tried,
+    each on its own topic; the best is the headline.
+W2  one consumer reads the first W1 topic back from offset 0 (assign, poll
+    with a large max_records). Timed from the first poll to the last record.
+W3  end-to-end latency at a fixed rate (--rate records/s for --seconds,
+    acks=1, linger_ms=0): the bench's main thread, paced by the clock, sends
+    records whose value starts with time.time_ns(); a consumer in another process
+    (spawned, so the two do not share a GIL) takes receive time minus the
+    embedded time per record. Also the producer's ack latency (send() to
+    its future resolving).
+W4  W1 with 1 KiB values: MB/s (by default with 1 MiB batches only).
+
+Figures per workload: records/s, MB/s of record values (MB = 10^6 bytes),
+the CPU time of the client process(es) and of the appliance (supervisor and
+workers, from psutil) over the timed interval as a share of one core, and
+the produce batches the client sent. Each workload is bounded by --timeout
+(default 300 s): past it the bench stops with a message naming the workload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+from appliance.client import Admin, Consumer, Producer
+from shm.errors import RinglogError
+
+MiB = 1 << 20
+KiB = 1 << 10
+MB = 1e6
+REPO = Path(__file__).resolve().parents[1]
+WORKLOADS = ("W1", "W2", "W3", "W4")
+W4_VALUE_BYTES = 1024
+VALUE_POOL = 1024  # distinct values cycled through by the producers (built before the clock)
+
+# The issue's targets (benchmarks, not tests).
+TARGETS = {
+    "W1": ("records/s", 1_000_000),
+    "W2": ("records/s", 1_500_000),
+    "W3": ("ms", (0.5, 1.5, 3.0)),
+    "W4": ("MB/s", 600),
+}
+TARGET_TEXT = {
+    "W1": ">= 1,000,000 rec/s",
+    "W2": ">= 1,500,000 rec/s",
+    "W3": "p50/p99/p99.9 <= 0.5/1.5/3 ms",
+    "W4": ">= 600 MB/s",
+}
+
+
+class BenchTimeout(Exception):
+    """A workload ran past --timeout."""
+
+
+class Deadline:
+    def __init__(self, what: str, seconds: float):
+        self.what, self.seconds = what, seconds
+        self.at = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def check(self) -> None:
+        if time.monotonic() > self.at:
+            raise BenchTimeout(f"{self.what} did not finish within {self.seconds:.0f} s "
+                               "(--timeout); aborting")
+
+
+# --- settings ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProducerSetting:
+    linger_ms: float
+    batch_size: int
+
+    def label(self) -> str:
+        size = (f"{self.batch_size // MiB} MiB" if self.batch_size % MiB == 0
+                else f"{self.batch_size // KiB} KiB")
+        return f"linger {self.linger_ms:g} ms, batch {size}"
+
+
+DEFAULT_SETTINGS = (ProducerSetting(5, 64 * KiB), ProducerSetting(5, MiB),
+                    ProducerSetting(50, MiB))
+# W4 leaves out 64 KiB batches: with 1 KiB records the producer queues ~16,000 of
+# them and slows down quadratically (see docs/performance.md), past any timeout.
+DEFAULT_W4_SETTINGS = (ProducerSetting(5, MiB), ProducerSetting(50, MiB))
+
+
+@dataclass(frozen=True)
+class Settings:
+    records: int
+    value_bytes: int
+    workloads: tuple[str, ...]
+    rate: int
+    seconds: float
+    timeout: float
+    producer_settings: tuple[ProducerSetting, ...]
+    w4_producer_settings: tuple[ProducerSetting, ...]
+    w4_records: int
+    quick: bool
+
+
+def parse_settings(text: str) -> tuple[ProducerSetting, ...]:
+    out = []
+    for item in text.split(","):
+        linger, sep, size = item.strip().partition(":")
+        if not sep:
+            raise ValueError(f"{item!r} is not LINGER_MS:BATCH_BYTES")
+        out.append(ProducerSetting(float(linger), int(size)))
+    return tuple(out)
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.bench",
+        description="Benchmark the single-node appliance end to end: produce throughput (W1, "
+        "W4), consume throughput (W2), end-to-end latency at a fixed rate (W3).")
+    parser.add_argument("--records", type=int, default=None,
+                        help="records per throughput run (default 1,000,000; --quick 20,000)")
+    parser.add_argument("--value-bytes", type=int, default=100,
+                        help="value size of W1/W2/W3 records (default 100)")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help="comma-separated subset of W1,W2,W3,W4 (default all)")
+    parser.add_argument("--rate", type=int, default=None,
+                        help="W3 records per second (default 5000; --quick 2000)")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="W3 duration in seconds (default 10; --quick 1)")
+    parser.add_argument("--producer-settings", default=None, metavar="MS:BYTES,...",
+                        help="W1/W4 producer settings to try, linger_ms:batch_size pairs "
+                        "(default 5:65536,5:1048576,50:1048576)")
+    parser.add_argument("--w4-producer-settings", default=None, metavar="MS:BYTES,...",
+                        help="the same for W4 (default 5:1048576,50:1048576)")
+    parser.add_argument("--timeout", type=float, default=300,
+                        help="seconds one workload may take before the bench aborts (300)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny smoke run: 20,000 records, W3 at 2,000/s for 1 s")
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH",
+                        help="also write every figure to PATH as JSON")
+    parser.add_argument("--dir", type=Path, default=None,
+                        help="parent of the temporary data directory (default ./.bench; use a "
+                        "disk filesystem, not tmpfs, or fdatasync costs nothing)")
+    args = parser.parse_args(argv)
+    records = args.records if args.records is not None else (20_000 if args.quick else 1_000_000)
+    rate = args.rate if args.rate is not None else (2000 if args.quick else 5000)
+    seconds = args.seconds if args.seconds is not None else (1.0 if args.quick else 10.0)
+    workloads = tuple(w.strip().upper() for w in args.workloads.split(",") if w.strip())
+    unknown = [w for w in workloads if w not in WORKLOADS]
+    if unknown or not workloads:
+        parser.error(f"--workloads takes a subset of {','.join(WORKLOADS)}, not {args.workloads}")
+    if not 1 <= records <= 100_000_000:
+        parser.error("--records must be between 1 and 100,000,000")
+    if not 8 <= args.value_bytes <= 1_000_000:
+        parser.error("--value-bytes must be between 8 and 1,000,000")
+    if not 1 <= rate <= 1_000_000 or not 0.1 <= seconds <= 3600:
+        parser.error("--rate must be 1..1,000,000 and --seconds 0.1..3600")
+    if args.timeout <= 0:
+        parser.error("--timeout must be positive")
+    try:
+        producer_settings = (parse_settings(args.producer_settings)
+                             if args.producer_settings else DEFAULT_SETTINGS)
+        w4_producer_settings = (parse_settings(args.w4_producer_settings)
+                                if args.w4_producer_settings else DEFAULT_W4_SETTINGS)
+    except ValueError as exc:
+        parser.error(f"--producer-settings: {exc}")
+    settings = Settings(records=records, value_bytes=args.value_bytes,
+                        workloads=tuple(w for w in WORKLOADS if w in workloads),
+                        rate=rate, seconds=seconds, timeout=args.timeout,
+                        producer_settings=producer_settings,
+                        w4_producer_settings=w4_producer_settings, w4_records=records,
+                        quick=args.quick)
+    return args, settings
+
+
+# --- the appliance ----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Appliance:
+    """`python -m appliance serve` in its own session, one worker, data in `workdir`."""
+
+    def __init__(self, workdir: Path, workers: int = 1):
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.workers = workers
+        self.log_dir = workdir / "data"
+        self.stderr_path = workdir / "appliance.log"
+        env = {**os.environ, "RINGLOG_SHM_DIR": str(workdir / "shm")}
+        args = [sys.executable, "-m", "appliance", "serve",
+                "--override", f"listeners=tcp://127.0.0.1:{self.port}",
+                "--override", f"log.dirs={self.log_dir}",
+                "--override", f"num.workers={workers}",
+                "--override", "log.flush.policy=batch"]
+        with open(self.stderr_path, "ab") as stderr:
+            self.process = subprocess.Popen(args, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+                                            stdout=subprocess.DEVNULL, stderr=stderr,
+                                            start_new_session=True)
+
+    def stderr_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.stderr_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def wait_until_serving(self, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        with Admin(self.bootstrap, request_timeout_ms=500) as admin:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"the appliance exited with {self.process.returncode}:\n"
+                                       + self.stderr_tail())
+                try:
+                    status = admin._request("status").fields
+                except Exception:  # not listening yet: the request times out
+                    continue
+                if len(status.get("workers", ())) >= self.workers:
+                    return
+                time.sleep(0.05)
+        raise RuntimeError(f"the appliance was not serving after {timeout_s:.0f} s:\n"
+                           + self.stderr_tail())
+
+    def processes(self) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(self.process.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+            return -9
+
+
+def create_topic(bootstrap: str, name: str, deadline: Deadline) -> None:
+    """Create a one-partition topic and wait until its worker has opened it."""
+    with Admin(bootstrap) as admin:
+        admin.create_topic(name, 1)
+        while True:
+            entry = admin.describe_topic(name)
+            if all(p.get("error") is None for p in entry["partitions"]):
+                return
+            deadline.check()
+            time.sleep(0.02)
+
+
+# --- CPU accounting -----------------------------------------------------------------------
+
+
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+class CpuMeter:
+    """CPU seconds of this process and of the appliance's processes between start() and stop()."""
+
+    def __init__(self, appliance: Appliance):
+        self.appliance = appliance
+        self.me = psutil.Process()
+
+    def _snapshot(self) -> tuple[float, dict[int, float]]:
+        app = {}
+        for p in self.appliance.processes():
+            with contextlib.suppress(psutil.Error):
+                app[p.pid] = _cpu(p)
+        return _cpu(self.me), app
+
+    def start(self) -> None:
+        self._before = self._snapshot()
+
+    def stop(self) -> tuple[float, float]:
+        own, app = self._snapshot()
+        own0, app0 = self._before
+        return own - own0, sum(v - app0.get(pid, 0.0) for pid, v in app.items())
+
+
+# --- results --------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    workload: str
+    what: str
+    settings: str
+    records: int
+    value_bytes: int
+    seconds: float
+    client_cpu_s: float
+    appliance_cpu_s: float
+    batches: int | None = None
+    requests: int | None = None
+    latency_ms: dict[str, float] | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds else 0.0
+
+    @property
+    def mbps(self) -> float:
+        return self.rate * self.value_bytes / MB
+
+
+def make_values(value_bytes: int, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    return [rng.randbytes(value_bytes) for _ in range(VALUE_POOL)]
+
+
+# --- W1 / W4: produce ---------------------------------------------------------------------
+
+
+def count_requests(producer: Producer) -> dict[str, int]:
+    """Count the produce requests and batches the producer's sender thread sends.
+
+    Wraps the producer's internal _send (a bench-only peek; if it is gone the
+    counts stay at zero and the table shows '-')."""
+    counts = {"requests": 0, "batches": 0}
+    send = getattr(producer, "_send", None)
+    if send is None:
+        return counts
+
+    def counting(batches):
+        counts["requests"] += 1
+        counts["batches"] += len(batches)
+        return send(batches)
+
+    producer._send = counting
+    return counts
+
+
+def run_produce(workload: str, bootstrap: str, topic: str, records: int, value_bytes: int,
+                setting: ProducerSetting, meter: CpuMeter, deadline: Deadline) -> Result:
+    values = make_values(value_bytes, seed=len(topic))
+    mask = VALUE_POOL - 1
+    producer = Producer(bootstrap, acks=1, linger_ms=setting.linger_ms,
+                        batch_size=setting.batch_size)
+    try:
+        # Untimed: metadata, the producer id and the connection.
+        producer.partitions_for_topic(topic)
+        if hasattr(producer, "_identity"):  # the producer id, asked for once
+            producer._identity()
+        counts = count_requests(producer)
+        send = producer.send
+        meter.start()
+        began = time.perf_counter()
+        for i in range(records):
+            send(topic, values[i & mask], partition=0)
+            if not i & 0x3FFF:
+                deadline.check()
+        sent = time.perf_counter()
+        producer.flush(timeout=max(1.0, deadline.remaining()))
+        seconds = time.perf_counter() - began
+        client_cpu, appliance_cpu = meter.stop()
+    finally:
+        producer.close(timeout=10)
+    return Result(workload, f"produce {value_bytes} B, acks=1", setting.label(), records,
+                  value_bytes, seconds, client_cpu, appliance_cpu,
+                  batches=counts["batches"] or None, requests=counts["requests"] or None,
+                  extra={"send_loop_seconds": sent - began, "linger_ms": setting.linger_ms,
+                         "batch_size": setting.batch_size, "topic": topic})
+
+
+# --- W2: consume --------------------------------------------------------------------------
+
+
+def run_consume(bootstrap: str, topic: str, records: int, value_bytes: int, meter: CpuMeter,
+                deadline: Deadline) -> Result:
+    consumer = Consumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                        enable_auto_commit=False)
+    try:
+        consumer.assign([(topic, 0)])
+        consumer.position(topic, 0)  # untimed: the list_offsets round trip
+        got = 0
+        polls = 0
+        last_offset = -1
+        meter.start()
+        began = time.perf_counter()
+        while got < records:
+            batch = consumer.poll(timeout_ms=1000, max_records=1_000_000)
+            polls += 1
+            if batch:
+                got += len(batch)
+                last_offset = batch[-1].offset
+            deadline.check()
+        seconds = time.perf_counter() - began
+        client_cpu, appliance_cpu = meter.stop()
+    finally:
+        consumer.close()
+    if last_offset != records - 1:
+        raise RuntimeError(f"W2 read {got} records ending at offset {last_offset}, "
+                           f"expected offsets 0..{records - 1}")
+    return Result("W2", f"consume {value_bytes} B", "assign, poll(max_records=1M), "
+                  "fetch 1 MiB", got, value_bytes, seconds, client_cpu, appliance_cpu,
+                  extra={"polls": polls, "topic": topic})
+
+
+# --- W3: latency --------------------------------------------------------------------------
+
+
+def latency_consumer(bootstrap: str, topic: str, ready, control, results) -> None:
+    """Child process: receive records, record receive time minus the embedded send time.
+
+    Tells the parent on `ready` once positioned; stops when the parent has sent
+    the number of records to expect on `control` and that many arrived, or
+    when the parent sends -1."""
+    from array import array
+
+    consumer = Consumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                        enable_auto_commit=False, fetch_max_wait_ms=100)
+    me = psutil.Process()
+    latencies = array("q")
+    try:
+        consumer.assign([(topic, 0)])
+        consumer.position(topic, 0)
+        ready.send(True)
+        expected = None
+        cpu0 = None
+        while expected is None or len(latencies) < expected:
+            messages = consumer.poll(timeout_ms=100, max_records=100_000)
+            now = time.time_ns()
+            for m in messages:
+                sent = int.from_bytes(m.value[:8], "big")
+                if sent == 0:
+                    continue  # warm-up record
+                if cpu0 is None:
+                    cpu0 = _cpu(me)
+                latencies.append(now - sent)
+            if control.poll():
+                expected = control.recv()
+                if expected < 0:
+                    break
+        cpu = _cpu(me) - cpu0 if cpu0 is not None else 0.0
+        results.send((latencies.tobytes(), cpu))
+    finally:
+        consumer.close()
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+def run_latency(bootstrap: str, topic: str, rate: int, seconds: float, value_bytes: int,
+                meter: CpuMeter, deadline: Deadline) -> Result:
+    from array import array
+
+    ctx = multiprocessing.get_context("spawn")
+    ready_r, ready_w = ctx.Pipe(duplex=False)
+    control_r, control_w = ctx.Pipe(duplex=False)
+    results_r, results_w = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=latency_consumer, name="ringlog-bench-consumer",
+                        args=(bootstrap, topic, ready_w, control_r, results_w), daemon=True)
+    child.start()
+    producer = Producer(bootstrap, acks=1, linger_ms=0, batch_size=64 * KiB)
+    padding = b"\x00" * (value_bytes - 8)
+    acks = array("q")
+    try:
+        if not ready_r.poll(max(1.0, min(60.0, deadline.remaining()))):
+            raise BenchTimeout("W3: the consumer process did not start within 60 s")
+        ready_r.recv()
+        # Warm-up: connection, producer id, a round trip through the consumer.
+        for _ in range(10):
+            producer.send(topic, bytes(value_bytes), partition=0).result(timeout=30)
+
+        def on_ack(sent_ns: int):
+            def done(_future) -> None:
+                acks.append(time.time_ns() - sent_ns)
+            return done
+
+        sent_count = 0
+        period = 1.0 / rate
+        total = int(rate * seconds)
+        meter.start()
+        began = time.perf_counter()
+        while sent_count < total:
+            due = min(total, int((time.perf_counter() - began) / period) + 1)
+            while sent_count < due:
+                now_ns = time.time_ns()
+                future = producer.send(topic, now_ns.to_bytes(8, "big") + padding, partition=0)
+                future.add_done_callback(on_ack(now_ns))
+                sent_count += 1
+            next_at = began + sent_count * period
+            pause = next_at - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            if not sent_count & 0xFF:
+                deadline.check()
+        send_seconds = time.perf_counter() - began
+        producer.flush(timeout=max(1.0, deadline.remaining()))
+        control_w.send(total)
+        if not results_r.poll(max(1.0, min(30.0, deadline.remaining()))):
+            raise BenchTimeout(f"W3: the consumer had not received {total:,} records "
+                               "30 s after the last send")
+        raw, consumer_cpu = results_r.recv()
+        client_cpu, appliance_cpu = meter.stop()
+    finally:
+        producer.close(timeout=10)
+        if child.is_alive():
+            with contextlib.suppress(OSError, BrokenPipeError):
+                control_w.send(-1)
+            child.join(5)
+            if child.is_alive():
+                child.terminate()
+                child.join(5)
+    received = array("q")
+    received.frombytes(raw)
+    e2e = sorted(v / 1e6 for v in received)
+    ack = sorted(v / 1e6 for v in acks)
+    latency = {"p50": percentile(e2e, 0.5), "p99": percentile(e2e, 0.99),
+               "p99.9": percentile(e2e, 0.999), "max": e2e[-1] if e2e else float("nan"),
+               "ack_p50": percentile(ack, 0.5), "ack_p99": percentile(ack, 0.99),
+               "ack_p99.9": percentile(ack, 0.999)}
+    return Result("W3", f"end-to-end {value_bytes} B, acks=1",
+                  f"{rate:,}/s for {seconds:g} s, linger 0 ms", sent_count, value_bytes,
+                  send_seconds, client_cpu + consumer_cpu, appliance_cpu, latency_ms=latency,
+                  extra={"received": len(e2e), "producer_cpu_s": client_cpu,
+                         "consumer_cpu_s": consumer_cpu, "topic": topic,
+                         "mean_ms": statistics.fmean(e2e) if e2e else float("nan")})
+
+
+# --- report ------------------------------------------------------------------------------
+
+
+def table(rows: Iterable[Iterable[str]], header: list[str], text_columns: int = 1) -> str:
+    """Columns padded to width: the first `text_columns` left-aligned, numbers right."""
+    rows = [list(r) for r in rows]
+    widths = [max(len(c) for c in col) for col in zip(header, *rows, strict=True)]
+    lines = []
+    for i, row in enumerate([header, *rows]):
+        cells = [c.ljust(w) if j < text_columns else c.rjust(w)
+                 for j, (c, w) in enumerate(zip(row, widths, strict=True))]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def fs_of(path: Path) -> tuple[str, str, str]:
+    """(filesystem type, device, mount point) holding `path`, from /proc/self/mounts."""
+    real = os.path.realpath(path)
+    best, best_len = ("?", "?", "/"), -1
+    try:
+        with open("/proc/self/mounts") as mounts:
+            for line in mounts:
+                device, mount, fstype = line.split()[:3]
+                mount = mount.replace("\\040", " ")
+                inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+                if inside and len(mount) >= best_len:
+                    best, best_len = (fstype, device, mount), len(mount)
+    except OSError:
+        pass
+    return best
+
+
+def best_runs(results: list[Result]) -> dict[str, Result]:
+    """The result judged against each workload's target: the fastest W1/W4 setting."""
+    best: dict[str, Result] = {}
+    for r in results:
+        if r.workload not in best or r.rate > best[r.workload].rate:
+            best[r.workload] = r
+    return best
+
+
+def judge(r: Result) -> tuple[str, bool]:
+    """(the measured figure in the target's unit, whether the target is met)."""
+    kind, goal = TARGETS[r.workload]
+    if kind == "records/s":
+        return f"{r.rate:,.0f} rec/s = {r.rate / goal:.1%} of target", r.rate >= goal
+    if kind == "MB/s":
+        return f"{r.mbps:,.1f} MB/s = {r.mbps / goal:.1%} of target", r.mbps >= goal
+    lat = r.latency_ms or {}
+    values = [lat.get(k, float("nan")) for k in ("p50", "p99", "p99.9")]
+    met = all(v <= g for v, g in zip(values, goal, strict=True))
+    return " / ".join(f"{v:.2f}" for v in values) + " ms", met
+
+
+def report(s: Settings, workdir: Path, results: list[Result], load: tuple[float, float],
+           elapsed: float) -> str:
+    fstype, device, mount = fs_of(workdir)
+    out = [
+        "Ringlog appliance bench (issue #3)",
+        f"  python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}, "
+        f"Linux {platform.release()}; load average {load[0]:.2f} at start, {load[1]:.2f} at end",
+        f"  data in {workdir} on {fstype} ({device} at {mount})",
+        "  one appliance: supervisor + 1 worker, flush policy batch (fdatasync before the ack); "
+        "one partition per topic",
+        "  MB/s = record values only, 10^6 bytes; CPU = user+system seconds over the timed "
+        "interval / its length (100% = one core; this host has 2)",
+        "",
+    ]
+    best = best_runs(results)
+    several = {w for w in ("W1", "W4") if sum(r.workload == w for r in results) > 1}
+    rows = []
+    for r in results:
+        lat = r.latency_ms
+        mark = " *" if r.workload in several and best[r.workload] is r else ""
+        rows.append([
+            r.workload,
+            r.what,
+            r.settings + mark,
+            f"{r.records:,}",
+            f"{r.seconds:.2f}",
+            f"{r.rate:,.0f}",
+            f"{r.mbps:,.1f}",
+            f"{r.records / r.batches:,.0f}" if r.batches else "-",
+            f"{r.client_cpu_s / r.seconds:.0%}",
+            f"{r.appliance_cpu_s / r.seconds:.0%}",
+            f"{lat['p50']:.2f} / {lat['p99']:.2f} / {lat['p99.9']:.2f}" if lat else "-",
+        ])
+    out.append(table(rows, ["", "workload", "settings", "records", "seconds", "records/s",
+                            "MB/s", "rec/batch", "client CPU", "appl. CPU",
+                            "e2e ms p50/p99/p99.9"], text_columns=3))
+    notes = []
+    if several:
+        notes.append("* the fastest setting of the workload: the one judged below")
+    for r in results:
+        if r.workload == "W3" and r.latency_ms:
+            lat = r.latency_ms
+            notes.append(
+                f"W3: {r.extra['received']:,} of {r.records:,} records received; producer ack "
+                f"latency p50/p99/p99.9 {lat['ack_p50']:.2f} / {lat['ack_p99']:.2f} / "
+                f"{lat['ack_p99.9']:.2f} ms, e2e max {lat['max']:.2f} ms; client CPU = "
+                f"producer {r.extra['producer_cpu_s'] / r.seconds:.0%} + consumer process "
+                f"{r.extra['consumer_cpu_s'] / r.seconds:.0%}")
+        if r.workload == "W2":
+            notes.append(f"W2: read back {r.extra['topic']} (written by the first W1 setting) "
+                         f"in {r.extra['polls']} polls")
+    out += ["", *notes, "", "Targets (issue #3)"]
+    width = max(len(TARGET_TEXT[w]) for w in best)
+    for w in WORKLOADS:
+        if w in best:
+            figure, met = judge(best[w])
+            out.append(f"  {w} {TARGET_TEXT[w].ljust(width)}  {figure}  "
+                       + ("OK" if met else "MISSED"))
+    out.append(f"  total time {elapsed:.1f} s")
+    return "\n".join(out)
+
+
+# --- main --------------------------------------------------------------------------------
+
+
+def make_workdir(parent: Path | None) -> tuple[Path, Path | None]:
+    default = None
+    if parent is None:
+        parent = default = Path.cwd() / ".bench"
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="appliance-", dir=parent)), default
+
+
+def run(s: Settings, workdir: Path, progress: Callable[[str], None]) -> list[Result]:
+    results: list[Result] = []
+    appliance = Appliance(workdir)
+    try:
+        appliance.wait_until_serving()
+        meter = CpuMeter(appliance)
+        bootstrap = appliance.bootstrap
+        w1_topic = None
+        needs_w1_data = "W1" in s.workloads or "W2" in s.workloads
+        if needs_w1_data:
+            settings = s.producer_settings if "W1" in s.workloads else s.producer_settings[:1]
+            for i, setting in enumerate(settings):
+                label = f"W1 ({setting.label()})"
+                progress(f"{label}: producing {s.records:,} records")
+                deadline = Deadline(label, s.timeout)
+                topic = f"bench-w1-{i}"
+                create_topic(bootstrap, topic, deadline)
+                result = run_produce("W1", bootstrap, topic, s.records, s.value_bytes, setting,
+                                     meter, deadline)
+                if "W1" in s.workloads:
+                    results.append(result)
+                w1_topic = w1_topic or topic
+        if "W2" in s.workloads:
+            progress(f"W2: consuming {s.records:,} records")
+            results.append(run_consume(bootstrap, w1_topic, s.records, s.value_bytes, meter,
+                                       Deadline("W2", s.timeout)))
+        if "W3" in s.workloads:
+            progress(f"W3: {s.rate:,} records/s for {s.seconds:g} s")
+            deadline = Deadline("W3", s.timeout)
+            create_topic(bootstrap, "bench-w3", deadline)
+            results.append(run_latency(bootstrap, "bench-w3", s.rate, s.seconds, s.value_bytes,
+                                       meter, deadline))
+        if "W4" in s.workloads:
+            for i, setting in enumerate(s.w4_producer_settings):
+                label = f"W4 ({setting.label()})"
+                progress(f"{label}: producing {s.w4_records:,} records of 1 KiB")
+                deadline = Deadline(label, s.timeout)
+                topic = f"bench-w4-{i}"
+                create_topic(bootstrap, topic, deadline)
+                results.append(run_produce("W4", bootstrap, topic, s.w4_records, W4_VALUE_BYTES,
+                                           setting, meter, deadline))
+    finally:
+        progress("stopping the appliance")
+        code = appliance.stop()
+    if code != 0:
+        raise RuntimeError(f"the appliance exited with {code} after SIGTERM (expected 0):\n"
+                           + appliance.stderr_tail())
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, s = parse_args(argv)
+    workdir, default_parent = make_workdir(args.dir)
+
+    def on_term(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+
+    def progress(message: str) -> None:
+        if sys.stderr.isatty():
+            print(f"\r\033[K{message}", end="", file=sys.stderr, flush=True)
+
+    try:
+        fstype = fs_of(workdir)[0]
+        if fstype in ("tmpfs", "ramfs"):
+            print(f"warning: {workdir} is on {fstype}: fdatasync costs nothing there, "
+                  "pass --dir on a disk filesystem", file=sys.stderr)
+        need = 2 * s.records * (s.value_bytes + 64) * len(s.producer_settings) + (1 << 30)
+        if "W4" in s.workloads:
+            need += s.w4_records * (W4_VALUE_BYTES + 64) * len(s.w4_producer_settings)
+        free = shutil.disk_usage(workdir).free
+        if free < need:
+            print(f"error: {workdir} has {free // MiB} MiB free, the bench needs about "
+                  f"{need // MiB} MiB", file=sys.stderr)
+            return 2
+        load0 = os.getloadavg()[0]
+        began = time.perf_counter()
+        try:
+            results = run(s, workdir, progress)
+        except BenchTimeout as exc:
+            progress("")
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except (RuntimeError, RinglogError) as exc:
+            progress("")
+            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+        progress("")
+        print(report(s, workdir, results, (load0, os.getloadavg()[0]),
+                     time.perf_counter() - began))
+        if args.json:
+            args.json.write_text(json.dumps({
+                "settings": asdict(s),
+                "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                            "kernel": platform.release(), "fs": fs_of(workdir)},
+                "results": [{**asdict(r), "records_per_s": r.rate, "mb_per_s": r.mbps}
+                            for r in results],
+            }, indent=2) + "\n")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        if default_parent is not None:
+            with contextlib.suppress(OSError):  # not empty: another run is using it
+                default_parent.rmdir()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""`python -m loadtest.bench --quick` runs end to end against a real appliance."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_bench_quick_prints_the_table(tmp_path: Path) -> None:
+    out_json = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest.bench", "--quick", "--records", "5000",
+         "--producer-settings", "5:65536,50:1048576", "--dir", str(tmp_path),
+         "--json", str(out_json)],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "Ringlog appliance bench" in out
+    header = next(line for line in out.splitlines() if "records/s" in line and "MB/s" in line)
+    assert "e2e ms p50/p99/p99.9" in header
+    rows = [line for line in out.splitlines() if re.match(r"W[1-4]  ", line)]
+    assert [r[:2] for r in rows] == ["W1", "W1", "W2", "W3", "W4", "W4"], out
+    assert "Targets (issue #3)" in out
+    figures = json.loads(out_json.read_text())
+    by_workload = {r["workload"]: r for r in figures["results"]}
+    assert by_workload["W2"]["records"] == 5000
+    assert by_workload["W3"]["extra"]["received"] == by_workload["W3"]["records"] > 0
+    assert all(r["records_per_s"] > 0 for r in figures["results"])
+    assert not any(tmp_path.glob("appliance-*")), "the bench left its data directory behind"
