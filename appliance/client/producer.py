@@ -60,7 +60,8 @@ class Producer:
                  compression_type: str | None = None,
                  partitioner: Partitioner | None = None, retry_backoff_ms: int = 100,
                  delivery_timeout_ms: int = 120_000, request_timeout_ms: int = 30_000,
-                 max_in_flight_requests: int = 5, enable_idempotence: bool = True):
+                 max_in_flight_requests: int = 5, enable_idempotence: bool = True,
+                 buffer_memory: int = 32 << 20, max_block_ms: int = 60_000):
         if acks not in ACKS:
             raise ValueError(f"acks must be 0, 1 or 'all', not {acks!r}")
         self.acks = ACKS[acks]
@@ -73,6 +74,9 @@ class Producer:
         self.request_timeout_ms = request_timeout_ms
         self.max_in_flight = max_in_flight_requests
         self.enable_idempotence = enable_idempotence
+        self.buffer_memory = buffer_memory
+        self.max_block_s = max_block_ms / 1000
+        self._buffered = 0  # bytes of records sent but not yet acknowledged or failed
         self._producer_id, self._producer_epoch = -1, -1
         self._sequences: dict[tuple[str, int], int] = {}
         self._connection = Connection(bootstrap_servers)
@@ -116,6 +120,9 @@ class Producer:
             if self._closing:
                 future.set_exception(RuntimeError("the producer is closed"))
                 return future
+            if self._buffered + size > self.buffer_memory and self._buffered:
+                self._wait_for_room(size)  # bounded memory, as Kafka's buffer.memory
+            self._buffered += size
             batch = self._open.get((topic, chosen))
             if batch is None:
                 batch = self._open[(topic, chosen)] = _Batch(topic, chosen, time.monotonic())
@@ -129,6 +136,21 @@ class Producer:
             elif len(batch.records) == 1:
                 self._lock.notify()  # the sender must learn this batch's linger deadline
         return future
+
+    def _wait_for_room(self, size: int) -> None:
+        """Block send() until acknowledgements free buffer room, at most max_block_ms.
+        Caller holds the lock."""
+        deadline = time.monotonic() + self.max_block_s
+        for batch in list(self._open.values()):  # what is waiting must go out first
+            self._close_batch(batch)
+        self._lock.notify_all()
+        while self._buffered + size > self.buffer_memory and self._buffered:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RequestTimedOutError(
+                    f"buffer of {self.buffer_memory} bytes stayed full for "
+                    f"{self.max_block_s:.0f} s; is the appliance reachable?")
+            self._lock.wait(remaining)
 
     def partitions_for_topic(self, topic: str) -> int:
         """The topic's partition count (a metadata request the first time)."""
@@ -303,6 +325,7 @@ class Producer:
                 f.set_result(RecordMetadata(batch.topic, batch.partition, offset,
                                             record.timestamp or -1))
         self._unfinished -= len(batch.futures)
+        self._buffered -= batch.size
 
 
 def _deliver(future: Future, callback: Callable) -> None:

@@ -149,3 +149,14 @@ def test_list_offsets_by_timestamp_finds_the_first_record_at_or_after(appliance)
     offsets = [entry["offset"] for entry in response.fields["partitions"]]
     connection.close()
     assert offsets == [3, 0, -1, 0, 10]
+
+
+def test_a_full_buffer_makes_send_wait_instead_of_growing(appliance):
+    producer = Producer(appliance.bootstrap, linger_ms=5, batch_size=8192, buffer_memory=20_000)
+    futures = []
+    for i in range(3000):
+        futures.append(producer.send("bounded", b"x" * 100 + b"%d" % i))
+        assert producer._buffered <= 20_000 + 200  # never more than one record over
+    producer.flush(30)
+    producer.close()
+    assert all(f.result().offset >= 0 for f in futures)
