@@ -347,11 +347,20 @@ class FrontEnd:
                 results[i] = {"topic": topic, "partition": partition,
                               **protocol.error_entry(exc), "base_offset": -1}
         flight = _ProduceInFlight(identity, request.id, acks, results, 0)
+        self._dispatch(flight, by_worker, entries, lambda token, indices: [
+            b"produce", token,
+            orjson.dumps({"acks": acks, "partitions": [entries[i] for i in indices]}),
+            *(request.payloads[i] for i in indices)])
+
+    def _dispatch(self, flight: _ProduceInFlight, by_worker: dict[int, list[int]],
+                  entries: list, frames_for: Any) -> None:
+        """Send each worker its part of a request (frames_for(token, indices));
+        a worker that cannot take it fails its part retriably. The flight
+        finishes when the last part is answered, or now if none went out."""
         for worker, indices in by_worker.items():
             token = b"%d" % next(self._tokens)
-            body = orjson.dumps({"acks": acks, "partitions": [entries[i] for i in indices]})
-            frames = [b"produce", token, body, *(request.payloads[i] for i in indices)]
-            if worker in self.ready_workers and self.send_to_worker(worker, frames):
+            if worker in self.ready_workers and self.send_to_worker(
+                    worker, frames_for(token, indices)):
                 flight.parts_left += 1
                 flight.part_indices[token] = (worker, indices)
                 self._produces[token] = flight
@@ -523,19 +532,8 @@ class FrontEnd:
 
         flight = _ProduceInFlight(identity, request.id, protocol.ACKS_ALL, results, 0,
                                   on_done=done)
-        for worker, indices in by_worker.items():
-            token = b"%d" % next(self._tokens)
-            body = orjson.dumps({"partitions": [entries[i] for i in indices]})
-            if worker in self.ready_workers and self.send_to_worker(
-                    worker, [b"offsets", token, body]):
-                flight.parts_left += 1
-                flight.part_indices[token] = (worker, indices)
-                self._produces[token] = flight
-            else:
-                self._fail_part(flight, indices, entries, LeaderNotAvailableError(
-                    f"worker {worker} is restarting; retry"))
-        if flight.parts_left == 0:
-            done(results)
+        self._dispatch(flight, by_worker, entries, lambda token, indices: [
+            b"offsets", token, orjson.dumps({"partitions": [entries[i] for i in indices]})])
 
     # --- consumer groups ----------------------------------------------------------------
 
@@ -632,18 +630,12 @@ class FrontEnd:
                 committed[(t, p)] = (o, m)
             self._reply(identity, request, {"committed": len(offsets)})
 
-        token = b"%d" % next(self._tokens)
+        entries = [[OFFSETS_TOPIC, partition]]
         flight = _ProduceInFlight(identity, request.id, protocol.ACKS_ALL, [None], 0,
                                   on_done=done)
-        frames = [b"produce", token,
-                  orjson.dumps({"acks": protocol.ACKS_ALL,
-                                "partitions": [[OFFSETS_TOPIC, partition]]}), batch]
-        if worker in self.ready_workers and self.send_to_worker(worker, frames):
-            flight.parts_left = 1
-            flight.part_indices[token] = (worker, [0])
-            self._produces[token] = flight
-        else:
-            raise CoordinatorNotAvailableError("the offsets partition is reopening; retry")
+        self._dispatch(flight, {worker: [0]}, entries, lambda token, _: [
+            b"produce", token,
+            orjson.dumps({"acks": protocol.ACKS_ALL, "partitions": entries}), batch])
 
     def _api_offset_fetch(self, identity: bytes, request: protocol.Request) -> None:
         self._load_offsets()
