@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, field
 
 from appliance import protocol
@@ -27,6 +28,7 @@ ACKS = {"all": protocol.ACKS_ALL, -1: protocol.ACKS_ALL, "-1": protocol.ACKS_ALL
         1: protocol.ACKS_LEADER, "1": protocol.ACKS_LEADER,
         0: protocol.ACKS_NONE, "0": protocol.ACKS_NONE}
 RECORD_OVERHEAD = 16  # a record's varints and attributes, for sizing batches
+_CALLBACKS_LOCK = threading.Lock()  # guards every batch's callback list against settle()
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,17 +41,73 @@ class RecordMetadata:
     timestamp: int
 
 
-@dataclass
+@dataclass(eq=False)
 class _Batch:
+    """Records bound for one partition, sent and acknowledged together."""
+
     topic: str
     partition: int
     created: float
     records: list[Record] = field(default_factory=list)
-    futures: list[Future] = field(default_factory=list)
+    callbacks: list[tuple[int, Callable]] = field(default_factory=list)
     size: int = 0
     encoded: bytes | None = None
     deadline: float = 0.0  # delivery timeout
     retry_at: float = 0.0
+    settled: threading.Event = field(default_factory=threading.Event)
+    base_offset: int = -1
+    error: BaseException | None = None
+
+    def metadata(self, index: int) -> RecordMetadata:
+        offset = self.base_offset + index if self.base_offset >= 0 else -1
+        return RecordMetadata(self.topic, self.partition, offset,
+                              self.records[index].timestamp or -1)
+
+    def settle(self, base_offset: int, error: BaseException | None) -> None:
+        """Record the outcome once, wake waiters, run the records' callbacks."""
+        with _CALLBACKS_LOCK:
+            self.base_offset, self.error = base_offset, error
+            self.settled.set()
+            callbacks, self.callbacks = self.callbacks, []
+        for index, callback in callbacks:
+            callback(RecordFuture(self, index))
+
+
+class RecordFuture:
+    """One record's delivery: the Future-like handle `send()` returns.
+
+    A small object pointing into its batch, which holds the outcome, rather
+    than a concurrent.futures.Future per record (whose lock and lists cost
+    more than the rest of send()).
+    """
+
+    __slots__ = ("_batch", "_index")
+
+    def __init__(self, batch: _Batch, index: int):
+        self._batch, self._index = batch, index
+
+    def done(self) -> bool:
+        return self._batch.settled.is_set()
+
+    def result(self, timeout: float | None = None) -> RecordMetadata:
+        error = self.exception(timeout)
+        if error is not None:
+            raise error
+        return self._batch.metadata(self._index)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        if not self._batch.settled.wait(timeout):
+            raise FutureTimeoutError(f"record not acknowledged within {timeout} s")
+        return self._batch.error
+
+    def add_done_callback(self, callback: Callable[[RecordFuture], None]) -> None:
+        batch = self._batch
+        with _CALLBACKS_LOCK:  # so that settle() runs it, or we do: never both
+            pending = not batch.settled.is_set()
+            if pending:
+                batch.callbacks.append((self._index, callback))
+        if not pending:
+            callback(self)
 
 
 class Producer:
@@ -96,21 +154,17 @@ class Producer:
              partition: int | None = None, timestamp: int | None = None,
              headers: list[tuple[str, bytes | None]] | None = None,
              on_delivery: Callable[[Exception | None, RecordMetadata | None], None] | None = None,
-             ) -> Future:
-        """Queue one record; the Future resolves to its RecordMetadata.
+             ) -> RecordFuture:
+        """Queue one record; its RecordFuture resolves to its RecordMetadata.
 
         `on_delivery(error, metadata)` is called once it is acknowledged or
         has failed, from the producer's own thread.
         """
-        future: Future = Future()
-        if on_delivery is not None:
-            future.add_done_callback(lambda f: _deliver(f, on_delivery))
         try:
             count = self.partitions_for_topic(topic)
             chosen = choose_partition(self.partitioner, topic, key, count, partition)
         except (RinglogError, ValueError) as exc:
-            future.set_exception(exc)
-            return future
+            return self._failed(topic, exc, on_delivery)
         record = Record(value=value, key=key,
                         timestamp=int(time.time() * 1000) if timestamp is None else timestamp,
                         headers=tuple(headers or ()))
@@ -118,16 +172,17 @@ class Producer:
                 + sum(len(k) + len(v or b"") for k, v in record.headers))
         with self._lock:
             if self._closing:
-                future.set_exception(RuntimeError("the producer is closed"))
-                return future
+                return self._failed(topic, RuntimeError("the producer is closed"), on_delivery)
             if self._buffered + size > self.buffer_memory and self._buffered:
                 self._wait_for_room(size)  # bounded memory, as Kafka's buffer.memory
             self._buffered += size
             batch = self._open.get((topic, chosen))
             if batch is None:
                 batch = self._open[(topic, chosen)] = _Batch(topic, chosen, time.monotonic())
+            future = RecordFuture(batch, len(batch.records))
             batch.records.append(record)
-            batch.futures.append(future)
+            if on_delivery is not None:
+                batch.callbacks.append((future._index, lambda f: _deliver(f, on_delivery)))
             batch.size += size
             self._unfinished += 1
             if batch.size >= self.batch_size:
@@ -151,6 +206,16 @@ class Producer:
                     f"buffer of {self.buffer_memory} bytes stayed full for "
                     f"{self.max_block_s:.0f} s; is the appliance reachable?")
             self._lock.wait(remaining)
+
+    @staticmethod
+    def _failed(topic: str, error: BaseException, on_delivery: Callable | None) -> RecordFuture:
+        """The handle of a record refused before it was batched."""
+        batch = _Batch(topic, -1, time.monotonic(), records=[Record(value=None)])
+        future = RecordFuture(batch, 0)
+        if on_delivery is not None:
+            batch.callbacks.append((0, lambda f: _deliver(f, on_delivery)))
+        batch.settle(-1, error)
+        return future
 
     def partitions_for_topic(self, topic: str) -> int:
         """The topic's partition count (a metadata request the first time)."""
@@ -316,18 +381,13 @@ class Producer:
                 batch.retry_at = time.monotonic() + self.retry_backoff_s
                 self._retries.append(batch)
                 return
-            for f in batch.futures:
-                f.set_exception(error)
+            batch.settle(-1, error)
         else:
-            base = result.get("base_offset", -1)
-            for i, (record, f) in enumerate(zip(batch.records, batch.futures, strict=True)):
-                offset = base + i if base >= 0 else -1
-                f.set_result(RecordMetadata(batch.topic, batch.partition, offset,
-                                            record.timestamp or -1))
-        self._unfinished -= len(batch.futures)
+            batch.settle(result.get("base_offset", -1), None)
+        self._unfinished -= len(batch.records)
         self._buffered -= batch.size
 
 
-def _deliver(future: Future, callback: Callable) -> None:
+def _deliver(future: RecordFuture, callback: Callable) -> None:
     error = future.exception()
     callback(error, None if error else future.result())
