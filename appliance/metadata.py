@@ -15,7 +15,6 @@ version and never a torn one::
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from appliance.errors import (
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
+from shm.files import write_atomically
 
 FILE_NAME = "ringlog-metadata.json"
 VERSION = 1
@@ -95,17 +95,7 @@ class Metadata:
         body = orjson.dumps({"version": VERSION,
                              "topics": {n: t.to_json() for n, t in sorted(self.topics.items())}},
                             option=orjson.OPT_INDENT_2)
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        fd = os.open(self.log_dir, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        write_atomically(self.path, body)
 
     def _spread(self, partitions: int) -> list[int]:
         """Owners for new partitions: the least loaded workers first, round robin."""

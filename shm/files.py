@@ -1,4 +1,4 @@
-"""File primitives the segment and index code share: punching holes, syncing directories."""
+"""File primitives shared by the engine and the appliance: holes, durable renames."""
 
 import ctypes
 import ctypes.util
@@ -39,3 +39,16 @@ def fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so a crash leaves the old or the new file,
+    never a torn one: write a temporary file, fsync it, rename it over, fsync
+    the directory."""
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_directory(path.parent)

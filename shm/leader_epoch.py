@@ -10,13 +10,14 @@ follower can ask "where did epoch N end?" and cut a divergent tail
     0 0               epoch start_offset
     3 1200
 
-Written whole to a temporary file and renamed, so it is never half written.
+Written whole to a temporary file, fsynced and renamed, so it is never half written.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from shm.files import write_atomically
 
 FILE_NAME = "leader-epoch-checkpoint"
 _VERSION = 0
@@ -43,12 +44,7 @@ class LeaderEpochCache:
     def _store(self) -> None:
         body = "\n".join([str(_VERSION), str(len(self.entries))]
                          + [f"{e} {o}" for e, o in self.entries]) + "\n"
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_atomically(self.path, body.encode())
 
     @property
     def latest_epoch(self) -> int:
