@@ -38,24 +38,22 @@ import multiprocessing
 import os
 import platform
 import random
-import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psutil
 
 from appliance.client import Admin, Consumer, Producer
+from loadtest.harness import MiB, NotEnoughSpace, fs_of, progress, table, work_directory
 from shm.errors import RinglogError
 
-MiB = 1 << 20
 KiB = 1 << 10
 MB = 1e6
 REPO = Path(__file__).resolve().parents[1]
@@ -566,37 +564,6 @@ def run_latency(bootstrap: str, topic: str, rate: int, seconds: float, value_byt
 # --- report ------------------------------------------------------------------------------
 
 
-def table(rows: Iterable[Iterable[str]], header: list[str], text_columns: int = 1) -> str:
-    """Columns padded to width: the first `text_columns` left-aligned, numbers right."""
-    rows = [list(r) for r in rows]
-    widths = [max(len(c) for c in col) for col in zip(header, *rows, strict=True)]
-    lines = []
-    for i, row in enumerate([header, *rows]):
-        cells = [c.ljust(w) if j < text_columns else c.rjust(w)
-                 for j, (c, w) in enumerate(zip(row, widths, strict=True))]
-        lines.append("  ".join(cells).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def fs_of(path: Path) -> tuple[str, str, str]:
-    """(filesystem type, device, mount point) holding `path`, from /proc/self/mounts."""
-    real = os.path.realpath(path)
-    best, best_len = ("?", "?", "/"), -1
-    try:
-        with open("/proc/self/mounts") as mounts:
-            for line in mounts:
-                device, mount, fstype = line.split()[:3]
-                mount = mount.replace("\\040", " ")
-                inside = real == mount or real.startswith(mount.rstrip("/") + "/")
-                if inside and len(mount) >= best_len:
-                    best, best_len = (fstype, device, mount), len(mount)
-    except OSError:
-        pass
-    return best
-
-
 def best_runs(results: list[Result]) -> dict[str, Result]:
     """The result judged against each workload's target: the fastest W1/W4 setting."""
     best: dict[str, Result] = {}
@@ -684,14 +651,6 @@ def report(s: Settings, workdir: Path, results: list[Result], load: tuple[float,
 # --- main --------------------------------------------------------------------------------
 
 
-def make_workdir(parent: Path | None) -> tuple[Path, Path | None]:
-    default = None
-    if parent is None:
-        parent = default = Path.cwd() / ".bench"
-    parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="appliance-", dir=parent)), default
-
-
 def run(s: Settings, workdir: Path, progress: Callable[[str], None]) -> list[Result]:
     results: list[Result] = []
     appliance = Appliance(workdir)
@@ -744,58 +703,37 @@ def run(s: Settings, workdir: Path, progress: Callable[[str], None]) -> list[Res
 
 def main(argv: list[str] | None = None) -> int:
     args, s = parse_args(argv)
-    workdir, default_parent = make_workdir(args.dir)
-
-    def on_term(signum, frame):
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_term)
-
-    def progress(message: str) -> None:
-        if sys.stderr.isatty():
-            print(f"\r\033[K{message}", end="", file=sys.stderr, flush=True)
-
+    need = 2 * s.records * (s.value_bytes + 64) * len(s.producer_settings) + (1 << 30)
+    if "W4" in s.workloads:
+        need += s.w4_records * (W4_VALUE_BYTES + 64) * len(s.w4_producer_settings)
     try:
-        fstype = fs_of(workdir)[0]
-        if fstype in ("tmpfs", "ramfs"):
-            print(f"warning: {workdir} is on {fstype}: fdatasync costs nothing there, "
-                  "pass --dir on a disk filesystem", file=sys.stderr)
-        need = 2 * s.records * (s.value_bytes + 64) * len(s.producer_settings) + (1 << 30)
-        if "W4" in s.workloads:
-            need += s.w4_records * (W4_VALUE_BYTES + 64) * len(s.w4_producer_settings)
-        free = shutil.disk_usage(workdir).free
-        if free < need:
-            print(f"error: {workdir} has {free // MiB} MiB free, the bench needs about "
-                  f"{need // MiB} MiB", file=sys.stderr)
-            return 2
-        load0 = os.getloadavg()[0]
-        began = time.perf_counter()
-        try:
-            results = run(s, workdir, progress)
-        except BenchTimeout as exc:
+        with work_directory(args.dir, "appliance-", need) as workdir:
+            load0 = os.getloadavg()[0]
+            began = time.perf_counter()
+            try:
+                results = run(s, workdir, progress)
+            except BenchTimeout as exc:
+                progress("")
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
+            except (RuntimeError, RinglogError) as exc:
+                progress("")
+                print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+                return 1
             progress("")
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        except (RuntimeError, RinglogError) as exc:
-            progress("")
-            print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-            return 1
-        progress("")
-        print(report(s, workdir, results, (load0, os.getloadavg()[0]),
-                     time.perf_counter() - began))
-        if args.json:
-            args.json.write_text(json.dumps({
-                "settings": asdict(s),
-                "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                            "kernel": platform.release(), "fs": fs_of(workdir)},
-                "results": [{**asdict(r), "records_per_s": r.rate, "mb_per_s": r.mbps}
-                            for r in results],
-            }, indent=2) + "\n")
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-        if default_parent is not None:
-            with contextlib.suppress(OSError):  # not empty: another run is using it
-                default_parent.rmdir()
+            print(report(s, workdir, results, (load0, os.getloadavg()[0]),
+                         time.perf_counter() - began))
+            if args.json:
+                args.json.write_text(json.dumps({
+                    "settings": asdict(s),
+                    "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                                "kernel": platform.release(), "fs": fs_of(workdir)},
+                    "results": [{**asdict(r), "records_per_s": r.rate, "mb_per_s": r.mbps}
+                                for r in results],
+                }, indent=2) + "\n")
+    except NotEnoughSpace as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -31,29 +31,26 @@ lives in a temporary directory under --dir that is removed at the end.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import multiprocessing
 import os
 import platform
 import random
 import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loadtest.harness import MiB, NotEnoughSpace, fs_of, progress, table, work_directory
 from shm.partition_log import LogConfig, PartitionLog
 from shm.reader import PartitionReader
 from shm.record_batch import HEADER_SIZE, parse_header, validate_record_set
 from shm.records import Record, encode_batch
 from shm.segment import batch_bounds
 
-MiB = 1 << 20
 MB = 1e6
 GB = 1e9
 GROUP_COMMIT_BYTES = 1 * MiB  # bytes appended per fdatasync under `batch` and the ceiling
@@ -478,38 +475,6 @@ def _add_read(result: ReadResult, first: float, later: list[float], nbytes: int)
 # --- report -----------------------------------------------------------------------------
 
 
-def table(rows: Iterable[Iterable[str]], header: list[str], text_columns: int = 1) -> str:
-    """Columns padded to width: the first `text_columns` left-aligned, numbers right."""
-    rows = [list(r) for r in rows]
-    widths = [max(len(c) for c in col) for col in zip(header, *rows, strict=True)]
-    lines = []
-    for i, row in enumerate([header, *rows]):
-        cells = [c.ljust(w) if j < text_columns else c.rjust(w)
-                 for j, (c, w) in enumerate(zip(row, widths, strict=True))]
-        lines.append("  ".join(cells).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def fs_of(path: Path) -> tuple[str, str, str]:
-    """(filesystem type, device, mount point) holding `path`, from /proc/self/mounts."""
-    real = os.path.realpath(path)
-    best = ("?", "?", "/")
-    best_len = -1
-    try:
-        with open("/proc/self/mounts") as mounts:
-            for line in mounts:
-                device, mount, fstype = line.split()[:3]
-                mount = mount.replace("\\040", " ")
-                inside = real == mount or real.startswith(mount.rstrip("/") + "/")
-                if inside and len(mount) >= best_len:
-                    best, best_len = (fstype, device, mount), len(mount)
-    except OSError:
-        pass
-    return best
-
-
 def report(s: Settings, workdir: Path, batches: dict[str, bytes],
            appends: dict[tuple[str, str], Samples], cpu: dict[tuple[str, str], Samples],
            small: bytes, large: bytes,
@@ -634,58 +599,28 @@ def to_json(s: Settings, batches, appends, cpu, per_append, reads, small, large)
 # --- main -------------------------------------------------------------------------------
 
 
-def make_workdir(parent: Path | None) -> tuple[Path, Path | None]:
-    """(the bench's own temp directory, the default parent, removed at the end if empty)."""
-    default = None
-    if parent is None:
-        parent = default = Path.cwd() / ".bench"
-    parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="storage-", dir=parent)), default
-
-
 def main(argv: list[str] | None = None) -> int:
     args, s = parse_args(argv)
-    workdir, default_parent = make_workdir(args.dir)
-
-    def on_term(signum, frame):
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_term)
-
-    def progress(message: str) -> None:
-        if sys.stderr.isatty():
-            print(f"\r\033[K{message}", end="", file=sys.stderr, flush=True)
-
+    need = (2 * s.mib + 64) * MiB + (1 << 30)  # two logs' data at most, and a margin
     try:
-        fstype = fs_of(workdir)[0]
-        if fstype in ("tmpfs", "ramfs"):
-            print(f"warning: {workdir} is on {fstype}: fdatasync costs nothing there, "
-                  "pass --dir on a disk filesystem", file=sys.stderr)
-        need = (2 * s.mib + 64) * MiB + (1 << 30)  # two logs' data at most, and a margin
-        free = shutil.disk_usage(workdir).free
-        if free < need:
-            print(f"error: {workdir} has {free // MiB} MiB free, the bench needs about "
-                  f"{need // MiB} MiB", file=sys.stderr)
-            return 2
-        began = time.perf_counter()
-        batches = {label: make_batch(n, v, seed=i)
-                   for i, (label, n, v) in enumerate(APPEND_SHAPES)}
-        small, large = equal_size_pair()
-        appends, cpu = bench_appends(workdir, s, batches, progress)
-        per_append = bench_per_append(workdir, s, small, large, progress)
-        reads = bench_reads(workdir, s, batches, progress)
-        progress("")
-        print(report(s, workdir, batches, appends, cpu, small, large, per_append, reads,
-                     time.perf_counter() - began))
-        if args.json:
-            args.json.write_text(json.dumps(
-                to_json(s, batches, appends, cpu, per_append, reads, small, large), indent=2)
-                + "\n")
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-        if default_parent is not None:
-            with contextlib.suppress(OSError):  # not empty: another run is using it
-                default_parent.rmdir()
+        with work_directory(args.dir, "storage-", need) as workdir:
+            began = time.perf_counter()
+            batches = {label: make_batch(n, v, seed=i)
+                       for i, (label, n, v) in enumerate(APPEND_SHAPES)}
+            small, large = equal_size_pair()
+            appends, cpu = bench_appends(workdir, s, batches, progress)
+            per_append = bench_per_append(workdir, s, small, large, progress)
+            reads = bench_reads(workdir, s, batches, progress)
+            progress("")
+            print(report(s, workdir, batches, appends, cpu, small, large, per_append, reads,
+                         time.perf_counter() - began))
+            if args.json:
+                args.json.write_text(json.dumps(
+                    to_json(s, batches, appends, cpu, per_append, reads, small, large), indent=2)
+                    + "\n")
+    except NotEnoughSpace as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
