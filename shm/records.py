@@ -37,6 +37,7 @@ import struct
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from shm.compression import codec_of, compress, decompress
 from shm.errors import CorruptRecordError
@@ -212,44 +213,24 @@ def _headers_bytes(headers: Sequence[tuple[str, bytes | None]]) -> bytes:
     return bytes(out)
 
 
-def encode_batch(
-    records: Sequence[Record],
-    *,
-    base_offset: int = 0,
-    compression: str | int = "none",
-    timestamp_type: int = TIMESTAMP_CREATE_TIME,
-    producer_id: int = -1,
-    producer_epoch: int = -1,
-    base_sequence: int = -1,
-    partition_leader_epoch: int = -1,
-    is_transactional: bool = False,
-    is_control: bool = False,
-    now_ms: int | None = None,
+def _py_encode_records(
+    values: Sequence[Buffer | None],
+    keys: Sequence[Buffer | None] | None = None,
+    timestamp_deltas: Sequence[int] | None = None,
+    headers: Sequence[Sequence[tuple[str, bytes | None]] | None] | None = None,
 ) -> bytes:
-    """Build one v2 record batch, laid out field for field as Kafka's Java producer does.
+    """The records section of a batch, uncompressed: record i has offsetDelta i.
 
-    Records are numbered by offset delta 0..n-1; baseTimestamp is the first
-    record's timestamp and maxTimestamp the largest (as MemoryRecordsBuilder
-    does), and records without a timestamp get `now_ms` (default: the clock).
-    A compressed batch compresses the whole records section, even when that
-    does not make it smaller, as the Java client does. The CRC-32C is filled in,
-    so the result passes record_batch.validate_batch as is.
-
-    Raises ValueError for an empty batch, an unknown codec or a field out of
-    its Kafka range.
+    Columns rather than Record objects, so that a producer can keep a batch as
+    lists and encode it in one pass. `keys`, `timestamp_deltas` and `headers`
+    may be None, meaning every key null, every delta 0, no headers. This is the
+    reference implementation; shm._codec does the same in C when it is built.
     """
-    count = len(records)
-    if count == 0:
-        raise ValueError("a record batch needs at least one record")
-    codec = codec_of(compression)
-    if timestamp_type not in (TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME):
-        raise ValueError(f"timestamp type must be 0 or 1, not {timestamp_type}")
-    now = int(time.time() * 1000) if now_ms is None else now_ms
-    base_ts = records[0].timestamp
-    if base_ts is None:
-        base_ts = now
-    max_ts = min_ts = base_ts
-
+    count = len(values)
+    for name, column in (("keys", keys), ("timestamp_deltas", timestamp_deltas),
+                         ("headers", headers)):
+        if column is not None and len(column) != count:
+            raise ValueError(f"{name} has {len(column)} entries for {count} values")
     cache = _CACHE
     cache_size = _CACHE_SIZE
     half = _CACHE_SIZE >> 1
@@ -257,22 +238,21 @@ def encode_batch(
     null = _NULL
     no_headers = _NO_HEADERS
     attributes = _ATTRIBUTES
-    out = bytearray(HEADER_SIZE)  # the header is packed in place at the end
-    for index, record in enumerate(records):
-        ts = record.timestamp
-        if ts is None:
-            ts = now
-        if ts > max_ts:
-            max_ts = ts
-        elif ts < min_ts:
-            min_ts = ts
-        delta = ts - base_ts
-        z = (delta << 1) ^ (delta >> 63)
-        ts_bytes = cache[z] if z < cache_size else uvarint(z)
+    zero_delta = cache[0]
+    out = bytearray()
+    for index in range(count):
+        if timestamp_deltas is None:
+            ts_bytes = zero_delta
+        else:
+            delta = timestamp_deltas[index]
+            if not INT64_MIN <= delta <= INT64_MAX:
+                raise ValueError(f"record {index} timestamp delta out of the int64 range")
+            z = (delta << 1) ^ (delta >> 63)
+            ts_bytes = cache[z] if z < cache_size else uvarint(z)
         offset_bytes = cache[index << 1] if index < half else uvarint(index << 1)
 
         size = 1 + len(ts_bytes) + len(offset_bytes)
-        key = record.key
+        key = None if keys is None else keys[index]
         if key is None:
             key_len = null
             size += 1
@@ -280,7 +260,7 @@ def encode_batch(
             n = len(key)
             key_len = cache[n << 1] if n < half else uvarint(n << 1)
             size += len(key_len) + n
-        value = record.value
+        value = values[index]
         if value is None:
             value_len = null
             size += 1
@@ -288,9 +268,11 @@ def encode_batch(
             n = len(value)
             value_len = cache[n << 1] if n < half else uvarint(n << 1)
             size += len(value_len) + n
-        headers = record.headers
-        header_bytes = _headers_bytes(headers) if headers else no_headers
+        record_headers = None if headers is None else headers[index]
+        header_bytes = _headers_bytes(record_headers) if record_headers else no_headers
         size += len(header_bytes)
+        if size > INT32_MAX:
+            raise ValueError(f"record {index} of {size} bytes is too large for Kafka")
 
         out += cache[size << 1] if size < half else uvarint(size << 1)
         out += attributes
@@ -303,20 +285,87 @@ def encode_batch(
         if value:
             out += value
         out += header_bytes
+    return bytes(out)
 
-    if not (
-        min_ts >= INT64_MIN
-        and max_ts <= INT64_MAX
-        and min_ts - base_ts >= INT64_MIN
-        and max_ts - base_ts <= INT64_MAX
-    ):
-        raise ValueError("record timestamps and their deltas from the first must fit an int64")
 
+def encode_batch(
+    records: Sequence[Record],
+    *,
+    now_ms: int | None = None,
+    **batch_fields: Any,
+) -> bytes:
+    """Build one v2 record batch from Record objects (see encode_columns).
+
+    Records without a timestamp get `now_ms` (default: the clock).
+    """
+    if not records:
+        raise ValueError("a record batch needs at least one record")
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    timestamps = [now if r.timestamp is None else r.timestamp for r in records]
+    headers = [r.headers for r in records] if any(r.headers for r in records) else None
+    keys = [r.key for r in records]
+    return encode_columns(
+        [r.value for r in records],
+        keys if any(k is not None for k in keys) else None,
+        timestamps,
+        headers,
+        **batch_fields,
+    )
+
+
+def encode_columns(
+    values: Sequence[Buffer | None],
+    keys: Sequence[Buffer | None] | None = None,
+    timestamps: Sequence[int] | int | None = None,
+    headers: Sequence[Sequence[tuple[str, bytes | None]] | None] | None = None,
+    *,
+    base_offset: int = 0,
+    compression: str | int = "none",
+    timestamp_type: int = TIMESTAMP_CREATE_TIME,
+    producer_id: int = -1,
+    producer_epoch: int = -1,
+    base_sequence: int = -1,
+    partition_leader_epoch: int = -1,
+    is_transactional: bool = False,
+    is_control: bool = False,
+) -> bytes:
+    """Build one v2 record batch, laid out field for field as Kafka's Java producer does.
+
+    Records are given as columns: `values`, and `keys` (None: all null),
+    `timestamps` (one per record, or one int for all, or None for the clock's
+    now) and `headers` (None: none). Records are numbered by offset delta
+    0..n-1; baseTimestamp is the first record's timestamp and maxTimestamp the
+    largest (as MemoryRecordsBuilder does). A compressed batch compresses the
+    whole records section, even when that does not make it smaller, as the
+    Java client does. The CRC-32C is filled in, so the result passes
+    record_batch.validate_batch as is.
+
+    Raises ValueError for an empty batch, an unknown codec or a field out of
+    its Kafka range.
+    """
+    count = len(values)
+    if count == 0:
+        raise ValueError("a record batch needs at least one record")
+    codec = codec_of(compression)
+    if timestamp_type not in (TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME):
+        raise ValueError(f"timestamp type must be 0 or 1, not {timestamp_type}")
+    if timestamps is None:
+        timestamps = int(time.time() * 1000)
+    if isinstance(timestamps, int):
+        base_ts = max_ts = timestamps
+        deltas = None
+    else:
+        if len(timestamps) != count:
+            raise ValueError(f"timestamps has {len(timestamps)} entries for {count} values")
+        base_ts, max_ts, min_ts = timestamps[0], max(timestamps), min(timestamps)
+        if not (INT64_MIN <= min_ts <= max_ts <= INT64_MAX
+                and min_ts - base_ts >= INT64_MIN and max_ts - base_ts <= INT64_MAX):
+            raise ValueError("record timestamps and their deltas from the first must fit "
+                             "an int64")
+        deltas = None if min_ts == max_ts else [t - base_ts for t in timestamps]
+    section = encode_records(values, keys, deltas, headers)
     if codec != COMPRESSION_NONE:
-        with memoryview(out) as view, view[HEADER_SIZE:] as section:
-            payload = compress(codec, section)
-        del out[HEADER_SIZE:]
-        out += payload
+        section = compress(codec, section)
 
     attrs = codec
     if timestamp_type == TIMESTAMP_LOG_APPEND_TIME:
@@ -325,14 +374,16 @@ def encode_batch(
         attrs |= ATTR_TRANSACTIONAL
     if is_control:
         attrs |= ATTR_CONTROL
-    if len(out) - LOG_OVERHEAD > INT32_MAX:
-        raise ValueError(f"record batch of {len(out)} bytes is too large for Kafka")
+    size = HEADER_SIZE + len(section)
+    if size - LOG_OVERHEAD > INT32_MAX:
+        raise ValueError(f"record batch of {size} bytes is too large for Kafka")
+    out = bytearray(HEADER_SIZE)
     try:
         HEADER.pack_into(
             out,
             0,
             base_offset,
-            len(out) - LOG_OVERHEAD,
+            size - LOG_OVERHEAD,
             partition_leader_epoch,
             MAGIC,
             0,  # the CRC, computed over the bytes after it just below
@@ -347,28 +398,48 @@ def encode_batch(
         )
     except struct.error as exc:
         raise ValueError(f"record batch header field out of range: {exc}") from None
+    out += section
     _CRC.pack_into(out, CRC_OFFSET, compute_crc(out))
     return bytes(out)
 
 
-def decode_batch(buf: Buffer, pos: int = 0) -> DecodedBatch:
-    """Validate the batch at pos (length, magic, count, CRC), then read its records.
+def read_batch(
+    buf: Buffer,
+    pos: int = 0,
+    *,
+    skip_below: int = 0,
+    row_type: type[tuple] | None = None,
+    context: tuple = (),
+) -> tuple[BatchHeader, list[tuple]]:
+    """Validate the batch at pos (length, magic, count, CRC), then read its records
+    as rows (offset, timestamp, key, value, headers) + context.
 
-    Record offsets are baseOffset + offsetDelta. Timestamps are baseTimestamp +
-    delta, except in a LOG_APPEND_TIME batch, where the broker's time in
-    maxTimestamp is every record's timestamp (Kafka's rule). Any malformed
-    records section raises CorruptRecordError.
+    Records with an offset below `skip_below` are checked but not returned;
+    `row_type`, a tuple subclass such as a NamedTuple, types each row. Offsets
+    are baseOffset + offsetDelta. Timestamps are baseTimestamp + delta, except
+    in a LOG_APPEND_TIME batch, where the broker's time in maxTimestamp is
+    every record's timestamp (Kafka's rule). Any malformed records section
+    raises CorruptRecordError.
     """
     header = validate_batch(buf, pos)
     with memoryview(buf) as view, view[pos + HEADER_SIZE : pos + header.size] as section:
         data = decompress(header.compression, section)
+    override = (
+        header.max_timestamp if header.timestamp_type == TIMESTAMP_LOG_APPEND_TIME else None
+    )
     try:
-        records = _decode_records(data, header)
-    except IndexError:
-        raise CorruptRecordError("record batch records section ends inside a record") from None
-    except UnicodeDecodeError:
-        raise CorruptRecordError("record header key is not valid UTF-8") from None
-    return DecodedBatch(header, records)
+        rows = decode_records(data, header.record_count, header.base_offset,
+                              header.base_timestamp, override, skip_below, row_type, context)
+    except ValueError as exc:
+        raise CorruptRecordError(str(exc)) from None
+    return header, rows
+
+
+def decode_batch(buf: Buffer, pos: int = 0) -> DecodedBatch:
+    """The batch at pos with its records as Record objects (see read_batch)."""
+    header, rows = read_batch(buf, pos)
+    return DecodedBatch(header, [Record(value, key, ts, headers, offset)
+                                 for offset, ts, key, value, headers in rows])
 
 
 def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -393,23 +464,43 @@ def _read_varlong(buf: bytes, pos: int) -> tuple[int, int]:
 _ONE_BYTE = [(b >> 1) ^ -(b & 1) for b in range(0x80)]
 
 
-def _decode_records(data: bytes, header: BatchHeader) -> list[Record]:
-    """Read header.record_count records that must fill `data` exactly.
+def _py_decode_records(
+    data: Buffer,
+    count: int,
+    base_offset: int,
+    base_timestamp: int,
+    timestamp_override: int | None = None,
+    skip_below: int = 0,
+    row_type: type[tuple] | None = None,
+    context: tuple = (),
+) -> list[tuple]:
+    """Read `count` records that must fill `data` exactly, as rows
+    (offset, timestamp, key, value, headers) + context, typed `row_type` if given.
 
-    Each varint is read inline when it is one byte (nearly always) and by
-    _read_varint otherwise; this loop is what a consumer pays per record.
+    Raises ValueError on any malformed record (read_batch turns it into
+    CorruptRecordError). Each varint is read inline when it is one byte (nearly
+    always) and by _read_varint otherwise. This is the reference
+    implementation; shm._codec does the same in C when it is built.
     """
+    try:
+        return _py_decode_rows(bytes(data), count, base_offset, base_timestamp,
+                               timestamp_override, skip_below, row_type, context)
+    except IndexError:
+        raise ValueError("record batch records section ends inside a record") from None
+    except UnicodeDecodeError:
+        raise ValueError("record header key is not valid UTF-8") from None
+
+
+def _py_decode_rows(data: bytes, count: int, base_offset: int, base_ts: int,
+                    timestamp_override: int | None, skip_below: int,
+                    row_type: type[tuple] | None, context: tuple) -> list[tuple]:
     one_byte = _ONE_BYTE
     read_varint = _read_varint
-    base_offset = header.base_offset
-    base_ts = header.base_timestamp
-    log_append_ts = (
-        header.max_timestamp if header.timestamp_type == TIMESTAMP_LOG_APPEND_TIME else None
-    )
+    make = tuple.__new__
     end_of_data = len(data)
-    records = []
+    rows = []
     pos = 0
-    for index in range(header.record_count):
+    for index in range(count):
         b = data[pos]
         if b < 0x80:
             length = one_byte[b]
@@ -418,7 +509,7 @@ def _decode_records(data: bytes, header: BatchHeader) -> list[Record]:
             length, pos = read_varint(data, pos)
         end = pos + length
         if length < MIN_RECORD_SIZE - 1 or end > end_of_data:
-            raise CorruptRecordError(
+            raise ValueError(
                 f"record {index} claims {length} bytes, {end_of_data - pos} left in the batch"
             )
         pos += 1  # attributes: unused, ignored as Kafka ignores them
@@ -443,10 +534,10 @@ def _decode_records(data: bytes, header: BatchHeader) -> list[Record]:
             n, pos = read_varint(data, pos)
         if n < 0:
             if n != -1:
-                raise CorruptRecordError(f"record {index} has key length {n}")
+                raise ValueError(f"record {index} has key length {n}")
             key = None
         elif pos + n > end:
-            raise CorruptRecordError(f"record {index} key runs past the record")
+            raise ValueError(f"record {index} key runs past the record")
         else:
             key = data[pos : pos + n]
             pos += n
@@ -459,10 +550,10 @@ def _decode_records(data: bytes, header: BatchHeader) -> list[Record]:
             n, pos = read_varint(data, pos)
         if n < 0:
             if n != -1:
-                raise CorruptRecordError(f"record {index} has value length {n}")
+                raise ValueError(f"record {index} has value length {n}")
             value = None
         elif pos + n > end:
-            raise CorruptRecordError(f"record {index} value runs past the record")
+            raise ValueError(f"record {index} value runs past the record")
         else:
             value = data[pos : pos + n]
             pos += n
@@ -471,29 +562,24 @@ def _decode_records(data: bytes, header: BatchHeader) -> list[Record]:
         if header_count == 0:
             headers = ()
         elif header_count < 0 or header_count > end - pos:
-            raise CorruptRecordError(f"record {index} has header count {header_count}")
+            raise ValueError(f"record {index} has header count {header_count}")
         else:
             headers, pos = _decode_headers(data, pos, end, header_count, index)
 
         if pos != end:
-            raise CorruptRecordError(
+            raise ValueError(
                 f"record {index} length says {length} bytes but its fields take "
                 f"{length + pos - end}"
             )
-        records.append(
-            Record(
-                value,
-                key,
-                base_ts + ts_delta if log_append_ts is None else log_append_ts,
-                headers,
-                base_offset + offset_delta,
-            )
-        )
+        offset = base_offset + offset_delta
+        if offset < skip_below:
+            continue
+        row = (offset, base_ts + ts_delta if timestamp_override is None else timestamp_override,
+               key, value, headers, *context)
+        rows.append(row if row_type is None else make(row_type, row))
     if pos != end_of_data:
-        raise CorruptRecordError(
-            f"record batch has {end_of_data - pos} bytes after its {header.record_count} records"
-        )
-    return records
+        raise ValueError(f"record batch has {end_of_data - pos} bytes after its {count} records")
+    return rows
 
 
 def _decode_headers(
@@ -504,21 +590,28 @@ def _decode_headers(
     for _ in range(count):
         n, pos = _read_varint(data, pos)
         if n < 0 or pos + n > end:
-            raise CorruptRecordError(f"record {index} has a header key of length {n}")
+            raise ValueError(f"record {index} has a header key of length {n}")
         name = data[pos : pos + n].decode("utf-8")
         pos += n
         n, pos = _read_varint(data, pos)
         if n < 0:
             if n != -1:
-                raise CorruptRecordError(f"record {index} has a header value length {n}")
+                raise ValueError(f"record {index} has a header value length {n}")
             value = None
         elif pos + n > end:
-            raise CorruptRecordError(f"record {index} header value runs past the record")
+            raise ValueError(f"record {index} header value runs past the record")
         else:
             value = data[pos : pos + n]
             pos += n
         headers.append((name, value))
     return tuple(headers), pos
+
+
+try:  # the C codec, built by `pip install` when a compiler is present
+    from shm._codec import decode_records, encode_records
+except ImportError:  # pragma: no cover - exercised where no compiler is present
+    encode_records = _py_encode_records
+    decode_records = _py_decode_records
 
 
 def iter_batches(buf: Buffer) -> Iterator[DecodedBatch]:
