@@ -222,6 +222,8 @@ def _tcp_listener(value: str) -> str | None:
 
 
 def _http_listener(value: str) -> str | None:
+    if value == "":
+        return None  # empty: no HTTP endpoint at all
     if "://" in value:
         return "expected HOST:PORT without a scheme, e.g. 127.0.0.1:7094"
     if _split_host_port(value) is None:
@@ -289,8 +291,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "http.listener", "string", "127.0.0.1:7094",
-        "HOST:PORT of the HTTP endpoint that serves metrics and health.",
-        check=_http_listener, expects="HOST:PORT", group="Listeners",
+        "HOST:PORT of the HTTP endpoint that serves /metrics (Prometheus), /healthz and "
+        "/readyz. Empty turns the endpoint off.",
+        check=_http_listener, expects="HOST:PORT or empty", group="Listeners",
     ),
     # Log basics
     Setting(
@@ -924,6 +927,8 @@ def _check_consistency(values: Mapping[str, Any], sources: Mapping[str, str]) ->
     seen: dict[tuple[str, int], str] = {}
     for name in ("listeners", "replication.listener", "http.listener"):
         value = values[name]
+        if not value:
+            continue  # an empty http.listener serves nothing
         text = value[len("tcp://") :] if value.startswith("tcp://") else value
         address = _split_host_port(text)
         assert address is not None

@@ -38,6 +38,7 @@ from appliance.errors import (
 )
 from appliance.group_coordinator import GroupCoordinator
 from appliance.metadata import INTERNAL_TOPICS, OFFSETS_TOPIC, Metadata, partition_dir
+from appliance.metrics import RequestMetrics, log_size_bytes
 from appliance.partitioner import partition_for_key
 from shm import PartitionReader
 from shm.errors import OffsetOutOfRangeError, RinglogError
@@ -62,6 +63,7 @@ class _ProduceInFlight:
     parts_left: int
     part_indices: dict[bytes, tuple[int, list[int]]] = field(default_factory=dict)
     on_done: Any = None  # internal writes (offset commits) finish here instead of a reply
+    started: float = 0.0  # perf_counter at arrival, for the produce latency histogram
 
 
 @dataclass
@@ -70,14 +72,19 @@ class _ParkedFetch:
     request: protocol.Request
     deadline: float
     partitions: set[tuple[str, int]]
+    started: float = 0.0  # perf_counter at arrival, for the fetch latency histogram
 
 
 class FrontEnd:
     """Serves client requests; `send_to_worker` reaches a worker by index."""
 
     def __init__(self, config: Any, metadata: Metadata, client_socket: zmq.Socket,
-                 worker_socket: zmq.Socket):
+                 worker_socket: zmq.Socket, metrics: RequestMetrics | None = None):
         self.config = config
+        self.metrics = metrics if metrics is not None else RequestMetrics(protocol.SCHEMAS)
+        self.opening: set[int] = set()  # workers that have not yet answered their start-up open
+        # The supervisor's processes for `status` (pid, RSS, CPU, partitions per process).
+        self.process_table: Any = list
         self.metadata = metadata
         self.clients = client_socket
         self.workers = worker_socket
@@ -109,8 +116,10 @@ class FrontEnd:
             request = protocol.parse_request(body)
         except protocol.ProtocolError as exc:
             log.info("bad request from %s: %s", identity.hex(), exc)
+            self.metrics.error("", exc.error.name)
             self._send(identity, exc.reply)
             return
+        self.metrics.request(request.api)
         handler = getattr(self, f"_api_{request.api}", None)
         try:
             if handler is None:
@@ -120,8 +129,10 @@ class FrontEnd:
             except (TypeError, ValueError) as exc:  # a value the schema's types let through
                 raise InvalidRequestError(f"{request.api}: {exc}") from None
         except RinglogError as exc:
+            self.metrics.error(request.api, exc.name)
             self._send(identity, protocol.encode_error(request.api, request.id, exc))
         except Exception as exc:  # a bug must cost one request, never the appliance
+            self.metrics.error(request.api, UnknownServerError.name)
             log.exception("request %s %d failed", request.api, request.id)
             self._send(identity, protocol.encode_error(
                 request.api, request.id, UnknownServerError(f"{type(exc).__name__}: {exc}")))
@@ -261,6 +272,7 @@ class FrontEnd:
                     raise InvalidRequestError(f"{name} is internal and cannot be deleted")
                 topic = self.metadata.delete(name)
                 self._deleting[name] = dict(enumerate(topic.owners))
+                self.metrics.topic_deleted(name)
                 for p in range(topic.partitions):
                     reader = self._readers.pop((name, p), None)
                     if reader is not None:
@@ -324,6 +336,7 @@ class FrontEnd:
                                         "producer_epoch": 0})
 
     def _api_produce(self, identity: bytes, request: protocol.Request) -> None:
+        started = time.perf_counter()
         acks = request.fields["acks"]
         if acks not in (protocol.ACKS_NONE, protocol.ACKS_LEADER, protocol.ACKS_ALL):
             raise InvalidRequiredAcksError(f"acks must be 0, 1 or -1 (all), not {acks}")
@@ -343,10 +356,11 @@ class FrontEnd:
                     raise InvalidRequestError(f"{topic} is internal: clients cannot write to it")
                 self._topic_for_write(topic)
                 by_worker.setdefault(self.metadata.owner(topic, partition), []).append(i)
+                self.metrics.bytes_in(topic, len(request.payloads[i]))
             except RinglogError as exc:
                 results[i] = {"topic": topic, "partition": partition,
                               **protocol.error_entry(exc), "base_offset": -1}
-        flight = _ProduceInFlight(identity, request.id, acks, results, 0)
+        flight = _ProduceInFlight(identity, request.id, acks, results, 0, started=started)
         self._dispatch(flight, by_worker, entries, lambda token, indices: [
             b"produce", token,
             orjson.dumps({"acks": acks, "partitions": [entries[i] for i in indices]}),
@@ -394,6 +408,7 @@ class FrontEnd:
         if flight.on_done is not None:
             flight.on_done(flight.results)
             return
+        self.metrics.observe("produce", flight.started)
         if flight.acks == protocol.ACKS_NONE:
             return
         self._send(flight.identity, protocol.encode_response(
@@ -402,6 +417,7 @@ class FrontEnd:
     def worker_lost(self, worker: int) -> None:
         """A worker died: its unanswered produce parts fail retriably, its maps go."""
         self.ready_workers.discard(worker)
+        self.opening.discard(worker)
         for token, flight in list(self._produces.items()):
             owner, indices = flight.part_indices.get(token, (None, []))
             if owner != worker:
@@ -434,13 +450,16 @@ class FrontEnd:
         return reader
 
     def _api_fetch(self, identity: bytes, request: protocol.Request) -> None:
-        if not self._try_fetch(identity, request, final=False):
+        started = time.perf_counter()
+        if not self._try_fetch(identity, request, final=False, started=started):
             wait_ms = min(max(request.fields.get("max_wait_ms", 500), 0), MAX_WAIT_MS_LIMIT)
             partitions = {(t, p) for t, p, _, _ in request.fields["partitions"]}
             self._parked.append(_ParkedFetch(identity, request,
-                                             time.monotonic() + wait_ms / 1000, partitions))
+                                             time.monotonic() + wait_ms / 1000, partitions,
+                                             started))
 
-    def _try_fetch(self, identity: bytes, request: protocol.Request, final: bool) -> bool:
+    def _try_fetch(self, identity: bytes, request: protocol.Request, final: bool,
+                   started: float) -> bool:
         """Read every partition; reply and return True when min_bytes is met, an
         error occurred, the request does not wait, or `final` says time is up."""
         fields = request.fields
@@ -474,15 +493,23 @@ class FrontEnd:
                 or fields.get("max_wait_ms", 500) <= 0)
         if done:
             self._reply(identity, request, {"partitions": results}, payloads)
+            self._count_fetch(results, payloads, started)
         return done
+
+    def _count_fetch(self, results: list[dict], payloads: list, started: float) -> None:
+        """Bytes out per topic and the latency, once per reply (per partition, not record)."""
+        for entry in results:
+            if entry["records"] is not None:
+                self.metrics.bytes_out(entry["topic"], len(payloads[entry["records"]]))
+        self.metrics.observe("fetch", started)
 
     def on_positions(self, partitions: list) -> None:
         """A worker advanced high watermarks: retry the long polls waiting on them."""
         advanced = {(t, p) for t, p, _ in partitions}
         still = []
         for parked in self._parked:
-            if parked.partitions & advanced and self._try_fetch(parked.identity, parked.request,
-                                                                final=False):
+            if parked.partitions & advanced and self._try_fetch(
+                    parked.identity, parked.request, final=False, started=parked.started):
                 continue
             still.append(parked)
         self._parked = still
@@ -491,7 +518,8 @@ class FrontEnd:
         still = []
         for parked in self._parked:
             if parked.deadline <= now:
-                self._try_fetch(parked.identity, parked.request, final=True)
+                self._try_fetch(parked.identity, parked.request, final=True,
+                                started=parked.started)
             else:
                 still.append(parked)
         self._parked = still
@@ -677,8 +705,53 @@ class FrontEnd:
         self._reply(identity, request, {"groups": [listed[g] for g in sorted(listed)]})
 
     def _api_status(self, identity: bytes, request: protocol.Request) -> None:
-        self._reply(identity, request, {"workers": sorted(self.ready_workers),
-                                        "topics": len(self.metadata.topics)})
+        """Liveness and, with details, every partition's offsets and every group's lag:
+        what `ringlog status` prints and /metrics exposes."""
+        serving = (len(self.ready_workers) == self.metadata.num_workers and not self.opening)
+        fields: dict[str, Any] = {"workers": sorted(self.ready_workers),
+                                  "topics": len(self.metadata.topics), "serving": serving,
+                                  "processes": self.process_table()}
+        if request.fields.get("details"):
+            fields["partitions"] = self._partition_status()
+            fields["groups"] = self._group_status()
+        self._reply(identity, request, fields)
+
+    def _partition_status(self) -> list[dict]:
+        """Offsets and log bytes of every partition, from the control blocks."""
+        partitions = []
+        for name in sorted(self.metadata.topics):
+            for p, owner in enumerate(self.metadata.topics[name].owners):
+                entry: dict[str, Any] = {"topic": name, "partition": p, "owner_worker": owner}
+                try:
+                    position = self._reader(name, p).position()
+                except FileNotFoundError:
+                    self._readers.pop((name, p), None)
+                    entry.update(protocol.error_entry(LeaderNotAvailableError(
+                        f"partition {name}-{p} is reopening; retry")))
+                except RinglogError as exc:
+                    entry.update(protocol.error_entry(exc))
+                else:
+                    entry.update(error=None, log_start_offset=position.log_start_offset,
+                                 log_end_offset=position.log_end_offset,
+                                 high_watermark=position.high_watermark,
+                                 log_bytes=log_size_bytes(
+                                     partition_dir(self.metadata.log_dir, name, p), position))
+                partitions.append(entry)
+        return partitions
+
+    def _group_status(self) -> list[dict] | None:
+        """Every group's committed offsets and lag; None while the offsets still load."""
+        try:
+            self._load_offsets()
+        except CoordinatorLoadInProgressError:
+            return None
+        names = set(self._committed) | {g["group_id"] for g in self.groups.list_groups()}
+        return [{"group_id": group, "state": self._group_state(group),
+                 "offsets": self._lag(group)} for group in sorted(names)]
+
+    def _group_state(self, group: str) -> str:
+        state = self.groups.describe(group).get("state")
+        return "Empty" if state == "Dead" and group in self._committed else state
 
     def close(self) -> None:
         for reader in self._readers.values():

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 import orjson
 import zmq
 
-from appliance import systemd
+from appliance import protocol, systemd
 from appliance.front_end import FrontEnd
+from appliance.http_listener import HttpListener
 from appliance.metadata import OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIGS, Metadata
+from appliance.metrics import ProcessProbe, RequestMetrics
 
 log = logging.getLogger("ringlog.supervisor")
 
@@ -38,6 +40,7 @@ class _Child:
     started: float = 0.0
     quick_deaths: int = 0
     respawn_at: float = 0.0
+    restarts: int = 0
 
 
 class Supervisor:
@@ -48,6 +51,12 @@ class Supervisor:
         self.context = zmq.Context()
         self.worker_endpoint = f"ipc://@ringlog-{os.getpid()}-{id(self):x}-workers"
         self.children = [_Child(i) for i in range(self.num_workers)]
+        # `status` requests from the HTTP listener's thread reach the front end here.
+        self.status_endpoint = f"inproc://ringlog-{id(self):x}-status"
+        self.request_metrics = RequestMetrics(protocol.SCHEMAS)
+        self.http: HttpListener | None = None
+        self.loop_turned = time.monotonic()  # read by /healthz: the loop is alive
+        self._probe = ProcessProbe()
         self._stopping = False
         self._reload = False
         self._watchdog = systemd.Watchdog.from_environment()
@@ -69,10 +78,15 @@ class Supervisor:
         clients.setsockopt(zmq.ROUTER_MANDATORY, 1)
         host, port = self.config.listener_host_port("listeners")
         clients.bind(f"tcp://{host}:{port}")
+        clients.bind(self.status_endpoint)
         if OFFSETS_TOPIC not in self.metadata.topics:
             self.metadata.create(OFFSETS_TOPIC, int(self.config["offsets.topic.num.partitions"]),
                                  1, dict(OFFSETS_TOPIC_CONFIGS))
-        self.front_end = FrontEnd(self.config, self.metadata, clients, workers)
+        self.front_end = FrontEnd(self.config, self.metadata, clients, workers,
+                                  self.request_metrics)
+        self.front_end.process_table = self._process_table
+        self.http = HttpListener.start(self.config, self.context, self.status_endpoint,
+                                       self.request_metrics, lambda: self.loop_turned)
         for child in self.children:
             self._spawn(child)
         log.info("ringlog serving on tcp://%s:%d with %d workers, data in %s",
@@ -82,6 +96,7 @@ class Supervisor:
         poller.register(clients, zmq.POLLIN)
         poller.register(workers, zmq.POLLIN)
         while not self._stopping:
+            self.loop_turned = time.monotonic()
             timeout = LOOP_MS
             deadline = self.front_end.next_deadline()
             if deadline is not None:
@@ -120,6 +135,8 @@ class Supervisor:
     def _drain_and_exit(self, clients: zmq.Socket, workers: zmq.Socket) -> int:
         """Stop taking requests, let every worker flush and close, then exit 0."""
         systemd.notify("STOPPING=1")
+        if self.http is not None:
+            self.http.stop()
         clients.close()
         for child in self.children:
             if child.process and child.process.poll() is None:
@@ -161,6 +178,7 @@ class Supervisor:
                 backoff = RESPAWN_BACKOFF_S[min(child.quick_deaths, len(RESPAWN_BACKOFF_S) - 1)]
                 child.process = None
                 child.respawn_at = now + backoff
+                child.restarts += 1
             if child.process is None and now >= child.respawn_at:
                 self._spawn(child)
 
@@ -176,16 +194,34 @@ class Supervisor:
         elif command == b"ready":
             partitions = self.metadata.partitions_of(index)
             self.front_end.ready_workers.add(index)
-            if partitions:
-                self.front_end.send_to_worker(index, self.front_end.open_message(partitions))
+            if partitions and self.front_end.send_to_worker(
+                    index, self.front_end.open_message(partitions)):
+                self.front_end.opening.add(index)  # not serving until it has opened them
             self.front_end.send_deletions(index)
         elif command == b"closed":
             self.front_end.on_closed(orjson.loads(frames[2].bytes)["partitions"])
         elif command == b"opened":
+            self.front_end.opening.discard(index)
             for topic, partition, error in orjson.loads(frames[2].bytes)["partitions"]:
                 if error:
                     log.error("worker %d could not open %s-%d: %s", index, topic, partition,
                               error)
+
+    def _process_table(self) -> list[dict]:
+        """The supervisor and each worker: pid, RSS, CPU, readiness, restarts, partitions."""
+        rows = [{"process": "supervisor", "worker": None, **self._probe.stats(os.getpid()),
+                 "ready": True, "restarts": 0, "partitions": []}]
+        for child in self.children:
+            process = child.process
+            pid = process.pid if process is not None and process.returncode is None else None
+            rows.append({"process": f"worker-{child.index}", "worker": child.index,
+                         **self._probe.stats(pid),
+                         "ready": child.index in self.front_end.ready_workers,
+                         "restarts": child.restarts,
+                         "partitions": [list(tp) for tp in
+                                        self.metadata.partitions_of(child.index)]})
+        self._probe.forget(row["pid"] for row in rows if row["pid"] is not None)
+        return rows
 
     # --- configuration ----------------------------------------------------------------
 

@@ -223,7 +223,8 @@ class Appliance:
                 "--override", f"listeners=tcp://127.0.0.1:{self.port}",
                 "--override", f"log.dirs={self.log_dir}",
                 "--override", f"num.workers={workers}",
-                "--override", "log.flush.policy=batch"]
+                "--override", "log.flush.policy=batch",
+                "--override", "http.listener=127.0.0.1:0"]  # never clash on the default 7094
         with open(self.stderr_path, "ab") as stderr:
             self.process = subprocess.Popen(args, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
                                             stdout=subprocess.DEVNULL, stderr=stderr,

@@ -77,7 +77,10 @@ def start_appliance(tmp_path: Path, *overrides: str, workers: int = 2,
     args = [sys.executable, "-m", "appliance", "serve",
             "--override", f"listeners=tcp://127.0.0.1:{port}",
             "--override", f"log.dirs={log_dir}",
-            "--override", f"num.workers={workers}"]
+            "--override", f"num.workers={workers}",
+            # Any free port, so that appliances started side by side never clash on
+            # the default 7094; a test that scrapes it passes its own http.listener.
+            "--override", "http.listener=127.0.0.1:0"]
     for item in overrides:
         args += ["--override", item]
     if config_path is not None:
