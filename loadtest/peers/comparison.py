@@ -1,0 +1,190 @@
+"""python -m loadtest.peers: install what the chosen peers need, then for each
+peer in turn start it, run the workloads, stop it and remove its data, and
+print one table comparing them with Ringlog."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from loadtest.harness import MiB, NotEnoughSpace, progress, work_directory
+from loadtest.peers import install
+from loadtest.peers.nats_jetstream import NatsJetStream
+from loadtest.peers.peer import Peer, PeerUnavailable
+from loadtest.peers.rabbitmq_streams import RabbitMQStreams
+from loadtest.peers.redis_streams import RedisStreams
+from loadtest.peers.report import report, write_json
+from loadtest.peers.ringlog import Ringlog
+from loadtest.peers.workload import (
+    VALUE_BYTES,
+    W4_VALUE_BYTES,
+    WORKLOADS,
+    Deadline,
+    Measurement,
+    Plan,
+    deadline_for,
+)
+
+PEERS: dict[str, Callable[[], Peer]] = {
+    "ringlog": Ringlog,
+    "redis-always": lambda: RedisStreams("always"),
+    "redis-everysec": lambda: RedisStreams("everysec"),
+    "nats": NatsJetStream,
+    "rabbitmq": RabbitMQStreams,
+}
+STREAMS = {"W1": "peers-w1", "W3": "peers-w3", "W4": "peers-w4"}  # W2 reads W1's
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Plan, list[str]]:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.peers",
+        description="Compare Ringlog with Redis Streams, NATS JetStream and RabbitMQ streams "
+        "on the same workloads: W1 produce 100 B records, W2 read them back, W3 end-to-end "
+        "latency at a fixed rate, W4 produce 1 KiB records. Installs missing Debian packages "
+        "(apt-get) and Python clients (the `peers` extra); every server runs on 127.0.0.1 "
+        "with a random port and a temporary data directory, removed at the end.")
+    parser.add_argument("--records", type=int, default=None,
+                        help="records in W1, W2 and W4 (default 1,000,000; --quick 2,000)")
+    parser.add_argument("--peers", default=",".join(PEERS),
+                        help=f"comma-separated subset of {','.join(PEERS)} (default all)")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help="comma-separated subset of W1,W2,W3,W4 (default all)")
+    parser.add_argument("--rate", type=int, default=None,
+                        help="W3 records per second (default 5,000; --quick 1,000)")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="W3 duration in seconds (default 10; --quick 1)")
+    parser.add_argument("--timeout", type=float, default=300,
+                        help="seconds one workload may take on one peer (default 300)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 2,000 records, W3 at 1,000/s for 1 s")
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH",
+                        help="also write every figure to PATH as JSON")
+    parser.add_argument("--dir", type=Path, default=None,
+                        help="parent of the temporary data directories (default ./.bench; a "
+                        "disk filesystem, not tmpfs, where fsync costs nothing)")
+    args = parser.parse_args(argv)
+    records = args.records if args.records is not None else (2_000 if args.quick else 1_000_000)
+    rate = args.rate if args.rate is not None else (1_000 if args.quick else 5_000)
+    seconds = args.seconds if args.seconds is not None else (1.0 if args.quick else 10.0)
+    workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
+    if not workloads or any(w not in WORKLOADS for w in workloads):
+        parser.error(f"--workloads takes a subset of {','.join(WORKLOADS)}, not "
+                     f"{args.workloads!r}")
+    names = [p.strip().lower() for p in args.peers.split(",") if p.strip()]
+    if not names or any(p not in PEERS for p in names) or len(set(names)) != len(names):
+        parser.error(f"--peers takes a subset of {','.join(PEERS)}, not {args.peers!r}")
+    if not 1 <= records <= 100_000_000:
+        parser.error("--records must be between 1 and 100,000,000")
+    if not 1 <= rate <= 1_000_000 or not 0.1 <= seconds <= 3600:
+        parser.error("--rate must be 1..1,000,000 and --seconds 0.1..3600")
+    if args.timeout <= 0:
+        parser.error("--timeout must be positive")
+    plan = Plan(records=records, rate=rate, seconds=seconds, timeout=args.timeout,
+                workloads=tuple(w for w in WORKLOADS if w in workloads))
+    return args, plan, names
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def prepare(peer: Peer, say: Callable[[str], None]) -> None:
+    """Install the peer's Debian packages and Python client if missing."""
+    install.install_debian_packages(list(peer.debian_packages), say)
+    install.install_python_clients(list(peer.python_modules), say)
+
+
+def run_workload(peer: Peer, workload: str, plan: Plan, deadline: Deadline) -> Measurement:
+    if workload == "W1":
+        return peer.produce("W1", STREAMS["W1"], plan.records, VALUE_BYTES, deadline)
+    if workload == "W2":
+        return peer.consume(STREAMS["W1"], plan.records, VALUE_BYTES, deadline)
+    if workload == "W3":
+        return peer.latency(STREAMS["W3"], plan.rate, plan.seconds, VALUE_BYTES, deadline)
+    return peer.produce("W4", STREAMS["W4"], plan.records, W4_VALUE_BYTES, deadline)
+
+
+def run_peer(peer: Peer, plan: Plan, workdir: Path) -> list[Measurement]:
+    """Start the peer, run the plan's workloads, stop it and remove its data,
+    whatever happens. A failed workload ends this peer's run (its state is
+    unknown) and is reported in the table; the next peer still runs."""
+    results: list[Measurement] = []
+    peer_dir = workdir / peer.name
+    peer_dir.mkdir()
+    pending = list(plan.workloads)
+    try:
+        progress(f"{peer.name}: starting")
+        peer.start(peer_dir)
+        if "W2" in pending and "W1" not in pending:  # W2 reads back what W1 writes
+            progress(f"{peer.name}: writing {plan.records:,} records for W2")
+            run_workload(peer, "W1", plan, deadline_for("W2 (writing its records)", peer.name,
+                                                        plan))
+        while pending:
+            workload = pending[0]
+            progress(f"{peer.name}: {workload}")
+            results.append(run_workload(peer, workload, plan,
+                                        deadline_for(workload, peer.name, plan)))
+            pending.pop(0)
+    except Exception as exc:  # any client's error: reported as one line, next peer runs
+        results += [Measurement(w, peer.name, error=one_line(exc) if i == 0
+                                else "not run: an earlier workload failed")
+                    for i, w in enumerate(pending)]
+    finally:
+        progress(f"{peer.name}: stopping")
+        try:
+            peer.stop()
+        finally:
+            shutil.rmtree(peer_dir, ignore_errors=True)
+    return results
+
+
+def space_needed(plan: Plan, peers: int) -> int:
+    """Bytes one peer at a time may write (each peer's data is removed before the next)."""
+    per_record = 0
+    if "W1" in plan.workloads or "W2" in plan.workloads:
+        per_record += VALUE_BYTES + 100
+    if "W4" in plan.workloads:
+        per_record += W4_VALUE_BYTES + 100
+    return 2 * plan.records * per_record + 512 * MiB if peers else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, plan, names = parse_args(argv)
+    peers = [PEERS[name]() for name in names]
+    measurements: list[Measurement] = []
+    ready = []
+    for peer in peers:
+        try:
+            prepare(peer, progress)
+            ready.append(peer)
+        except PeerUnavailable as exc:
+            measurements += [Measurement(w, peer.name, error=f"blocked: {exc}")
+                             for w in plan.workloads]
+    try:
+        with work_directory(args.dir, "peers-", space_needed(plan, len(ready))) as workdir:
+            load0 = os.getloadavg()[0]
+            began = time.perf_counter()
+            for peer in ready:
+                measurements += run_peer(peer, plan, workdir)
+            progress("")
+            load = (load0, os.getloadavg()[0])
+            elapsed = time.perf_counter() - began
+            measurements.sort(key=lambda m: names.index(m.peer))
+            print(report(plan, peers, measurements, workdir, load, elapsed))
+            if args.json:
+                write_json(args.json, plan, peers, measurements, workdir, load)
+    except NotEnoughSpace as exc:
+        print(f"error: {exc}; pass --dir on a larger filesystem or lower --records",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        progress("")
+        print("interrupted: every peer was stopped and its data removed", file=sys.stderr)
+        return 130
+    return 1 if any(m.error for m in measurements) else 0

@@ -1,0 +1,78 @@
+"""Ringlog's side of the comparison: loadtest/bench.py's appliance and its
+W1/W2/W3 runs, called as they are so both benchmarks measure the same thing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from loadtest import bench
+from loadtest.harness import MiB
+from loadtest.peers.peer import Peer, PeerUnavailable
+from loadtest.peers.workload import Deadline, Measurement
+
+# The fastest producer setting measured for W1 and W4 (docs/performance.md, issue #3).
+SETTING = bench.ProducerSetting(linger_ms=50, batch_size=MiB)
+
+
+class Ringlog(Peer):
+    name = "ringlog"
+    ack = ("acks=1 with flush policy `batch`: the partition worker replies after the "
+           "fdatasync (group commit) that made the record durable")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.version = _version()
+        self.client = f"appliance.client Producer/Consumer ({SETTING.label()})"
+        self.appliance: bench.Appliance | None = None
+
+    def start(self, workdir: Path) -> None:
+        self.appliance = bench.Appliance(workdir)
+        try:
+            self.appliance.wait_until_serving()
+        except RuntimeError as exc:
+            raise PeerUnavailable(f"ringlog: {exc}") from None
+        self.meter = bench.CpuMeter(self.appliance)
+
+    def stop(self) -> None:
+        if self.appliance is not None:
+            self.appliance.stop()
+            self.appliance = None
+
+    def _topic(self, stream: str, deadline: Deadline) -> str:
+        bench.create_topic(self.appliance.bootstrap, stream, deadline)
+        return stream
+
+    def produce(self, workload: str, stream: str, records: int, value_bytes: int,
+                deadline: Deadline) -> Measurement:
+        topic = self._topic(stream, deadline)
+        r = bench.run_produce(workload, self.appliance.bootstrap, topic, records, value_bytes,
+                              SETTING, self.meter, deadline)
+        return Measurement(workload, self.name, f"acks=1, {SETTING.label()}", r.records,
+                           value_bytes, r.seconds)
+
+    def consume(self, stream: str, records: int, value_bytes: int,
+                deadline: Deadline) -> Measurement:
+        r = bench.run_consume(self.appliance.bootstrap, stream, records, value_bytes,
+                              self.meter, deadline)
+        return Measurement("W2", self.name, "assign, poll(max_records=1M)", r.records,
+                           value_bytes, r.seconds)
+
+    def latency(self, stream: str, rate: int, seconds: float, value_bytes: int,
+                deadline: Deadline) -> Measurement:
+        topic = self._topic(stream, deadline)
+        r = bench.run_latency(self.appliance.bootstrap, topic, rate, seconds, value_bytes,
+                              self.meter, deadline)
+        lat = r.latency_ms or {}
+        summary = {k: lat[k] for k in ("p50", "p99", "p99.9", "max") if k in lat}
+        summary["received"] = r.extra.get("received", 0)
+        return Measurement("W3", self.name, "acks=1, linger 0 ms", r.records, value_bytes,
+                           r.seconds, latency_ms=summary)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ringlog")
+    except PackageNotFoundError:
+        return "?"
