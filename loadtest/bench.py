@@ -101,18 +101,24 @@ class Deadline:
 class ProducerSetting:
     linger_ms: float
     batch_size: int
+    bulk: bool = False  # send_many() of BULK_CHUNK values per call instead of send() each
 
     def label(self) -> str:
         size = (f"{self.batch_size // MiB} MiB" if self.batch_size % MiB == 0
                 else f"{self.batch_size // KiB} KiB")
-        return f"linger {self.linger_ms:g} ms, batch {size}"
+        call = "send_many, " if self.bulk else ""
+        return f"{call}linger {self.linger_ms:g} ms, batch {size}"
+
+
+BULK_CHUNK = 10_000  # values per send_many() call
 
 
 DEFAULT_SETTINGS = (ProducerSetting(5, 64 * KiB), ProducerSetting(5, MiB),
-                    ProducerSetting(50, MiB))
+                    ProducerSetting(50, MiB), ProducerSetting(5, MiB, bulk=True))
 # W4 leaves out 64 KiB batches: with 1 KiB records the producer queues ~16,000 of
 # them and slows down quadratically (see docs/performance.md), past any timeout.
-DEFAULT_W4_SETTINGS = (ProducerSetting(5, MiB), ProducerSetting(50, MiB))
+DEFAULT_W4_SETTINGS = (ProducerSetting(5, MiB), ProducerSetting(50, MiB),
+                       ProducerSetting(5, MiB, bulk=True))
 
 
 @dataclass(frozen=True)
@@ -132,10 +138,11 @@ class Settings:
 def parse_settings(text: str) -> tuple[ProducerSetting, ...]:
     out = []
     for item in text.split(","):
-        linger, sep, size = item.strip().partition(":")
-        if not sep:
-            raise ValueError(f"{item!r} is not LINGER_MS:BATCH_BYTES")
-        out.append(ProducerSetting(float(linger), int(size)))
+        linger, sep, rest = item.strip().partition(":")
+        size, _, call = rest.partition(":")
+        if not sep or call not in ("", "many"):
+            raise ValueError(f"{item!r} is not LINGER_MS:BATCH_BYTES[:many]")
+        out.append(ProducerSetting(float(linger), int(size), bulk=call == "many"))
     return tuple(out)
 
 
@@ -383,12 +390,18 @@ def run_produce(workload: str, bootstrap: str, topic: str, records: int, value_b
             producer._identity()
         counts = count_requests(producer)
         send = producer.send
+        chunk = [values[i & mask] for i in range(min(BULK_CHUNK, records))]
         meter.start()
         began = time.perf_counter()
-        for i in range(records):
-            send(topic, values[i & mask], partition=0)
-            if not i & 0x3FFF:
+        if setting.bulk:
+            for start in range(0, records, BULK_CHUNK):
+                producer.send_many(topic, chunk[:records - start], partition=0)
                 deadline.check()
+        else:
+            for i in range(records):
+                send(topic, values[i & mask], partition=0)
+                if not i & 0x3FFF:
+                    deadline.check()
         sent = time.perf_counter()
         producer.flush(timeout=max(1.0, deadline.remaining()))
         seconds = time.perf_counter() - began

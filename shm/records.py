@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -409,13 +409,14 @@ def read_batch(
     *,
     skip_below: int = 0,
     row_type: type[tuple] | None = None,
-    context: tuple = (),
+    context: tuple | Callable[[BatchHeader], tuple] = (),
 ) -> tuple[BatchHeader, list[tuple]]:
     """Validate the batch at pos (length, magic, count, CRC), then read its records
     as rows (offset, timestamp, key, value, headers) + context.
 
     Records with an offset below `skip_below` are checked but not returned;
-    `row_type`, a tuple subclass such as a NamedTuple, types each row. Offsets
+    `row_type`, a tuple subclass such as a NamedTuple, types each row;
+    `context` may be a function of the batch's header. Offsets
     are baseOffset + offsetDelta. Timestamps are baseTimestamp + delta, except
     in a LOG_APPEND_TIME batch, where the broker's time in maxTimestamp is
     every record's timestamp (Kafka's rule). Any malformed records section
@@ -427,6 +428,8 @@ def read_batch(
     override = (
         header.max_timestamp if header.timestamp_type == TIMESTAMP_LOG_APPEND_TIME else None
     )
+    if callable(context):
+        context = context(header)
     try:
         rows = decode_records(data, header.record_count, header.base_offset,
                               header.base_timestamp, override, skip_below, row_type, context)
@@ -614,8 +617,15 @@ except ImportError:  # pragma: no cover - exercised where no compiler is present
     decode_records = _py_decode_records
 
 
-def iter_batches(buf: Buffer) -> Iterator[DecodedBatch]:
-    """Decode every whole batch of a log read, in order.
+def iter_batch_rows(
+    buf: Buffer,
+    *,
+    skip_below: int = 0,
+    row_type: type[tuple] | None = None,
+    context: Callable[[BatchHeader], tuple] = lambda header: (),
+) -> Iterator[tuple[BatchHeader, list[tuple]]]:
+    """Read every whole batch of a log read, in order, as read_batch does;
+    `context(header)` gives the fields appended to each row of that batch.
 
     A fetch result may end with the first part of a batch cut off by the size
     limit (Kafka returns such partial batches); it is ignored. A whole batch
@@ -627,6 +637,15 @@ def iter_batches(buf: Buffer) -> Iterator[DecodedBatch]:
         (batch_length,) = _BATCH_LENGTH.unpack_from(buf, pos + 8)  # after baseOffset
         if pos + LOG_OVERHEAD + batch_length > end:
             return
-        batch = decode_batch(buf, pos)
-        yield batch
-        pos += batch.header.size
+        header, rows = read_batch(buf, pos, skip_below=skip_below, row_type=row_type,
+                                  context=context)
+        yield header, rows
+        pos += header.size
+
+
+def iter_batches(buf: Buffer) -> Iterator[DecodedBatch]:
+    """Decode every whole batch of a log read, in order, with Record objects
+    (see iter_batch_rows)."""
+    for header, rows in iter_batch_rows(buf):
+        yield DecodedBatch(header, [Record(value, key, ts, headers, offset)
+                                    for offset, ts, key, value, headers in rows])

@@ -15,8 +15,7 @@ owner gets it, so a clean rebalance delivers no record twice.
 from __future__ import annotations
 
 import time
-from collections import deque
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from appliance import protocol
 from appliance.client.connection import DEFAULT_BOOTSTRAP, Connection, raise_for
@@ -27,26 +26,28 @@ from appliance.errors import (
     error_for,
 )
 from shm.errors import OffsetOutOfRangeError, RinglogError
-from shm.records import iter_batches
+from shm.records import iter_batch_rows
 
 TopicPartition = tuple[str, int]
 RETRY_BACKOFF_S = 0.1
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One consumed record and where it came from."""
+class Message(NamedTuple):
+    """One consumed record and where it came from.
 
-    topic: str
-    partition: int
+    A named tuple, built by the record decoder itself (shm.records.read_batch
+    with row_type=Message): the first five fields are the record's, the rest
+    the context the consumer adds, in that order.
+    """
+
     offset: int
+    timestamp: int
     key: bytes | None
     value: bytes | None
-    timestamp: int
-    timestamp_type: int
     headers: tuple[tuple[str, bytes | None], ...]
-    attributes: int
-    magic: int
+    topic: str
+    partition: int
+    timestamp_type: int
     high_watermark: int
 
     @property
@@ -90,7 +91,10 @@ class Consumer:
         self._connection = Connection(bootstrap_servers)
         self._assignment: list[TopicPartition] = []
         self._positions: dict[TopicPartition, int] = {}
-        self._buffer: deque[Message] = deque()
+        # Decoded messages not yet handed out: _buffer[_next:]. A list and an
+        # index, so that poll() hands out a slice rather than one pop per message.
+        self._buffer: list[Message] = []
+        self._next = 0
         if topics:
             self.subscribe(list(topics))
 
@@ -114,7 +118,7 @@ class Consumer:
         self._assignment = [tuple(tp) for tp in partitions]
         self._positions = {tp: off for tp, off in self._positions.items()
                            if tp in self._assignment}
-        self._buffer = deque(m for m in self._buffer if (m.topic, m.partition) in self._positions)
+        self._keep_buffered(lambda m: (m.topic, m.partition) in self._positions)
 
     def assignment(self) -> list[TopicPartition]:
         return list(self._assignment)
@@ -142,7 +146,7 @@ class Consumer:
 
     def _consumed_position(self, key: TopicPartition) -> int | None:
         """Next offset to hand out: the first buffered message, else the fetch position."""
-        for message in self._buffer:
+        for message in self._buffer[self._next:]:
             if (message.topic, message.partition) == key:
                 return message.offset
         return self._positions.get(key)
@@ -161,8 +165,11 @@ class Consumer:
             self._drop_buffered(entry["topic"], entry["partition"])
 
     def _drop_buffered(self, topic: str, partition: int) -> None:
-        self._buffer = deque(m for m in self._buffer
-                             if (m.topic, m.partition) != (topic, partition))
+        self._keep_buffered(lambda m: (m.topic, m.partition) != (topic, partition))
+
+    def _keep_buffered(self, keep) -> None:
+        self._buffer = [m for m in self._buffer[self._next:] if keep(m)]
+        self._next = 0
 
     # --- reading --------------------------------------------------------------------------
 
@@ -172,7 +179,7 @@ class Consumer:
         limit = max_records or self.max_poll_records
         deadline = time.monotonic() + timeout_ms / 1000
         self._group_duties()
-        while not self._buffer:
+        while self._next >= len(self._buffer):
             remaining_ms = int((deadline - time.monotonic()) * 1000)
             if remaining_ms <= 0 or not self._assignment:
                 break
@@ -182,9 +189,11 @@ class Consumer:
                 wait_ms = max(0, min(wait_ms, heartbeat_ms))
             self._fetch(wait_ms)
             self._group_duties()
-        out = []
-        while self._buffer and len(out) < limit:
-            out.append(self._buffer.popleft())
+        start = self._next
+        out = self._buffer[start:start + limit]
+        self._next = start + len(out)
+        if self._next >= len(self._buffer):
+            self._buffer, self._next = [], 0
         return out
 
     def __iter__(self):
@@ -218,18 +227,19 @@ class Consumer:
             self._take(key, response.payloads[entry["records"]], entry["high_watermark"])
 
     def _take(self, key: TopicPartition, payload, high_watermark: int) -> None:
+        """Decode a fetched record set into messages from the position on.
+
+        Batches are whole, so the first may begin below the position: the
+        decoder skips those records without building them.
+        """
         position = self._positions[key]
         data = payload.buffer if hasattr(payload, "buffer") else payload
         topic, partition = key
-        for batch in iter_batches(data):
-            header = batch.header
-            for record in batch.records:
-                if record.offset < position:
-                    continue
-                self._buffer.append(Message(
-                    topic, partition, record.offset, record.key, record.value,
-                    record.timestamp, header.timestamp_type, record.headers,
-                    header.attributes, header.magic, high_watermark))
+        buffer = self._buffer
+        for header, messages in iter_batch_rows(
+                data, skip_below=position, row_type=Message,
+                context=lambda h: (topic, partition, h.timestamp_type, high_watermark)):
+            buffer += messages
             position = max(position, header.next_offset)
         self._positions[key] = position
 

@@ -1,18 +1,23 @@
 """The producer: records in, Kafka record batches out, futures back.
 
-`send()` places a record in its partition's open batch and returns a Future.
-A sender thread closes batches when they reach `batch_size` bytes or have
-waited `linger_ms`, encodes each once (shm.records.encode_batch, compressed
-as asked), and sends every ready batch in one produce request. Retriable
+`send()` places a record in its partition's open batch and returns a small
+future pointing into that batch; `send_many()` places a whole list of values
+at once. A batch is kept as columns (values, keys, timestamps, headers), the
+shape the record encoder takes. A sender thread closes batches when they
+reach `batch_size` bytes or have waited `linger_ms`, encodes each once
+(shm.records.encode_columns, compressed as asked), and sends every ready
+batch in one produce request. Retriable
 errors resend the same encoded batch after `retry_backoff_ms`, until
 `delivery_timeout_ms`; other errors fail the batch's futures.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
-from collections.abc import Callable
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, field
@@ -22,7 +27,7 @@ from appliance.client.connection import DEFAULT_BOOTSTRAP, Connection, raise_for
 from appliance.errors import RequestTimedOutError, error_for
 from appliance.partitioner import DefaultPartitioner, Partitioner, choose_partition
 from shm.errors import RinglogError
-from shm.records import Record, encode_batch
+from shm.records import encode_columns
 
 ACKS = {"all": protocol.ACKS_ALL, -1: protocol.ACKS_ALL, "-1": protocol.ACKS_ALL,
         1: protocol.ACKS_LEADER, "1": protocol.ACKS_LEADER,
@@ -43,12 +48,16 @@ class RecordMetadata:
 
 @dataclass(eq=False)
 class _Batch:
-    """Records bound for one partition, sent and acknowledged together."""
+    """Records bound for one partition, sent and acknowledged together, as columns."""
 
     topic: str
     partition: int
     created: float
-    records: list[Record] = field(default_factory=list)
+    values: list[bytes | None] = field(default_factory=list)
+    keys: list[bytes | None] = field(default_factory=list)
+    timestamps: list[int] = field(default_factory=list)
+    headers: list[tuple] | None = None  # None until a record has headers
+    keyed: bool = False  # some key is not None
     callbacks: list[tuple[int, Callable]] = field(default_factory=list)
     size: int = 0
     encoded: bytes | None = None
@@ -60,8 +69,13 @@ class _Batch:
 
     def metadata(self, index: int) -> RecordMetadata:
         offset = self.base_offset + index if self.base_offset >= 0 else -1
-        return RecordMetadata(self.topic, self.partition, offset,
-                              self.records[index].timestamp or -1)
+        return RecordMetadata(self.topic, self.partition, offset, self.timestamps[index])
+
+    def set_headers(self, index: int, headers: Sequence[tuple[str, bytes | None]]) -> None:
+        """Headers are rare: the column exists only once a record has some."""
+        if self.headers is None:
+            self.headers = [()] * len(self.values)
+        self.headers[index] = tuple(headers)
 
     def settle(self, base_offset: int, error: BaseException | None) -> None:
         """Record the outcome once, wake waiters, run the records' callbacks."""
@@ -165,11 +179,10 @@ class Producer:
             chosen = choose_partition(self.partitioner, topic, key, count, partition)
         except (RinglogError, ValueError) as exc:
             return self._failed(topic, exc, on_delivery)
-        record = Record(value=value, key=key,
-                        timestamp=int(time.time() * 1000) if timestamp is None else timestamp,
-                        headers=tuple(headers or ()))
-        size = (len(value or b"") + len(key or b"") + RECORD_OVERHEAD
-                + sum(len(k) + len(v or b"") for k, v in record.headers))
+        size = len(value or b"") + len(key or b"") + RECORD_OVERHEAD
+        if headers:
+            size += sum(len(k) + len(v or b"") for k, v in headers)
+        ts = time.time_ns() // 1_000_000 if timestamp is None else timestamp
         with self._lock:
             if self._closing:
                 return self._failed(topic, RuntimeError("the producer is closed"), on_delivery)
@@ -179,18 +192,84 @@ class Producer:
             batch = self._open.get((topic, chosen))
             if batch is None:
                 batch = self._open[(topic, chosen)] = _Batch(topic, chosen, time.monotonic())
-            future = RecordFuture(batch, len(batch.records))
-            batch.records.append(record)
+            index = len(batch.values)
+            future = RecordFuture(batch, index)
+            batch.values.append(value)
+            batch.keys.append(key)
+            batch.timestamps.append(ts)
+            if key is not None:
+                batch.keyed = True
+            if headers or batch.headers is not None:
+                if batch.headers is not None:
+                    batch.headers.append(())
+                if headers:
+                    batch.set_headers(index, headers)
             if on_delivery is not None:
-                batch.callbacks.append((future._index, lambda f: _deliver(f, on_delivery)))
+                batch.callbacks.append((index, lambda f: _deliver(f, on_delivery)))
             batch.size += size
             self._unfinished += 1
             if batch.size >= self.batch_size:
                 self._close_batch(batch)
                 self._lock.notify()
-            elif len(batch.records) == 1:
+            elif index == 0:
                 self._lock.notify()  # the sender must learn this batch's linger deadline
         return future
+
+    def send_many(self, topic: str, values: Sequence[bytes | None], *,
+                  partition: int | None = None, timestamp: int | None = None) -> ManyFuture:
+        """Queue many values (no keys, no headers) for one partition in one call.
+
+        The bulk path: no future, size sum or lock round per record, so a
+        caller with records in hand pays per batch, not per record. The
+        partition is `partition`, else the partitioner's choice for a record
+        without a key (sticky: one partition for the whole call). All records
+        get `timestamp` (default: now). The returned ManyFuture resolves when
+        every record is acknowledged, to the list of their RecordMetadata.
+        """
+        values = list(values)
+        try:
+            count = self.partitions_for_topic(topic)
+            chosen = choose_partition(self.partitioner, topic, None, count, partition)
+        except (RinglogError, ValueError) as exc:
+            return ManyFuture([(self._failed(topic, exc, None)._batch, 0, len(values))])
+        ts = time.time_ns() // 1_000_000 if timestamp is None else timestamp
+        # Cumulative sizes, so that batch boundaries are found by bisection.
+        ends = list(itertools.accumulate(
+            len(v) + RECORD_OVERHEAD if v is not None else RECORD_OVERHEAD for v in values))
+        spans = []
+        start, taken = 0, 0
+        while start < len(values):
+            with self._lock:
+                if self._closing:
+                    spans.append((self._failed(topic, RuntimeError("the producer is closed"),
+                                               None)._batch, 0, len(values) - start))
+                    break
+                batch = self._open.get((topic, chosen))
+                if batch is None:
+                    batch = self._open[(topic, chosen)] = _Batch(topic, chosen,
+                                                                 time.monotonic())
+                room = max(self.batch_size - batch.size, 1)
+                stop = max(bisect_right(ends, taken + room, lo=start), start + 1)
+                size = ends[stop - 1] - taken
+                if self._buffered + size > self.buffer_memory and self._buffered:
+                    self._wait_for_room(size)
+                    continue  # the open batch was closed to make room: start a new one
+                self._buffered += size
+                index = len(batch.values)
+                chunk = values[start:stop]
+                batch.values += chunk
+                batch.keys += [None] * len(chunk)
+                batch.timestamps += [ts] * len(chunk)
+                if batch.headers is not None:
+                    batch.headers += [()] * len(chunk)
+                batch.size += size
+                self._unfinished += len(chunk)
+                spans.append((batch, index, len(chunk)))
+                if batch.size >= self.batch_size:
+                    self._close_batch(batch)
+                self._lock.notify()
+            start, taken = stop, taken + size
+        return ManyFuture(spans)
 
     def _wait_for_room(self, size: int) -> None:
         """Block send() until acknowledgements free buffer room, at most max_block_ms.
@@ -210,7 +289,7 @@ class Producer:
     @staticmethod
     def _failed(topic: str, error: BaseException, on_delivery: Callable | None) -> RecordFuture:
         """The handle of a record refused before it was batched."""
-        batch = _Batch(topic, -1, time.monotonic(), records=[Record(value=None)])
+        batch = _Batch(topic, -1, time.monotonic(), values=[None], keys=[None], timestamps=[-1])
         future = RecordFuture(batch, 0)
         if on_delivery is not None:
             batch.callbacks.append((0, lambda f: _deliver(f, on_delivery)))
@@ -321,15 +400,17 @@ class Producer:
     def _encode(self, batch: _Batch) -> bytes:
         """Encode once: a retry resends these very bytes, sequence numbers and all,
         which is how the partition's owner knows it for a retry."""
+        keys = batch.keys if batch.keyed else None
         if not self.enable_idempotence:
-            return encode_batch(batch.records, compression=self.compression)
+            return encode_columns(batch.values, keys, batch.timestamps, batch.headers,
+                                  compression=self.compression)
         producer_id, epoch = self._identity()
         key = (batch.topic, batch.partition)
         sequence = self._sequences.get(key, 0)
-        self._sequences[key] = (sequence + len(batch.records)) % 2**31
-        return encode_batch(batch.records, compression=self.compression,
-                            producer_id=producer_id, producer_epoch=epoch,
-                            base_sequence=sequence)
+        self._sequences[key] = (sequence + len(batch.values)) % 2**31
+        return encode_columns(batch.values, keys, batch.timestamps, batch.headers,
+                              compression=self.compression, producer_id=producer_id,
+                              producer_epoch=epoch, base_sequence=sequence)
 
     def _send(self, batches: list[_Batch]) -> None:
         payloads = []
@@ -384,8 +465,36 @@ class Producer:
             batch.settle(-1, error)
         else:
             batch.settle(result.get("base_offset", -1), None)
-        self._unfinished -= len(batch.records)
+        self._unfinished -= len(batch.values)
         self._buffered -= batch.size
+
+
+class ManyFuture:
+    """The delivery of one send_many() call: spans (batch, first index, count)."""
+
+    __slots__ = ("_spans",)
+
+    def __init__(self, spans: list[tuple[_Batch, int, int]]):
+        self._spans = spans
+
+    def done(self) -> bool:
+        return all(batch.settled.is_set() for batch, _, _ in self._spans)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The first error of any batch, after waiting for all (at most `timeout` s)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for batch, _, _ in self._spans:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not batch.settled.wait(remaining):
+                raise FutureTimeoutError(f"records not acknowledged within {timeout} s")
+        return next((b.error for b, _, _ in self._spans if b.error is not None), None)
+
+    def result(self, timeout: float | None = None) -> list[RecordMetadata]:
+        error = self.exception(timeout)
+        if error is not None:
+            raise error
+        return [batch.metadata(i) for batch, first, count in self._spans
+                for i in range(first, first + count)]
 
 
 def _deliver(future: RecordFuture, callback: Callable) -> None:

@@ -15,7 +15,8 @@ def test_bench_quick_prints_the_table(tmp_path: Path) -> None:
     out_json = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, "-m", "loadtest.bench", "--quick", "--records", "5000",
-         "--producer-settings", "5:65536,50:1048576", "--dir", str(tmp_path),
+         "--producer-settings", "5:65536,50:1048576:many",
+         "--w4-producer-settings", "5:1048576,5:1048576:many", "--dir", str(tmp_path),
          "--json", str(out_json)],
         cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -25,6 +26,7 @@ def test_bench_quick_prints_the_table(tmp_path: Path) -> None:
     assert "e2e ms p50/p99/p99.9" in header
     rows = [line for line in out.splitlines() if re.match(r"W[1-4]  ", line)]
     assert [r[:2] for r in rows] == ["W1", "W1", "W2", "W3", "W4", "W4"], out
+    assert "send_many" in rows[1] and "send_many" not in rows[0]
     assert "Targets (issue #3)" in out
     figures = json.loads(out_json.read_text())
     by_workload = {r["workload"]: r for r in figures["results"]}

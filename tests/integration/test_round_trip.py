@@ -160,3 +160,30 @@ def test_a_full_buffer_makes_send_wait_instead_of_growing(appliance):
     producer.flush(30)
     producer.close()
     assert all(f.result().offset >= 0 for f in futures)
+
+
+def test_send_many_splits_into_batches_and_every_value_comes_back_at_its_offset(appliance):
+    with Admin(appliance.bootstrap) as admin:
+        admin.create_topic("bulk", partitions=2)
+    values = [b"%06d" % i * (1 + i % 40) for i in range(20_000)]  # 6..240 bytes
+    with Producer(appliance.bootstrap, acks="all", batch_size=32 * 1024) as producer:
+        first = producer.send_many("bulk", values[:5_000], partition=1)
+        second = producer.send_many("bulk", values[5_000:], partition=1, timestamp=1_234)
+        one = producer.send("bulk", b"after", partition=1).result(timeout=10)
+        landed = first.result(timeout=10) + second.result(timeout=10)
+    assert [md.offset for md in landed] == list(range(20_000))
+    assert {md.partition for md in landed} == {1} and one.offset == 20_000
+    assert {md.timestamp for md in landed[5_000:]} == {1_234}
+    messages = read_all(appliance.bootstrap, "bulk", 2, 20_001)
+    assert [(m.partition, m.offset) for m in messages] == [(1, i) for i in range(20_001)]
+    assert [m.value for m in messages] == [*values, b"after"]
+    assert all(m.timestamp == 1_234 for m in messages[5_000:20_000])
+    assert all(m.key is None and m.headers == () for m in messages)
+
+
+def test_send_many_to_a_bad_topic_name_fails_its_future_not_the_caller(appliance):
+    with Producer(appliance.bootstrap) as producer:
+        future = producer.send_many("bad name!", [b"a", b"b"])
+        assert isinstance(future.exception(timeout=10), InvalidTopicError)
+        with pytest.raises(InvalidTopicError):
+            future.result(timeout=10)
