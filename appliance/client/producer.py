@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from appliance import protocol
 from appliance.client.connection import DEFAULT_BOOTSTRAP, Connection, raise_for
-from appliance.errors import RequestTimedOutError, error_for
+from appliance.errors import InvalidRecordError, RequestTimedOutError, error_for
 from appliance.partitioner import DefaultPartitioner, Partitioner, choose_partition
 from shm.errors import RinglogError
 from shm.records import encode_columns
@@ -182,7 +182,7 @@ class Producer:
         size = len(value or b"") + len(key or b"") + RECORD_OVERHEAD
         if headers:
             size += sum(len(k) + len(v or b"") for k, v in headers)
-        ts = time.time_ns() // 1_000_000 if timestamp is None else timestamp
+        ts = time.time_ns() // 1_000_000 if timestamp is None else _checked(timestamp)
         with self._lock:
             if self._closing:
                 return self._failed(topic, RuntimeError("the producer is closed"), on_delivery)
@@ -232,7 +232,7 @@ class Producer:
             chosen = choose_partition(self.partitioner, topic, None, count, partition)
         except (RinglogError, ValueError) as exc:
             return ManyFuture([(self._failed(topic, exc, None)._batch, 0, len(values))])
-        ts = time.time_ns() // 1_000_000 if timestamp is None else timestamp
+        ts = time.time_ns() // 1_000_000 if timestamp is None else _checked(timestamp)
         # Cumulative sizes, so that batch boundaries are found by bisection.
         ends = list(itertools.accumulate(
             len(v) + RECORD_OVERHEAD if v is not None else RECORD_OVERHEAD for v in values))
@@ -342,6 +342,8 @@ class Producer:
         """Take a batch out of the open set: it is ready to go. Caller holds the lock."""
         if self._open.get((batch.topic, batch.partition)) is batch:
             del self._open[(batch.topic, batch.partition)]
+            if not batch.values:
+                return  # opened by send_many(), which then waited for room: nothing to send
             on_new_batch = getattr(self.partitioner, "on_new_batch", None)
             if on_new_batch is not None:
                 on_new_batch(batch.topic, batch.partition)
@@ -413,19 +415,30 @@ class Producer:
                               producer_epoch=epoch, base_sequence=sequence)
 
     def _send(self, batches: list[_Batch]) -> None:
-        payloads = []
-        try:
-            for batch in batches:
-                if batch.encoded is None:
+        payloads, sending, failed = [], [], []
+        for batch in batches:
+            if batch.encoded is None:
+                try:
                     batch.encoded = self._encode(batch)
-                payloads.append(batch.encoded)
-        except RinglogError as exc:  # no producer id yet: try again after the backoff
+                except RinglogError as exc:  # no producer id yet: retried after the backoff
+                    failed.append((batch, {"error": exc.name, "message": str(exc)}))
+                    continue
+                except ValueError as exc:  # a field the record format cannot hold
+                    failed.append((batch, {"error": InvalidRecordError.name,
+                                           "message": str(exc)}))
+                    continue
+            payloads.append(batch.encoded)
+            sending.append(batch)
+        if failed or not sending:
             with self._lock:
-                self._in_flight -= 1
-                for batch in batches:
-                    self._settle(batch, {"error": exc.name, "message": str(exc)})
+                for batch, result in failed:
+                    self._settle(batch, result)
+                if not sending:
+                    self._in_flight -= 1
                 self._lock.notify_all()
+        if not sending:
             return
+        batches = sending
         fields = {"acks": self.acks, "timeout_ms": self.request_timeout_ms,
                   "partitions": [[b.topic, b.partition] for b in batches]}
         future = self._connection.submit("produce", fields, payloads,
@@ -495,6 +508,14 @@ class ManyFuture:
             raise error
         return [batch.metadata(i) for batch, first, count in self._spans
                 for i in range(first, first + count)]
+
+
+def _checked(timestamp: int) -> int:
+    """Refuse, as Kafka's send() does, a timestamp a record cannot carry."""
+    if not 0 <= timestamp < 2**63:
+        raise ValueError(f"timestamp {timestamp} is not milliseconds since the epoch "
+                         "(0 to 2**63-1); pass None for now")
+    return timestamp
 
 
 def _deliver(future: RecordFuture, callback: Callable) -> None:

@@ -187,3 +187,24 @@ def test_send_many_to_a_bad_topic_name_fails_its_future_not_the_caller(appliance
         assert isinstance(future.exception(timeout=10), InvalidTopicError)
         with pytest.raises(InvalidTopicError):
             future.result(timeout=10)
+
+
+def test_send_many_larger_than_the_buffer_waits_for_room_and_delivers_all(appliance):
+    values = [b"%099d" % i for i in range(5_000)]  # about 580 KB against a 64 KiB buffer
+    with Producer(appliance.bootstrap, acks=1, batch_size=16 * 1024,
+                  buffer_memory=64 * 1024) as producer:
+        landed = producer.send_many("tight", values, partition=0).result(timeout=30)
+    assert [md.offset for md in landed] == list(range(5_000))
+    assert [m.value for m in read_all(appliance.bootstrap, "tight", 1, 5_000)] == values
+
+
+def test_a_timestamp_kafka_cannot_hold_is_refused_by_send_and_changes_nothing(appliance):
+    with Producer(appliance.bootstrap, acks=1, linger_ms=50) as producer:
+        good = producer.send("odd", b"fine", partition=0)
+        for bad in (-5, 2**63):
+            with pytest.raises(ValueError, match="timestamp"):
+                producer.send("odd", b"bad", partition=0, timestamp=bad)
+            with pytest.raises(ValueError, match="timestamp"):
+                producer.send_many("odd", [b"bad"], partition=0, timestamp=bad)
+        assert good.result(timeout=10).offset == 0
+        assert producer.send("odd", b"again", partition=0).result(timeout=10).offset == 1
