@@ -5,8 +5,10 @@ print one table comparing them with Ringlog."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -132,6 +134,9 @@ def run_peer(peer: Peer, plan: Plan, workdir: Path) -> list[Measurement]:
                                         deadline_for(workload, peer.name, plan)))
             pending.pop(0)
     except Exception as exc:  # any client's error: reported as one line, next peer runs
+        if "\n" in str(exc):  # a server's log tail: shown now, its directory goes next
+            progress("")
+            print(f"{peer.name}: {exc}", file=sys.stderr)
         results += [Measurement(w, peer.name, error=one_line(exc) if i == 0
                                 else "not run: an earlier workload failed")
                     for i, w in enumerate(pending)]
@@ -154,8 +159,43 @@ def space_needed(plan: Plan, peers: int) -> int:
     return 2 * plan.records * per_record + 512 * MiB if peers else 0
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM. A KeyboardInterrupt, so that asyncio re-raises it out of a
+    client's task instead of keeping it there."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # no "exception never retrieved"
+    raise Interrupted(signum)
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM raise Interrupted wherever the main thread is, also inside
+    asyncio.run (whose own Ctrl-C handling cancels a task, and nats-py turns that
+    cancellation into an ordinary error); every `finally` then stops its peer."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupted)
+
+
 def main(argv: list[str] | None = None) -> int:
     args, plan, names = parse_args(argv)
+    stop_on_signals()
+    try:
+        return compare(args, plan, names)
+    except KeyboardInterrupt as exc:
+        progress("")
+        name = exc.args[0] if isinstance(exc, Interrupted) else "SIGINT"
+        print(f"interrupted ({name}): every peer started was stopped and its data removed",
+              file=sys.stderr)
+        return 128 + getattr(exc, "signum", signal.SIGINT)
+
+
+def compare(args: argparse.Namespace, plan: Plan, names: list[str]) -> int:
+    """Install, run every peer, print the table; the exit status of the command."""
     peers = [PEERS[name]() for name in names]
     measurements: list[Measurement] = []
     ready = []
@@ -164,10 +204,11 @@ def main(argv: list[str] | None = None) -> int:
             prepare(peer, progress)
             ready.append(peer)
         except PeerUnavailable as exc:
-            measurements += [Measurement(w, peer.name, error=f"blocked: {exc}")
+            measurements += [Measurement(w, peer.name, error=f"blocked: {one_line(exc)}")
                              for w in plan.workloads]
     try:
         with work_directory(args.dir, "peers-", space_needed(plan, len(ready))) as workdir:
+            stop_on_signals()  # work_directory installed its own SIGTERM handler
             load0 = os.getloadavg()[0]
             began = time.perf_counter()
             for peer in ready:
@@ -183,8 +224,4 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}; pass --dir on a larger filesystem or lower --records",
               file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        progress("")
-        print("interrupted: every peer was stopped and its data removed", file=sys.stderr)
-        return 130
     return 1 if any(m.error for m in measurements) else 0

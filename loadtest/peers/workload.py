@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import signal
 import time
 from array import array
 from collections.abc import Awaitable, Callable, Iterable, Iterator
@@ -151,6 +152,13 @@ class LatencyReceiver:
         self._results.send(self.latencies.tobytes())
 
 
+def _consumer_main(target: Callable[..., None], *args: Any) -> None:
+    """The consumer process ignores Ctrl-C: the terminal sends it to the whole
+    process group, and the parent stops the child itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    target(*args)
+
+
 class LatencyProbe:
     """W3's consumer, run as `target(*args, receiver)` in a spawned process so
     that it does not share the producer's GIL."""
@@ -164,7 +172,7 @@ class LatencyProbe:
         control_r, self._control_w = ctx.Pipe(duplex=False)
         self._results_r, results_w = ctx.Pipe(duplex=False)
         receiver = LatencyReceiver(ready_w, control_r, results_w)
-        self._child = ctx.Process(target=target, args=(*args, receiver),
+        self._child = ctx.Process(target=_consumer_main, args=(target, *args, receiver),
                                   name="ringlog-peers-consumer", daemon=True)
 
     def start(self, deadline: Deadline) -> None:
