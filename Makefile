@@ -21,6 +21,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	.ci/system-packages
 	$(PY) -m pytest
 
 lint: $(STAMP)
