@@ -12,9 +12,11 @@ import contextlib
 import itertools
 import os
 import queue
+import sys
 import threading
 import time
 from concurrent.futures import Future
+from types import ModuleType
 from typing import Any
 
 import zmq
@@ -36,6 +38,18 @@ def parse_bootstrap(bootstrap_servers: str | list[str]) -> str:
     if not sep or not port.isdigit() or not host:
         raise ValueError(f"bootstrap server {first!r} is not HOST:PORT, e.g. 127.0.0.1:7092")
     return f"tcp://{host}:{int(port)}"
+
+
+def io_zmq() -> ModuleType:
+    """The zmq module for the I/O thread: zmq.green when gevent has patched
+    threading (under Locust), because the "thread" is then a greenlet and plain
+    zmq's blocking poll would stall every other greenlet; plain zmq otherwise."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        from zmq import green
+
+        return green
+    return zmq
 
 
 class Connection:
@@ -83,13 +97,14 @@ class Connection:
     # --- the I/O thread ----------------------------------------------------------------
 
     def _run(self) -> None:
-        context = zmq.Context.instance()
+        zmq_module = io_zmq()
+        context = zmq_module.Context.instance()
         socket = context.socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.RECONNECT_IVL, 100)
         socket.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
         socket.connect(self.endpoint)
-        poller = zmq.Poller()
+        poller = zmq_module.Poller()
         poller.register(socket, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
         waiting: dict[int, tuple[Future, float]] = {}
