@@ -643,6 +643,23 @@ def iter_batch_rows(
         pos += header.size
 
 
+def next_fetch_offset(buf: Buffer) -> int | None:
+    """The offset after the last whole batch of a log read, from the batch
+    headers alone (no CRC check, no record decoded); None if none is whole.
+
+    A consumer uses it to ask for what follows before it decodes this read.
+    """
+    pos, end, following = 0, len(buf), None
+    while end - pos >= HEADER_SIZE:
+        (batch_length,) = _BATCH_LENGTH.unpack_from(buf, pos + 8)  # after baseOffset
+        if batch_length < HEADER_SIZE - LOG_OVERHEAD or pos + LOG_OVERHEAD + batch_length > end:
+            break
+        header = HEADER.unpack_from(buf, pos)
+        following = header[0] + header[6] + 1  # baseOffset + lastOffsetDelta + 1
+        pos += LOG_OVERHEAD + batch_length
+    return following
+
+
 def iter_batches(buf: Buffer) -> Iterator[DecodedBatch]:
     """Decode every whole batch of a log read, in order, with Record objects
     (see iter_batch_rows)."""

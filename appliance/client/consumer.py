@@ -18,7 +18,8 @@ import time
 from typing import NamedTuple
 
 from appliance import protocol
-from appliance.client.connection import DEFAULT_BOOTSTRAP, Connection, raise_for
+from appliance.client.blocking_connection import BlockingConnection
+from appliance.client.connection import DEFAULT_BOOTSTRAP, raise_for
 from appliance.errors import (
     IllegalGenerationError,
     LeaderNotAvailableError,
@@ -26,7 +27,7 @@ from appliance.errors import (
     error_for,
 )
 from shm.errors import OffsetOutOfRangeError, RinglogError
-from shm.records import iter_batch_rows
+from shm.records import iter_batch_rows, next_fetch_offset
 
 TopicPartition = tuple[str, int]
 RETRY_BACKOFF_S = 0.1
@@ -53,6 +54,14 @@ class Message(NamedTuple):
     @property
     def next_offset(self) -> int:
         return self.offset + 1
+
+
+class _FetchAhead(NamedTuple):
+    """A fetch sent before its predecessor's records were decoded."""
+
+    request_id: int
+    partitions: list[list]  # [topic, partition, offset, max_bytes] as sent
+    expires: float  # monotonic time after which it is given up
 
 
 class Consumer:
@@ -88,13 +97,14 @@ class Consumer:
         self._topics: list[str] = []
         self._next_heartbeat = 0.0
         self._next_auto_commit = time.monotonic() + self.auto_commit_interval_s
-        self._connection = Connection(bootstrap_servers)
+        self._connection = BlockingConnection(bootstrap_servers)
         self._assignment: list[TopicPartition] = []
         self._positions: dict[TopicPartition, int] = {}
         # Decoded messages not yet handed out: _buffer[_next:]. A list and an
         # index, so that poll() hands out a slice rather than one pop per message.
         self._buffer: list[Message] = []
         self._next = 0
+        self._ahead: _FetchAhead | None = None
         if topics:
             self.subscribe(list(topics))
 
@@ -201,19 +211,42 @@ class Consumer:
             yield from self.poll()
 
     def _fetch(self, wait_ms: int) -> None:
+        """One fetch of every readable partition, then the next one sent ahead.
+
+        The fetch sent ahead asks from where this one's records end, before
+        they are decoded, so the appliance serves it while we decode (Kafka's
+        consumer pipelines its fetches the same way). It is used only if the
+        positions are still the ones it asked from (no seek, no rebalance).
+        """
         missing = [tp for tp in self._assignment if tp not in self._positions]
         if missing:
             self._reset(missing, self._reset_timestamp())
         partitions = [[t, p, self._positions[(t, p)], self.max_partition_fetch_bytes]
                       for t, p in self._assignment if (t, p) in self._positions]
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and (ahead.partitions != partitions
+                                  or time.monotonic() > ahead.expires):
+            self._connection.forget(ahead.request_id)
+            ahead = None
         if not partitions:
             time.sleep(min(wait_ms, 100) / 1000)  # nothing readable yet: do not spin
             return
-        response = self._request("fetch", {
-            "partitions": partitions, "max_wait_ms": wait_ms,
-            "min_bytes": self.fetch_min_bytes, "max_bytes": self.fetch_max_bytes},
-            timeout_ms=self.request_timeout_ms + wait_ms)
-        for entry in response.fields["partitions"]:
+        if ahead is None:
+            response = self._request("fetch", self._fetch_fields(partitions, wait_ms),
+                                     timeout_ms=self.request_timeout_ms + wait_ms)
+        elif not self._connection.arrived(ahead.request_id, wait_ms):
+            self._ahead = ahead  # still long-polling: keep waiting on the next poll
+            return
+        else:
+            try:
+                response = self._connection.receive(ahead.request_id, 0)
+            except RinglogError as exc:
+                if exc.retriable:
+                    return  # the next poll fetches again
+                raise
+        entries = response.fields["partitions"]
+        self._fetch_ahead(partitions, entries, response.payloads)
+        for entry in entries:
             key = (entry["topic"], entry["partition"])
             error = entry.get("error")
             if error == OffsetOutOfRangeError.name:
@@ -225,6 +258,30 @@ class Consumer:
             if entry.get("records") is None or key not in self._positions:
                 continue
             self._take(key, response.payloads[entry["records"]], entry["high_watermark"])
+
+    def _fetch_fields(self, partitions: list[list], wait_ms: int) -> dict:
+        return {"partitions": partitions, "max_wait_ms": wait_ms,
+                "min_bytes": self.fetch_min_bytes, "max_bytes": self.fetch_max_bytes}
+
+    def _fetch_ahead(self, partitions: list[list], entries: list[dict], payloads: list) -> None:
+        """Send the next fetch now if this one brought records and no error."""
+        ends = {}
+        for entry in entries:
+            if entry.get("error"):
+                return
+            if entry.get("records") is not None:
+                payload = payloads[entry["records"]]
+                end = next_fetch_offset(payload.buffer if hasattr(payload, "buffer") else payload)
+                if end is not None:
+                    ends[(entry["topic"], entry["partition"])] = end
+        if not ends:
+            return
+        following = [[t, p, max(offset, ends.get((t, p), offset)), max_bytes]
+                     for t, p, offset, max_bytes in partitions]
+        request_id = self._connection.send("fetch", self._fetch_fields(
+            following, self.fetch_max_wait_ms))
+        expires = time.monotonic() + (self.request_timeout_ms + self.fetch_max_wait_ms) / 1000
+        self._ahead = _FetchAhead(request_id, following, expires)
 
     def _take(self, key: TopicPartition, payload, high_watermark: int) -> None:
         """Decode a fetched record set into messages from the position on.
