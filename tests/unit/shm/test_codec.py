@@ -16,10 +16,10 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import pytest
-import shm._codec as codec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import shm._codec as codec
 from shm import records
 from shm.errors import CorruptRecordError
 from shm.records import _py_decode_records, _py_encode_records
