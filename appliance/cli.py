@@ -650,3 +650,10 @@ def _group_rows(groups: list[dict]) -> list[list[Any]]:
                          entry.get("partition"), entry.get("committed"),
                          entry.get("high_watermark"), entry.get("lag")])
     return rows
+
+
+# --- perf ---------------------------------------------------------------------------------
+
+from appliance.perf import perf  # noqa: E402  (last: appliance.perf imports this module)
+
+main.add_command(perf)
