@@ -937,8 +937,14 @@ decode_records(PyObject *self, PyObject *args, PyObject *kwargs)
         return PyErr_NoMemory();
     }
     /* A row type with a __dict__ could be made to refer to itself: keep those tracked. */
-    shape.untrack = context_is_atomic(shape.context) &&
+    PyObject *override_alone = PyTuple_Pack(1, override);
+    if (override_alone == NULL) {
+        Py_DECREF(shape.context);
+        return NULL;
+    }
+    shape.untrack = context_is_atomic(shape.context) && context_is_atomic(override_alone) &&
                     (shape.row_type == NULL || shape.row_type->tp_dictoffset == 0);
+    Py_DECREF(override_alone);
 
     /* Hold the section: bytes in place, else a buffer (which also keeps a
      * bytearray from being resized), else a copy as bytes(data) makes. */

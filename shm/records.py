@@ -575,6 +575,8 @@ def _py_decode_rows(data: bytes, count: int, base_offset: int, base_ts: int,
                 f"{length + pos - end}"
             )
         offset = base_offset + offset_delta
+        if offset > INT64_MAX:
+            raise ValueError(f"record {index} offset is past the int64 range")
         if offset < skip_below:
             continue
         row = (offset, base_ts + ts_delta if timestamp_override is None else timestamp_override,

@@ -51,3 +51,10 @@ def test_rows_holding_a_container_from_the_context_stay_tracked() -> None:
 def test_rows_of_a_type_with_a_dict_stay_tracked() -> None:
     rows = section_rows(RowWithDict, ())
     assert all(type(r) is RowWithDict and gc.is_tracked(r) for r in rows)
+
+
+def test_rows_holding_a_container_as_timestamp_override_stay_tracked() -> None:
+    section = codec.encode_records([b"a", b"b"])
+    override = []
+    rows = codec.decode_records(section, 2, 0, 0, override)
+    assert all(gc.is_tracked(r) and r[1] is override for r in rows)
