@@ -22,6 +22,8 @@ from tests.systemd.container import Machine, boot
 UNIT = "ringlog.service"
 RESTART_TIMEOUT_S = 20
 DATA = "/var/lib/ringlog"
+METRICS_SCRIPT = ("import sys, urllib.request; sys.stdout.write(urllib.request.urlopen("
+                  "'http://127.0.0.1:7094/metrics', timeout=10).read().decode())")
 TEST_DROPIN = "/etc/systemd/system/ringlog.service.d/test-watchdog.conf"
 
 
@@ -93,6 +95,11 @@ def test_the_unit_serves_as_ringlog_with_data_and_control_blocks_where_documente
     uid = machine.run("id", "-u", "ringlog").stdout.strip()
     blocks = machine.run("ls", f"/run/ringlog/ringlog-{uid}").stdout.split()
     assert blocks and all(name.endswith(".ctl") for name in blocks)
+    # Status and metrics read /proc inside the sandbox (psutil).
+    status = machine.in_network(sys.executable, "-m", "appliance", "status")
+    assert "Serving: yes" in status and "events" in status
+    metrics = machine.in_network(sys.executable, "-c", METRICS_SCRIPT)
+    assert 'ringlog_process_start_time_seconds{process="supervisor"}' in metrics
     machine.systemctl("reload", UNIT)  # SIGHUP: reloads in place
     after = machine.show(UNIT)
     assert (after["ActiveState"], after["MainPID"]) == ("active", state["MainPID"])
