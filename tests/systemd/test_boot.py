@@ -169,6 +169,9 @@ def test_template_instances_serve_side_by_side_each_with_its_own_data(
         machine.run("test", "-d", f"{DATA}/{name}/{name}-topic-0")
         machine.run("test", "!", "-e", f"{DATA}/{other}/{name}-topic-0")
         machine.run("test", "-d", f"/run/ringlog/{name}")
+    start(machine)  # ringlog.service conflicts with the instances: they stop
+    for name in ports:
+        assert machine.show(f"ringlog@{name}.service")["ActiveState"] == "inactive"
 
 
 def test_a_configuration_error_fails_the_unit_once_with_one_line(machine: Machine) -> None:
