@@ -71,7 +71,10 @@ class _MappedSegment:
         if self.index is None:
             return 0
         rel = offset - self.base_offset
-        lo, hi = 0, OffsetIndex.published_count(self.index)
+        # Each entry points at a different batch below `end`: no more than
+        # end // HEADER_SIZE + 1 of them, so the unused pages stay untouched.
+        most = (end // HEADER_SIZE + 1) * OFFSET_ENTRY.size
+        lo, hi = 0, OffsetIndex.published_count(self.index, most)
         while lo < hi:
             mid = (lo + hi) // 2
             if OFFSET_ENTRY.unpack_from(self.index, mid * OFFSET_ENTRY.size)[0] <= rel:
