@@ -13,6 +13,7 @@ first frame names the command:
       [b"ready", json {"index": n, "pid": pid}]
       [b"produced", token, json {"results": [{topic, partition, error, message,
                                              base_offset, log_append_time}, ...]}]
+                                             (for acks=0 too: the front end retires it)
       [b"answered", token, json {"results": [{topic, partition, error, offset, timestamp}]}]
       [b"positions", json {"partitions": [[topic, p, high_watermark], ...]}]
       [b"opened", json {"partitions": [[topic, p, error], ...]}]
@@ -213,10 +214,9 @@ class Worker:
                             result["message"] = f"fdatasync failed: {exc.strerror}"
             if log.high_watermark != before:
                 advanced.append(key)
-        for ack in pending:
-            if ack.acks != 0:
-                self.socket.send_multipart(
-                    [b"produced", ack.token, orjson.dumps({"results": ack.results})])
+        for ack in pending:  # acks=0 too: the front end must retire the request
+            self.socket.send_multipart(
+                [b"produced", ack.token, orjson.dumps({"results": ack.results})])
         if advanced:
             self._announce(advanced)
 

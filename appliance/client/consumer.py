@@ -154,6 +154,25 @@ class Consumer:
             self._reset([(topic, partition)], self._reset_timestamp())
         return self._positions[(topic, partition)]
 
+    def beginning_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Each partition's log start offset, as Kafka's beginning_offsets()."""
+        return self._list_offsets(partitions, protocol.EARLIEST)
+
+    def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Each partition's high watermark (the offset after the last readable
+        record), as Kafka's end_offsets()."""
+        return self._list_offsets(partitions, protocol.LATEST)
+
+    def _list_offsets(self, partitions: list[TopicPartition], timestamp: int
+                      ) -> dict[TopicPartition, int]:
+        response = self._request("list_offsets",
+                                 {"partitions": [[t, p, timestamp] for t, p in partitions]})
+        offsets = {}
+        for entry in response.fields["partitions"]:
+            raise_for(entry)
+            offsets[(entry["topic"], entry["partition"])] = entry["offset"]
+        return offsets
+
     def _consumed_position(self, key: TopicPartition) -> int | None:
         """Next offset to hand out: the first buffered message, else the fetch position."""
         for message in self._buffer[self._next:]:

@@ -14,6 +14,7 @@ from appliance.errors import (
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
+from tests.integration.conftest import start_appliance
 
 
 def read_all(bootstrap: str, topic: str, partitions: int, expected: int,
@@ -208,3 +209,24 @@ def test_a_timestamp_kafka_cannot_hold_is_refused_by_send_and_changes_nothing(ap
                 producer.send_many("odd", [b"bad"], partition=0, timestamp=bad)
         assert good.result(timeout=10).offset == 0
         assert producer.send("odd", b"again", partition=0).result(timeout=10).offset == 1
+
+
+def test_fire_and_forget_requests_do_not_use_up_the_in_flight_limit(tmp_path):
+    running = start_appliance(tmp_path, "queued.max.requests=3")
+    try:
+        with Admin(running.bootstrap) as admin:
+            admin.create_topic("quiet", partitions=1)
+        with Producer(running.bootstrap, acks=0, linger_ms=0) as producer, \
+                Consumer(bootstrap_servers=running.bootstrap) as watcher:
+            for i in range(12):  # each its own request, one at a time: four times the limit
+                producer.send("quiet", b"%d" % i, partition=0)
+                producer.flush(timeout=10)
+                deadline = time.monotonic() + 3
+                while (watcher.end_offsets([("quiet", 0)])[("quiet", 0)] < i + 1
+                       and time.monotonic() < deadline):
+                    time.sleep(0.01)
+        with Producer(running.bootstrap, acks=1, retry_backoff_ms=10_000) as producer:
+            landed = producer.send("quiet", b"acked", partition=0).result(timeout=5)
+        assert landed.offset == 12  # not refused as "too many requests in flight"
+    finally:
+        assert running.stop() == 0
