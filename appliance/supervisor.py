@@ -77,7 +77,11 @@ class Supervisor:
         clients.setsockopt(zmq.LINGER, 0)
         clients.setsockopt(zmq.ROUTER_MANDATORY, 1)
         host, port = self.config.listener_host_port("listeners")
-        clients.bind(f"tcp://{host}:{port}")
+        try:
+            clients.bind(f"tcp://{host}:{port}")
+        except zmq.ZMQError as exc:  # not an OSError: say it as the HTTP listener does
+            raise OSError(f"listeners=tcp://{host}:{port}: {os.strerror(exc.errno)}; choose a free "
+                          "HOST:PORT for listeners") from None
         clients.bind(self.status_endpoint)
         if OFFSETS_TOPIC not in self.metadata.topics:
             self.metadata.create(OFFSETS_TOPIC, int(self.config["offsets.topic.num.partitions"]),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -41,6 +43,24 @@ def test_sighup_applies_dynamic_settings_and_names_static_ones(tmp_path):
         assert appliance.process.poll() is None
     finally:
         assert appliance.stop() == 0
+
+
+def test_a_client_port_in_use_stops_start_up_with_one_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "appliance", "serve",
+             "--override", f"listeners=tcp://127.0.0.1:{port}",
+             "--override", f"log.dirs={tmp_path / 'data'}", "--override", "http.listener="],
+            cwd=REPO, capture_output=True, text=True, timeout=30,
+            env={**os.environ, "RINGLOG_SHM_DIR": str(tmp_path / "shm")})
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ringlog:")]
+    assert errors == [f"ringlog: cannot start: listeners=tcp://127.0.0.1:{port}: Address "
+                      "already in use; choose a free HOST:PORT for listeners"]
+    assert "Traceback" not in result.stderr
 
 
 def test_a_bad_setting_stops_start_up_with_one_line(tmp_path):
