@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -166,6 +167,9 @@ def install_layout(directory: Path) -> list[str]:
 
 def boot(directory: Path) -> Machine:
     """Boot a container with Ringlog installed; the caller must terminate() it."""
+    if shutil.which("systemd-nspawn") is None:
+        raise AssertionError("systemd-nspawn is missing: run .ci/system-packages "
+                             "(installs systemd-container), as make test does")
     binds = install_layout(directory)
     console = directory / "console.log"
     # A private mount namespace, so that the tmpfs over /run/systemd (which

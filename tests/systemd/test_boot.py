@@ -44,7 +44,7 @@ def machine(booted: Machine) -> Iterator[Machine]:
     yield booted
     booted.systemctl("stop", "ringlog.service", "ringlog@*.service")
     booted.systemctl("reset-failed", "ringlog.service", "ringlog@*.service", check=False)
-    booted.run("rm", "-rf", DATA, TEST_DROPIN)
+    booted.run("rm", "-rf", DATA, "/run/ringlog", TEST_DROPIN)
     booted.run("find", "/etc/ringlog", "-type", "f", "!", "-name", "server.properties",
                "-delete")  # the instances' files
     booted.systemctl("daemon-reload")
