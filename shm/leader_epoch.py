@@ -29,6 +29,7 @@ class LeaderEpochCache:
     def __init__(self, directory: Path):
         self.path = directory / FILE_NAME
         self.entries: list[tuple[int, int]] = self._load()
+        self.unsaved = False  # an entry observed with save=False is not in the file yet
 
     def _load(self) -> list[tuple[int, int]]:
         try:
@@ -45,17 +46,31 @@ class LeaderEpochCache:
         body = "\n".join([str(_VERSION), str(len(self.entries))]
                          + [f"{e} {o}" for e, o in self.entries]) + "\n"
         write_atomically(self.path, body.encode())
+        self.unsaved = False
+
+    def save(self) -> None:
+        """Write the entries observed with save=False, if any."""
+        if self.unsaved:
+            self._store()
 
     @property
     def latest_epoch(self) -> int:
         return self.entries[-1][0] if self.entries else -1
 
-    def observe(self, epoch: int, base_offset: int) -> bool:
-        """Note a batch of `epoch` at `base_offset`; True when that began a new epoch."""
+    def observe(self, epoch: int, base_offset: int, save: bool = True) -> bool:
+        """Note a batch of `epoch` at `base_offset`; True when that began a new epoch.
+
+        save=False leaves the file to save(): the append path, whose log
+        rescans its active segment after a crash and saves before that
+        segment stops being the active one (see PartitionLog.roll).
+        """
         if epoch < 0 or epoch <= self.latest_epoch:
             return False
         self.entries.append((epoch, base_offset))
-        self._store()
+        if save:
+            self._store()
+        else:
+            self.unsaved = True
         return True
 
     def end_offset_for(self, epoch: int, log_end_offset: int) -> tuple[int, int]:

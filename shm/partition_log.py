@@ -156,6 +156,7 @@ class PartitionLog:
         """Flush, trim the active segment and leave a clean-shutdown marker."""
         active = self.active
         active.close_for_roll()
+        self.epochs.save()  # a clean open does not rescan the active segment for epochs
         (self.directory / CLEAN_SHUTDOWN).touch()
         fsync_directory(self.directory)
         for segment in self.segments:
@@ -228,7 +229,9 @@ class PartitionLog:
             pos += header.size
         self.active.append(iov, headers, bases, total)
         if epoch > self.epochs.latest_epoch:
-            self.epochs.observe(epoch, base)
+            # Saved at the roll or close, not here: two fsyncs on the first append
+            # of every partition made produce to 1,000 new partitions ~10x slower.
+            self.epochs.observe(epoch, base, save=False)
         self._dirty = True
         if self.config.flush_policy != "batch":
             self.high_watermark = offset
@@ -257,6 +260,7 @@ class PartitionLog:
         old = self.active
         try:
             old.close_for_roll()
+            self.epochs.save()  # recovery rescans only the active segment for epoch starts
             segment = Segment.create(self.directory, self.log_end_offset,
                                      self.config.segment_bytes, self.config.index_interval_bytes)
         except OSError as exc:
@@ -280,13 +284,20 @@ class PartitionLog:
 
     def maybe_flush(self, now_ms: int | None = None) -> bool:
         """Flush if the policy says it is time; the owner calls this once per tick."""
+        if not self.flush_due(now_ms):
+            return False
+        self.flush()
+        return True
+
+    def flush_due(self, now_ms: int | None = None) -> bool:
+        """Whether maybe_flush() would flush now: an owner of many logs picks
+        the due ones first, to flush them together."""
         policy = self.config.flush_policy
         if not self._dirty or policy == "os":
             return False
-        now_ms = _now_ms() if now_ms is None else now_ms
-        if policy == "interval" and now_ms - self._last_flush_ms < self.config.flush_interval_ms:
-            return False
-        self.flush()
+        if policy == "interval":
+            now_ms = _now_ms() if now_ms is None else now_ms
+            return now_ms - self._last_flush_ms >= self.config.flush_interval_ms
         return True
 
     def set_leader_epoch(self, epoch: int) -> None:

@@ -30,6 +30,7 @@ import os
 import shutil
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,7 @@ from shm.record_batch import HEADER_SIZE, parse_header
 from workers.producer_state import ProducerStateTable, SequenceError
 
 POLL_MS = 100
+FLUSH_THREADS = 16  # fdatasyncs in flight at once; more gained little on this host's disk
 
 
 @dataclass
@@ -65,6 +67,7 @@ class Worker:
         self.socket.setsockopt(zmq.LINGER, 1000)
         self.socket.connect(endpoint)
         self._running = True
+        self._flusher: ThreadPoolExecutor | None = None  # started at the first multi-log flush
         self._next_retention = time.monotonic() + retention_check_ms / 1000
 
     # --- the loop ---------------------------------------------------------------------
@@ -202,23 +205,36 @@ class Worker:
 
     def _flush_and_ack(self, pending: list[_PendingAck]) -> None:
         advanced = []
-        for key, log in self.logs.items():
-            before = log.high_watermark
-            try:
-                log.maybe_flush()
-            except OSError as exc:
+        for key, before, exc in self._flush_due_logs():
+            if exc is not None:
                 for ack in pending:
                     for result in ack.results:
                         if (result["topic"], result["partition"]) == key:
                             result["error"] = "KAFKA_STORAGE_ERROR"
                             result["message"] = f"fdatasync failed: {exc.strerror}"
-            if log.high_watermark != before:
+            if self.logs[key].high_watermark != before:
                 advanced.append(key)
         for ack in pending:  # acks=0 too: the front end must retire the request
             self.socket.send_multipart(
                 [b"produced", ack.token, orjson.dumps({"results": ack.results})])
         if advanced:
             self._announce(advanced)
+
+    def _flush_due_logs(self) -> list[tuple[tuple[str, int], int, OSError | None]]:
+        """Flush every log whose policy says so: (key, high watermark before, error).
+
+        Several are flushed from a thread pool so that their fdatasyncs wait
+        together: the filesystem's journal commits concurrent ones at once,
+        where one after another each pays its own commit (200 partitions:
+        ~1 s in a row, ~0.1 s together on this project's test host).
+        """
+        now_ms = time.time_ns() // 1_000_000
+        due = [(key, log) for key, log in self.logs.items() if log.flush_due(now_ms)]
+        if len(due) <= 1:
+            return [_flush_one(key, log) for key, log in due]
+        if self._flusher is None:
+            self._flusher = ThreadPoolExecutor(FLUSH_THREADS, thread_name_prefix="flush")
+        return list(self._flusher.map(_flush_one, *zip(*due, strict=True)))
 
     def _announce(self, keys) -> None:
         """Tell the supervisor where high watermarks stand: it wakes long polls."""
@@ -233,9 +249,22 @@ class Worker:
 
     def _close_all(self) -> None:
         """SIGTERM: everything appended is flushed by close() before we exit."""
+        if self._flusher is not None:
+            self._flusher.shutdown()
         for log in self.logs.values():
             log.close()
         self.logs.clear()
         self.socket.close()
+
+
+def _flush_one(key: tuple[str, int], log: PartitionLog) -> tuple[tuple[str, int], int,
+                                                                   OSError | None]:
+    """One log's flush, in a thread of the pool or the loop's own."""
+    before = log.high_watermark
+    try:
+        log.flush()
+    except OSError as exc:
+        return key, before, exc
+    return key, before, None
 
 
