@@ -174,8 +174,10 @@ class Progress:
                   f"over the last {now - self.last:.1f} s", file=self.stream, flush=True)
         self.shown, self.last = done, now
 
-    def close(self) -> None:
+    def close(self, done: int) -> None:
+        """Finish the bar at `done`, so that it ends where the run did."""
         if self.bar is not None:
+            self.bar.update(done - self.shown)
             self.bar.__exit__(None, None, None)
             self.bar = None
 
@@ -443,7 +445,7 @@ def produce(**options: Any) -> None:
         _wait(waiter, progress, lambda: waiter.acked, deadline)
     finally:
         waiter.stop()
-        progress.close()
+        progress.close(waiter.acked)
         _close(producer, timeout=CLOSE_TIMEOUT_S)
     if waiter.error is not None:
         raise waiter.error
@@ -498,7 +500,7 @@ def consume(group: str | None, max_poll_records: int, **options: Any) -> None:
                 size += sum(len(m.value or b"") + len(m.key or b"") for m in messages)
             progress.tick(count)
     finally:
-        progress.close()
+        progress.close(count)
         _close(consumer)
     _emit(Result("consume", count, size, (last - started) / 1e9, latencies,
                  {"group": group, "polls": polls,
@@ -591,7 +593,7 @@ def e2e(**options: Any) -> None:
     finally:
         receiver.stopping.set()
         waiter.stop()
-        progress.close()
+        progress.close(receiver.received)
         _close(producer, timeout=CLOSE_TIMEOUT_S)
     for error in (waiter.error, receiver.error):
         if error is not None:

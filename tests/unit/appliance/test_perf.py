@@ -103,7 +103,7 @@ def test_progress_off_a_terminal_is_a_line_per_interval():
     progress.tick(510)
     clock.now += 1
     progress.tick(600)
-    progress.close()
+    progress.close(1000)
     lines = out.getvalue().splitlines()
     assert lines == [f"510 of 1000 records acknowledged, 102.0 records/sec over the last "
                      f"{PROGRESS_INTERVAL_S:.1f} s"]
