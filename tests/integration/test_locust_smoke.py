@@ -29,7 +29,6 @@ def test_producers_and_a_consumer_group_without_failures(appliance, tmp_path):
     result, stats = locust(tmp_path, appliance.bootstrap, "-u", "10", "-r", "10", "-t", "10s",
                            "--topic", "smoke", "--partitions", "4")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert '"ProducerUser": 5' in result.stderr and '"ConsumerUser": 5' in result.stderr
     by_type = {entry["method"]: entry for entry in stats}
     assert set(by_type) == {"produce", "consume", "join_group"}, stats
     assert by_type["produce"]["num_requests"] > 0
@@ -46,7 +45,8 @@ def test_no_appliance_is_one_error_line_and_exit_1(tmp_path):
     result, stats = locust(tmp_path, f"tcp://127.0.0.1:{free_port()}", "-u", "2", "-r", "2",
                            "-t", "20s")
     assert result.returncode == 1, result.stderr[-3000:]
-    errors = [line for line in result.stderr.splitlines() if "/ERROR/" in line]
-    assert len(errors) == 1 and "cannot create topic locust" in errors[0], result.stderr
+    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "cannot create topic locust at 127.0.0.1:" in errors[0], \
+        result.stderr
     assert "Traceback" not in result.stderr
     assert stats == []
