@@ -68,6 +68,7 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._on_stop_signal)
         signal.signal(signal.SIGHUP, self._on_hup)
         _name_process("ringlog: supervisor")
+        raise_open_file_limit()
         self.config.log_dir.mkdir(parents=True, exist_ok=True)
         workers = self.context.socket(zmq.ROUTER)
         workers.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -251,6 +252,29 @@ class Supervisor:
             partitions = self.metadata.partitions_of(index)
             if partitions:
                 self.front_end.send_to_worker(index, self.front_end.open_message(partitions))
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit, for this process and the
+    workers it starts (they inherit it); return the new soft limit.
+
+    Every partition costs descriptors (a worker: its lock and active .log; the
+    front end's maps hold none), and the usual soft default (1024) stops a
+    few hundred partitions short, while the hard limit is what the operator
+    granted (LimitNOFILE= in the unit), as Kafka's operators raise nofile.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:  # e.g. an unlimited hard limit above fs.nr_open
+        log.warning("could not raise the open-file limit from %d to %d: %s", soft, hard, exc)
+        return soft
+    return hard
+
 
 def _name_process(title: str) -> None:
     try:

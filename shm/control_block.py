@@ -35,11 +35,12 @@ which is the wake-up for long-poll fetches in any case.
 from __future__ import annotations
 
 import hashlib
-import mmap
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from shm.shared_map import SharedMap
 
 MAGIC = int.from_bytes(b"RLCB", "little")
 VERSION = 1
@@ -87,10 +88,10 @@ class ControlBlockWriter:
             _create_complete(path)
         fd = os.open(path, os.O_RDWR)
         try:
-            self._map = mmap.mmap(fd, SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            self._map = SharedMap(fd, SIZE, writable=True)  # holds no descriptor
         finally:
             os.close(fd)
-        self._words = memoryview(self._map).cast("q")
+        self._words = self._map.view.cast("q")
         seq = self._words[SEQ]
         if seq & 1:  # a writer died mid-update: make the block consistent again
             self._words[SEQ] = seq + 1
@@ -130,10 +131,10 @@ class ControlBlockReader:
     def __init__(self, path: Path):
         fd = os.open(path, os.O_RDONLY)
         try:
-            self._map = mmap.mmap(fd, SIZE, mmap.MAP_SHARED, mmap.PROT_READ)
+            self._map = SharedMap(fd, SIZE)  # holds no descriptor
         finally:
             os.close(fd)
-        self._words = memoryview(self._map).cast("q")
+        self._words = self._map.view.cast("q")
         if self._words[MAGIC_VERSION] != MAGIC | (VERSION << 32):
             self.close()
             raise ValueError(f"{path} is not a Ringlog control block of version {VERSION}")

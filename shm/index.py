@@ -74,7 +74,12 @@ class _EntryFile:
         self.capacity = size // self.entry.size
         self.degraded = False
         self._pending: list[tuple[int, int]] = []
-        self._map = self._map_file(size)
+        # Mapped on the first read of a written entry, not before: the append
+        # path needs only last(), kept here, so the map (and the descriptor
+        # Python's mmap holds for it) exists only where entries are looked up.
+        self._size = size
+        self._map: mmap.mmap | None = None
+        self._last_written: tuple[int, int] | None = None
 
     @property
     def _fd(self) -> int:
@@ -96,15 +101,19 @@ class _EntryFile:
     def count(self) -> int:
         return self.written + len(self._pending)
 
-    def _map_file(self, size: int) -> mmap.mmap | None:
-        if size == 0:
-            return None
-        return mmap.mmap(self._fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+    def _mapped(self) -> mmap.mmap | None:
+        if self._map is None and self._size:
+            self._map = mmap.mmap(self._fd, self._size, mmap.MAP_SHARED, mmap.PROT_READ)
+        return self._map
+
+    def release_map(self) -> None:
+        """Unmap until the next lookup (an idle partition holds no map, no descriptor)."""
+        self._close_map()
 
     def _get(self, i: int) -> tuple[int, int]:
         if i >= self.written:
             return self._pending[i - self.written]
-        return self.entry.unpack_from(self._map, i * self.entry.size)
+        return self.entry.unpack_from(self._mapped(), i * self.entry.size)
 
     def append(self, a: int, b: int) -> bool:
         """Add an entry; False when the file is full (the caller rolls the segment)."""
@@ -128,13 +137,18 @@ class _EntryFile:
             self.degraded = True  # disk full or failing: stop indexing, keep appending
         else:
             self.written += len(self._pending)
+            self._last_written = self._pending[-1]
         self._pending.clear()
 
     def entries(self) -> list[tuple[int, int]]:
         return [self._get(i) for i in range(self.count)]
 
     def last(self) -> tuple[int, int] | None:
-        return self._get(self.count - 1) if self.count else None
+        if self._pending:
+            return self._pending[-1]
+        if self.written and self._last_written is None:
+            self._last_written = self._get(self.written - 1)
+        return self._last_written if self.written else None
 
     def truncate_entries(self, count: int) -> None:
         """Forget entries from `count` on, zeroing them so readers stop there too."""
@@ -144,12 +158,14 @@ class _EntryFile:
         start, end = count * self.entry.size, self.written * self.entry.size
         zero_range(self._fd, start, end - start)
         self.written = count
+        self._last_written = None
 
     def clear(self) -> None:
         """Zero the whole file in place (readers may map it) and forget every entry."""
         zero_range(self._fd, 0, os.fstat(self._fd).st_size)
         self._pending.clear()
         self.written = 0
+        self._last_written = None
         self.degraded = False
 
     def trim(self) -> None:
@@ -159,7 +175,7 @@ class _EntryFile:
         os.ftruncate(self._fd, self.written * self.entry.size)
         os.fsync(self._fd)
         self.capacity = self.written
-        self._map = self._map_file(self.written * self.entry.size)
+        self._size = self.written * self.entry.size
 
     def extend(self, capacity: int) -> None:
         """Grow a trimmed file back to `capacity` entries: the segment is active again."""
@@ -168,7 +184,7 @@ class _EntryFile:
         self._close_map()
         os.ftruncate(self._fd, capacity * self.entry.size)
         self.capacity = capacity
-        self._map = self._map_file(capacity * self.entry.size)
+        self._size = capacity * self.entry.size
 
     def flush(self) -> None:
         self.write_pending()
@@ -191,10 +207,10 @@ class OffsetIndex(_EntryFile):
 
     def __init__(self, path: Path, capacity: int):
         super().__init__(path, capacity)
-        if self._map is None or not self.written:  # a new (or empty) file holds no entry
+        if not self._size or not self.written:  # a new (or empty) file holds no entry
             self.written = 0
         else:
-            self.written = self.published_count(self._map, data_end(self._fd))
+            self.written = self.published_count(self._mapped(), data_end(self._fd))
 
     def trim(self) -> None:
         """Offset indexes keep their size (see the module docstring); only flush."""

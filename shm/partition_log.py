@@ -116,7 +116,7 @@ class PartitionLog:
             if log is not None:  # give back every descriptor and map taken so far
                 for segment in log.segments:
                     segment.close()
-                log._control.close(unlink=False)
+                log._control.close(unlink=True)  # readers must not take it for open
             os.close(lock_fd)
             raise
         return log
@@ -164,6 +164,11 @@ class PartitionLog:
         self.segments.clear()
         self._control.close(unlink=True)
         os.close(self._lock_fd)
+
+    def release_handles(self) -> None:
+        """Unmap and close what appends do not need; reads take it back on demand."""
+        for segment in self.segments:
+            segment.release_handles()
 
     # --- positions ------------------------------------------------------------
 

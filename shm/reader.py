@@ -9,7 +9,6 @@ the file size of a closed one: a read beyond a file's end would fault.
 from __future__ import annotations
 
 import bisect
-import mmap
 import os
 from pathlib import Path
 
@@ -26,36 +25,54 @@ from shm.segment import (
     parse_segment_name,
     segment_name,
 )
+from shm.shared_map import SharedMap
 
 
 class _MappedSegment:
-    """A reader's read-only maps of one segment and where it last stopped reading."""
+    """A reader's read-only maps of one segment and where it last stopped reading.
+
+    The maps hold no descriptor (shm.shared_map) and the index is mapped only
+    when a read first needs it: a reader of 10,000 partitions stays far below
+    the open-file limit and maps only what it reads.
+    """
 
     def __init__(self, directory: Path, base_offset: int):
         self.base_offset = base_offset
         stem = directory / segment_name(base_offset)
-        self._fd = os.open(stem.with_suffix(LOG_SUFFIX), os.O_RDONLY)
-        self.log = _map_readonly(self._fd)
-        try:
-            index_fd = os.open(stem.with_suffix(INDEX_SUFFIX), os.O_RDONLY)
-        except FileNotFoundError:
-            self.index = None
-        else:
-            self.index = _map_readonly(index_fd)
-            os.close(index_fd)
+        self._log_path = stem.with_suffix(LOG_SUFFIX)
+        self._index_path = stem.with_suffix(INDEX_SUFFIX)
+        self._log_map = _map_readonly(self._log_path)  # FileNotFoundError once deleted
+        self._index_map: SharedMap | None = None
+        self._index_mapped = False
         self.closed_size: int | None = None
         self.hint: tuple[int, int] = (base_offset, 0)  # (offset, position) of a batch start
+
+    @property
+    def log(self) -> memoryview | None:
+        return self._log_map.view if self._log_map is not None else None
+
+    @property
+    def index(self) -> memoryview | None:
+        if not self._index_mapped:
+            self._index_mapped = True
+            try:
+                self._index_map = _map_readonly(self._index_path)
+            except FileNotFoundError:
+                self._index_map = None
+        return self._index_map.view if self._index_map is not None else None
 
     def valid_end(self, position: LogPosition) -> int:
         if position.active_segment_base == self.base_offset:
             end = position.active_segment_size
         else:
             if self.closed_size is None:
-                self.closed_size = os.fstat(self._fd).st_size
+                self.closed_size = os.stat(self._log_path).st_size
             end = self.closed_size
-        if self.log is None or len(self.log) < end:
-            self.log = _map_readonly(self._fd)  # the file grew since it was mapped
-        return min(end, len(self.log) if self.log is not None else 0)
+        if self._log_map is None or len(self._log_map) < end:
+            old, self._log_map = self._log_map, _map_readonly(self._log_path)  # it grew
+            if old is not None:
+                old.close()
+        return min(end, len(self._log_map) if self._log_map is not None else 0)
 
     def locate(self, offset: int, end: int) -> int | None:
         """Position of the batch holding `offset`: from the last read's end if
@@ -68,7 +85,7 @@ class _MappedSegment:
         return find_batch(self.log, start, end, offset)
 
     def _index_floor(self, offset: int, end: int) -> int:
-        if self.index is None:
+        if offset == self.base_offset or self.index is None:
             return 0
         rel = offset - self.base_offset
         # Each entry points at a different batch below `end`: no more than
@@ -89,10 +106,9 @@ class _MappedSegment:
         return 0
 
     def close(self) -> None:
-        for m in (self.log, self.index):
+        for m in (self._log_map, self._index_map):
             if m is not None:
                 m.close()
-        os.close(self._fd)
 
 
 class PartitionReader:
@@ -171,7 +187,7 @@ class PartitionReader:
                 )
                 if stop > pos:
                     segment.hint = (next_offset, stop)
-                    return segment.log[pos:stop]
+                    return bytes(segment.log[pos:stop])  # a copy: the map may go
             i += 1
         return b""
 
@@ -209,6 +225,11 @@ class PartitionReader:
             self._control = None
 
 
-def _map_readonly(fd: int) -> mmap.mmap | None:
-    size = os.fstat(fd).st_size
-    return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ) if size else None
+def _map_readonly(path: Path) -> SharedMap | None:
+    """The whole file, mapped read-only; None while it is empty."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        return SharedMap(fd, size) if size else None
+    finally:
+        os.close(fd)

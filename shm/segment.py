@@ -171,8 +171,9 @@ class Segment:
         segment._open_files(segment_bytes, active=True)
         segment.offset_index.clear()
         segment.time_index.clear()
-        end = len(segment._map)
-        view = memoryview(segment._map)
+        buffer = segment.buffer
+        end = len(buffer)
+        view = memoryview(buffer)
         try:
             pos = 0
             while pos + HEADER_SIZE <= end:
@@ -248,12 +249,10 @@ class Segment:
         return segment_bytes // self.index_interval_bytes + 2
 
     def _remap(self) -> None:
+        """Drop the map; `buffer` maps the file again, at its size then, when read."""
         if self._map is not None:
             self._map.close()
             self._map = None
-        size = os.fstat(self._fd).st_size
-        if size:
-            self._map = mmap.mmap(self._fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
 
     @property
     def _fd(self) -> int:
@@ -271,8 +270,27 @@ class Segment:
         self.offset_index.release_fd()
         self.time_index.release_fd()
 
+    def release_handles(self) -> None:
+        """Give back every map and descriptor appends do not need (reads map
+        again on demand): at 10,000 partitions a worker holds two descriptors
+        per partition, its lock and its active .log, and no map of its own."""
+        self._remap()
+        for index in (self.offset_index, self.time_index):
+            index.release_fd()
+            index.release_map()
+
     @property
     def buffer(self) -> mmap.mmap | bytes:
+        """The .log, mapped read-only on first use (appends never need it)."""
+        if self._map is None:
+            fd = self._open_fd if self._open_fd >= 0 else os.open(self.log_path, os.O_RDONLY)
+            try:
+                size = os.fstat(fd).st_size
+                if size:
+                    self._map = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+            finally:
+                if fd != self._open_fd:
+                    os.close(fd)
         return self._map if self._map is not None else b""
 
     # indexes ---------------------------------------------------------------------------
@@ -436,8 +454,8 @@ class Segment:
         rebuilds the active segment's indexes), so readers see them.
         """
         os.fdatasync(self._fd)
-        self.offset_index.write_pending()
-        self.time_index.write_pending()
+        self.offset_index.release_fd()  # writes the waiting entries, then closes
+        self.time_index.release_fd()
 
     def close_for_roll(self) -> None:
         """Trim the files to their data and make them durable: the segment is closed."""

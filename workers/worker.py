@@ -26,7 +26,9 @@ before it acknowledges any of them: an acknowledgement is a promise.
 
 from __future__ import annotations
 
+import errno
 import os
+import resource
 import shutil
 import signal
 import time
@@ -117,19 +119,24 @@ class Worker:
     # --- commands ---------------------------------------------------------------------
 
     def _open(self, partitions: list) -> None:
+        """Open (or reconfigure) partitions; new ones from the thread pool when
+        there are several, so that their files' fsyncs overlap."""
         opened = []
+        new = []
         for topic, partition, directory, config in partitions:
             key = (topic, partition)
-            error = None
-            try:
-                if key in self.logs:
+            if key in self.logs:
+                try:
                     self.logs[key].config = LogConfig(**config)
-                else:
-                    self.logs[key] = PartitionLog.open(Path(directory), LogConfig(**config))
-                    self.producers[key] = ProducerStateTable.from_log(self.logs[key])
-            except (OSError, ValueError, RuntimeError) as exc:
-                error = f"cannot open {directory}: {exc}"
-            opened.append([topic, partition, error])
+                    opened.append([topic, partition, None])
+                except ValueError as exc:
+                    opened.append([topic, partition, f"cannot open {directory}: {exc}"])
+            else:
+                new.append((key, directory, config))
+        for key, log, producers, error in self._map(_open_one, new):
+            if log is not None:
+                self.logs[key], self.producers[key] = log, producers
+            opened.append([*key, error])
         self.socket.send_multipart([b"opened", orjson.dumps({"partitions": opened})])
         self._announce(self.logs.keys())
 
@@ -230,11 +237,19 @@ class Worker:
         """
         now_ms = time.time_ns() // 1_000_000
         due = [(key, log) for key, log in self.logs.items() if log.flush_due(now_ms)]
-        if len(due) <= 1:
-            return [_flush_one(key, log) for key, log in due]
+        return self._map(_flush_one, due)
+
+    def _map(self, function, items: list) -> list:
+        """function(*item) for each item: in the loop's thread for one, else in
+        the pool, whose threads' system calls (fsyncs above all) overlap."""
+        if len(items) <= 1:
+            return [function(*item) if isinstance(item, tuple) else function(item)
+                    for item in items]
         if self._flusher is None:
             self._flusher = ThreadPoolExecutor(FLUSH_THREADS, thread_name_prefix="flush")
-        return list(self._flusher.map(_flush_one, *zip(*due, strict=True)))
+        if isinstance(items[0], tuple):
+            return list(self._flusher.map(function, *zip(*items, strict=True)))
+        return list(self._flusher.map(function, items))
 
     def _announce(self, keys) -> None:
         """Tell the supervisor where high watermarks stand: it wakes long polls."""
@@ -248,13 +263,35 @@ class Worker:
         self._next_retention = time.monotonic() + self.retention_check_ms / 1000
 
     def _close_all(self) -> None:
-        """SIGTERM: everything appended is flushed by close() before we exit."""
+        """SIGTERM: everything appended is flushed by close() before we exit
+        (from the pool: 10,000 partitions' closes one by one outlast the
+        supervisor's 30 s stop timeout)."""
+        for _ in self._map(PartitionLog.close, list(self.logs.values())):
+            pass
         if self._flusher is not None:
             self._flusher.shutdown()
-        for log in self.logs.values():
-            log.close()
         self.logs.clear()
         self.socket.close()
+
+
+def _open_one(key: tuple[str, int], directory: str, config: dict) -> tuple:
+    """(key, log, producer table, error) of one partition newly opened."""
+    try:
+        log = PartitionLog.open(Path(directory), LogConfig(**config))
+    except (OSError, ValueError, RuntimeError) as exc:
+        fix = ""
+        if isinstance(exc, OSError) and exc.errno == errno.EMFILE:
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            fix = (f"; the open-file limit is {soft}: raise it (LimitNOFILE= in the unit, "
+                   "ulimit -n) or spread the partitions over more num.workers")
+        return key, None, None, f"cannot open {directory}: {exc}{fix}"
+    try:
+        producers = ProducerStateTable.from_log(log)
+        log.release_handles()  # maps and descriptors only reads need
+    except (OSError, ValueError, RuntimeError) as exc:
+        log.close()
+        return key, None, None, f"cannot open {directory}: {exc}"
+    return key, log, producers, None
 
 
 def _flush_one(key: tuple[str, int], log: PartitionLog) -> tuple[tuple[str, int], int,

@@ -73,6 +73,6 @@ def test_data_end_bounds_the_written_entries(tmp_path: Path) -> None:
     index.write_pending()
     end = data_end(index._fd)
     assert 599 * 8 <= end < 1 << 21
-    assert OffsetIndex.published_count(index._map, end) == 599
-    assert OffsetIndex.published_count(index._map) == 599
+    assert OffsetIndex.published_count(index._mapped(), end) == 599
+    assert OffsetIndex.published_count(index._mapped()) == 599
     index.close()
