@@ -55,7 +55,7 @@ class SharedMap:
 
     def close(self) -> None:
         """Unmap; idempotent. Views sliced from `view` must be gone by now."""
-        if self._address is None:
+        if getattr(self, "_address", None) is None:  # closed, or never mapped
             return
         self.view.release()
         _libc.munmap(self._address, self._size)
