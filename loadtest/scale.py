@@ -205,6 +205,30 @@ def high_watermarks(appliance: Appliance) -> list[int]:
                                                 key=operator.itemgetter("partition"))]
 
 
+def request_costs(appliance: Appliance, expected: list[int]) -> dict[str, float]:
+    """Milliseconds of one request naming every partition (median of 3): metadata,
+    describe_topics, and a fetch from each partition's end (nothing to return,
+    max_wait_ms=0: the front end's per-partition cost alone); and the size of
+    the metadata file."""
+    fetch = {"partitions": [[TOPIC, p, end, MiB] for p, end in enumerate(expected)],
+             "max_wait_ms": 0, "min_bytes": 1, "max_bytes": 50 * MiB}
+    asks = {"metadata": ("metadata", {"topics": [TOPIC], "allow_auto_create": False}),
+            "describe": ("describe_topics", {"topics": [TOPIC]}),
+            "fetch": ("fetch", fetch)}
+    costs: dict[str, float] = {}
+    with Admin(appliance.bootstrap) as admin:
+        for name, (api, fields) in asks.items():
+            times = []
+            for _ in range(3):
+                began = time.perf_counter()
+                admin._request(api, fields)
+                times.append((time.perf_counter() - began) * 1000)
+            costs[name] = sorted(times)[1]
+    costs["metadata_file_bytes"] = float(
+        (appliance.log_dir / "ringlog-metadata.json").stat().st_size)
+    return costs
+
+
 def spread(records: int, partitions: int) -> list[int]:
     """Records per partition, as even as can be: the first ones get one more."""
     each, extra = divmod(records, partitions)
@@ -318,6 +342,7 @@ class Case:
     polls: int = 0
     stop_s: float = 0.0
     peak_rss: int = 0
+    request_ms: dict[str, float] = field(default_factory=dict)
     processes: list[ProcessFigures] = field(default_factory=list)
     idle_processes: list[ProcessFigures] = field(default_factory=list)
     disk: dict[str, int] = field(default_factory=dict)
@@ -375,6 +400,8 @@ def run_case(s: Settings, partitions: int, workdir: Path,
             case.consume_s, case.polls = consume_all(appliance, expected, Deadline(
                 f"consume ({partitions:,} partitions)", s.timeout))
             case.consumed = sum(expected)
+            say(f"{partitions:,} partitions: timing requests that name every partition")
+            case.request_ms = request_costs(appliance, expected)
             say(f"{partitions:,} partitions: measuring memory, descriptors and maps")
             sampler.sample()
             case.processes = process_figures(appliance)
@@ -458,11 +485,15 @@ def report(s: Settings, workdir: Path, cases: list[Case], elapsed: float) -> str
                          _mib(idle.rss) if idle else "-", f"{p.fds:,}", f"{p.maps:,}"])
     out.append(table(rows, ["partitions", "process", "RSS", "PSS", "USS", "RSS idle",
                             "fds", "maps"], text_columns=2))
-    out += ["", "On disk, after consume"]
+    out += ["", "On disk, after consume; one request naming every partition (ms, median of 3)"]
     rows = [[f"{c.partitions:,}", f"{c.disk['files']:,}", _mib(c.disk["apparent_bytes"]),
-             _mib(c.disk["allocated_bytes"]), f"{c.disk['control_blocks']:,}"] for c in cases]
+             _mib(c.disk["allocated_bytes"]), f"{c.disk['control_blocks']:,}",
+             f"{c.request_ms.get('metadata_file_bytes', 0) / 1024:,.1f}",
+             f"{c.request_ms.get('metadata', 0):,.1f}", f"{c.request_ms.get('describe', 0):,.1f}",
+             f"{c.request_ms.get('fetch', 0):,.1f}"] for c in cases]
     out.append(table(rows, ["partitions", "files", "apparent MiB", "allocated MiB",
-                            "control blocks"], text_columns=0))
+                            "control blocks", "metadata KiB", "metadata ms", "describe ms",
+                            "empty fetch ms"], text_columns=0))
     out += ["", "RSS idle: after the topic was created, before any record. send() rows: the "
             "sticky partitioner, the partitions it touched in brackets; the send_many figure "
             "is the one judged.", "", "Targets (issue #4)"]
