@@ -368,10 +368,10 @@ def count_requests(producer: Producer) -> dict[str, int]:
     if send is None:
         return counts
 
-    def counting(batches):
+    def counting(connection, batches, *rest):
         counts["requests"] += 1
         counts["batches"] += len(batches)
-        return send(batches)
+        return send(connection, batches, *rest)
 
     producer._send = counting
     return counts

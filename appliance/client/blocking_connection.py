@@ -11,7 +11,9 @@ that were given up on are dropped by their ids.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import time
 from typing import Any
 
@@ -25,7 +27,7 @@ from appliance.errors import NetworkError, RequestTimedOutError, error_for
 class BlockingConnection:
     """Request/reply over one DEALER socket, for a single thread."""
 
-    def __init__(self, bootstrap_servers: str | list[str]):
+    def __init__(self, bootstrap_servers: str | list[str], wake_fd: int | None = None):
         self.endpoint = parse_bootstrap(bootstrap_servers)
         self._ids = itertools.count(1)
         zmq_module = io_zmq()  # zmq.green under gevent (Locust), so waits yield
@@ -36,6 +38,9 @@ class BlockingConnection:
         self._socket.connect(self.endpoint)
         self._poller = zmq_module.Poller()
         self._poller.register(self._socket, zmq.POLLIN)
+        self._wake_fd = wake_fd  # a pipe another thread writes to, to end wait() early
+        if wake_fd is not None:
+            self._poller.register(wake_fd, zmq.POLLIN)
         self._pending: set[int] = set()  # sent, reply not yet taken by receive()
         self._early: dict[int, protocol.Response] = {}  # replies that came before asked for
         self._closed = False
@@ -82,6 +87,26 @@ class BlockingConnection:
                 return True
             if remaining_ms == 0:
                 return False
+
+    def wait(self, timeout_ms: int) -> None:
+        """Block until a reply arrives, the wake pipe is written, or `timeout_ms` pass.
+
+        For a thread that both sends and collects (the producer's sender): it
+        sleeps here and is woken by replies and by its callers alike. What
+        woke it is drained from the wake pipe; replies are left for replies().
+        """
+        events = dict(self._poller.poll(max(0, timeout_ms)))
+        if self._wake_fd is not None and self._wake_fd in events:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_fd, 65536)
+
+    def replies(self) -> list[protocol.Response]:
+        """Every reply to a pending request that has arrived, without waiting;
+        whole-request errors are left in the responses, not raised."""
+        self._take(-1)  # no id is -1: every pending reply that arrived goes to _early
+        arrived = [self._early.pop(request_id) for request_id in sorted(self._early)]
+        self._pending.difference_update(r.id for r in arrived)
+        return arrived
 
     def forget(self, request_id: int) -> None:
         """Give up on a request: its reply, now or later, is dropped."""

@@ -13,18 +13,27 @@ errors resend the same encoded batch after `retry_backoff_ms`, until
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import threading
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass, field
 
+import zmq
+
 from appliance import protocol
+from appliance.client.blocking_connection import BlockingConnection
 from appliance.client.connection import DEFAULT_BOOTSTRAP, Connection, raise_for
-from appliance.errors import InvalidRecordError, RequestTimedOutError, error_for
+from appliance.errors import (
+    InvalidRecordError,
+    NetworkError,
+    RequestTimedOutError,
+    error_for,
+)
 from appliance.partitioner import DefaultPartitioner, Partitioner, choose_partition
 from shm.errors import RinglogError
 from shm.records import encode_columns
@@ -151,7 +160,14 @@ class Producer:
         self._buffered = 0  # bytes of records sent but not yet acknowledged or failed
         self._producer_id, self._producer_epoch = -1, -1
         self._sequences: dict[tuple[str, int], int] = {}
+        self._bootstrap = bootstrap_servers
+        # Metadata and producer ids: rare requests, from any thread.
         self._connection = Connection(bootstrap_servers)
+        # The sender thread sleeps on its socket and this pipe: callers write
+        # a byte when a batch opens or closes, replies wake it by themselves.
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         self._partitions: dict[str, int] = {}
         self._open: dict[tuple[str, int], _Batch] = {}
         self._retries: list[_Batch] = []
@@ -210,9 +226,9 @@ class Producer:
             self._unfinished += 1
             if batch.size >= self.batch_size:
                 self._close_batch(batch)
-                self._lock.notify()
+                self._wake()
             elif index == 0:
-                self._lock.notify()  # the sender must learn this batch's linger deadline
+                self._wake()  # the sender must learn this batch's linger deadline
         return future
 
     def send_many(self, topic: str, values: Sequence[bytes | None], *,
@@ -267,7 +283,7 @@ class Producer:
                 spans.append((batch, index, len(chunk)))
                 if batch.size >= self.batch_size:
                     self._close_batch(batch)
-                self._lock.notify()
+                self._wake()
             start, taken = stop, taken + size
         return ManyFuture(spans)
 
@@ -277,7 +293,7 @@ class Producer:
         deadline = time.monotonic() + self.max_block_s
         for batch in list(self._open.values()):  # what is waiting must go out first
             self._close_batch(batch)
-        self._lock.notify_all()
+        self._wake()
         while self._buffered + size > self.buffer_memory and self._buffered:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -313,7 +329,7 @@ class Producer:
         with self._lock:
             for batch in list(self._open.values()):
                 self._close_batch(batch)
-            self._lock.notify_all()
+            self._wake()
             while self._unfinished:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -326,9 +342,12 @@ class Producer:
         finally:
             with self._lock:
                 self._closing = True
-                self._lock.notify_all()
+            self._wake()
             self._sender.join(5)
             self._connection.close()
+            if not self._sender.is_alive():
+                os.close(self._wake_r)
+                os.close(self._wake_w)
 
     def __enter__(self) -> Producer:
         return self
@@ -350,23 +369,64 @@ class Producer:
             batch.deadline = time.monotonic() + self.delivery_timeout_s
             self._retries.append(batch)
 
+    def _wake(self) -> None:
+        """Wake the sender thread (a byte in its pipe; a full pipe is awake enough)."""
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"x")
+
     def _run(self) -> None:
-        while True:
-            with self._lock:
-                ready = self._collect_ready()
-                while not ready and not self._closing:
-                    self._lock.wait(self._wait_s())
+        """The sender thread: it owns the produce socket, sends ready batches and
+        settles their replies itself, so no I/O thread stands in between."""
+        connection = BlockingConnection(self._bootstrap, wake_fd=self._wake_r)
+        in_flight: dict[int, tuple[list[_Batch], float]] = {}  # request id -> batches, deadline
+        ready: list[_Batch] = []
+        try:
+            while True:
+                with self._lock:
+                    if self._closing:  # after flush(): whatever is left is abandoned
+                        return
                     ready = self._collect_ready()
-                if not ready and self._closing:
-                    return
-                self._in_flight += 1
-            self._send(ready)
+                    if ready:
+                        self._in_flight += 1
+                    wait_s = self._wait_s()
+                if ready:
+                    self._send(connection, ready, in_flight)
+                    ready = []
+                    continue  # more may be ready: collect again before sleeping
+                if in_flight:
+                    soonest = min(deadline for _, deadline in in_flight.values())
+                    wait_s = min(wait_s, max(0.0, soonest - time.monotonic()))
+                connection.wait(int(wait_s * 1000) + 1)
+                for response in connection.replies():
+                    batches, _ = in_flight.pop(response.id)
+                    self._on_reply(batches, response, None)
+                now = time.monotonic()
+                for request_id, (batches, deadline) in list(in_flight.items()):
+                    if deadline <= now:
+                        del in_flight[request_id]
+                        connection.forget(request_id)
+                        self._on_reply(batches, None, RequestTimedOutError(
+                            "no reply from the appliance in time; is it running?"))
+        finally:
+            closed = NetworkError("the producer was closed before the record was acknowledged")
+            with self._lock:
+                self._in_flight -= len(in_flight)
+                left = [b for batches, _ in in_flight.values() for b in batches]
+                for batch in [*left, *ready, *self._retries, *self._open.values()]:
+                    if not batch.settled.is_set():
+                        batch.settle(-1, closed)
+                        self._unfinished -= len(batch.values)
+                        self._buffered -= batch.size
+                self._retries.clear()
+                self._open.clear()
+                self._lock.notify_all()
+            connection.close()
 
     def _wait_s(self) -> float:
         now = time.monotonic()
         times = [b.created + self.linger_s for b in self._open.values()]
         times += [b.retry_at for b in self._retries]
-        return max(0.0005, min(times) - now) if times else 0.5
+        return max(0.0, min(times) - now) if times else 0.5
 
     def _collect_ready(self) -> list[_Batch]:
         """Batches to send now: closed ones whose retry time has come, and open
@@ -414,7 +474,9 @@ class Producer:
                               compression=self.compression, producer_id=producer_id,
                               producer_epoch=epoch, base_sequence=sequence)
 
-    def _send(self, batches: list[_Batch]) -> None:
+    def _send(self, connection: BlockingConnection, batches: list[_Batch],
+              in_flight: dict[int, tuple[list[_Batch], float]]) -> None:
+        """Encode what is not yet encoded and send it as one produce request."""
         payloads, sending, failed = [], [], []
         for batch in batches:
             if batch.encoded is None:
@@ -429,31 +491,38 @@ class Producer:
                     continue
             payloads.append(batch.encoded)
             sending.append(batch)
-        if failed or not sending:
+        if failed:
             with self._lock:
                 for batch, result in failed:
                     self._settle(batch, result)
-                if not sending:
-                    self._in_flight -= 1
                 self._lock.notify_all()
         if not sending:
+            self._on_reply([], None, None)  # nothing went out: free the request slot
             return
-        batches = sending
         fields = {"acks": self.acks, "timeout_ms": self.request_timeout_ms,
-                  "partitions": [[b.topic, b.partition] for b in batches]}
-        future = self._connection.submit("produce", fields, payloads,
-                                         timeout_ms=self.request_timeout_ms,
-                                         expect_reply=self.acks != protocol.ACKS_NONE)
-        future.add_done_callback(lambda f: self._on_reply(f, batches))
-
-    def _on_reply(self, future: Future, batches: list[_Batch]) -> None:
+                  "partitions": [[b.topic, b.partition] for b in sending]}
         try:
-            response = future.result()
-        except RinglogError as exc:
-            results = [{"error": exc.name, "message": str(exc)}] * len(batches)
+            request_id = connection.send("produce", fields, payloads)
+        except (zmq.ZMQError, NetworkError) as exc:  # the socket refused it: retriable
+            self._on_reply(sending, None, NetworkError(f"cannot send: {exc}"))
+            return
+        if self.acks == protocol.ACKS_NONE:
+            connection.forget(request_id)  # no reply will come
+            self._on_reply(sending, None, None)
         else:
-            results = (response.fields["partitions"] if response is not None
-                       else [{"error": None, "base_offset": -1}] * len(batches))
+            in_flight[request_id] = (sending, time.monotonic() + self.request_timeout_ms / 1000)
+
+    def _on_reply(self, batches: list[_Batch], response: protocol.Response | None,
+                  error: RinglogError | None) -> None:
+        """Settle a request's batches: from its reply, its error, or (acks=0) blindly."""
+        if error is None and response is not None and response.error:
+            error = error_for(response.error, response.message)
+        if error is not None:
+            results = [{"error": error.name, "message": str(error)}] * len(batches)
+        elif response is not None:
+            results = response.fields["partitions"]
+        else:
+            results = [{"error": None, "base_offset": -1}] * len(batches)
         with self._lock:
             self._in_flight -= 1
             for batch, result in zip(batches, results, strict=True):

@@ -221,9 +221,9 @@ def test_fire_and_forget_requests_do_not_use_up_the_in_flight_limit(tmp_path):
             for i in range(12):  # each its own request, one at a time: four times the limit
                 producer.send("quiet", b"%d" % i, partition=0)
                 producer.flush(timeout=10)
-                deadline = time.monotonic() + 3
-                while (watcher.end_offsets([("quiet", 0)])[("quiet", 0)] < i + 1
-                       and time.monotonic() < deadline):
+                deadline = time.monotonic() + 10
+                while watcher.end_offsets([("quiet", 0)])[("quiet", 0)] < i + 1:
+                    assert time.monotonic() < deadline, f"record {i} was not stored"
                     time.sleep(0.01)
         with Producer(running.bootstrap, acks=1, retry_backoff_ms=10_000) as producer:
             landed = producer.send("quiet", b"acked", partition=0).result(timeout=5)
