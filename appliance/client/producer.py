@@ -423,6 +423,10 @@ class Producer:
             connection.close()
 
     def _wait_s(self) -> float:
+        """How long the sender may sleep: until a linger or retry time comes, but
+        with every request slot taken only a reply (which wakes it) can help."""
+        if self._in_flight >= self.max_in_flight:
+            return 0.5
         now = time.monotonic()
         times = [b.created + self.linger_s for b in self._open.values()]
         times += [b.retry_at for b in self._retries]
