@@ -103,7 +103,11 @@ class _EntryFile:
 
     def _mapped(self) -> mmap.mmap | None:
         if self._map is None and self._size:
+            reopened = self._open_fd < 0
             self._map = mmap.mmap(self._fd, self._size, mmap.MAP_SHARED, mmap.PROT_READ)
+            if reopened:  # the map keeps its own descriptor: do not hold a second one
+                os.close(self._open_fd)
+                self._open_fd = -1
         return self._map
 
     def release_map(self) -> None:
