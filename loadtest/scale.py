@@ -191,10 +191,16 @@ def create_topic(appliance: Appliance, partitions: int, deadline: Deadline) -> t
         while True:
             polls += 1
             entry = admin.describe_topic(TOPIC)
-            if (len(entry["partitions"]) == partitions
-                    and all(p.get("error") is None for p in entry["partitions"])):
+            waiting = sum(p.get("error") is not None for p in entry["partitions"])
+            if len(entry["partitions"]) == partitions and not waiting:
                 return time.perf_counter() - began, polls
-            deadline.check()
+            try:
+                deadline.check()
+            except BenchTimeout as exc:
+                failed = [line for line in appliance.stderr_tail(500).splitlines()
+                          if "could not open" in line]
+                why = f"; the appliance says: {failed[-1].split(': ', 1)[-1]}" if failed else ""
+                raise BenchTimeout(f"{exc} ({waiting:,} partitions not serving{why})") from None
             time.sleep(DESCRIBE_EVERY_S)
 
 

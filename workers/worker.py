@@ -133,7 +133,7 @@ class Worker:
                     opened.append([topic, partition, f"cannot open {directory}: {exc}"])
             else:
                 new.append((key, directory, config))
-        for key, log, producers, error in self._map(_open_one, new):
+        for key, log, producers, error in self._in_pool(_open_one, new):
             if log is not None:
                 self.logs[key], self.producers[key] = log, producers
             opened.append([*key, error])
@@ -237,9 +237,9 @@ class Worker:
         """
         now_ms = time.time_ns() // 1_000_000
         due = [(key, log) for key, log in self.logs.items() if log.flush_due(now_ms)]
-        return self._map(_flush_one, due)
+        return self._in_pool(_flush_one, due)
 
-    def _map(self, function, items: list) -> list:
+    def _in_pool(self, function, items: list) -> list:
         """function(*item) for each item: in the loop's thread for one, else in
         the pool, whose threads' system calls (fsyncs above all) overlap."""
         if len(items) <= 1:
@@ -266,7 +266,7 @@ class Worker:
         """SIGTERM: everything appended is flushed by close() before we exit
         (from the pool: 10,000 partitions' closes one by one outlast the
         supervisor's 30 s stop timeout)."""
-        for _ in self._map(PartitionLog.close, list(self.logs.values())):
+        for _ in self._in_pool(PartitionLog.close, list(self.logs.values())):
             pass
         if self._flusher is not None:
             self._flusher.shutdown()
