@@ -152,11 +152,14 @@ class ProcessProbe:
             with handle.oneshot():
                 rss = handle.memory_info().rss
                 times = handle.cpu_times()
-                started = handle.create_time()
-        except psutil.Error:
+        except (psutil.Error, OSError):
             self._handles.pop(pid, None)
             return empty
         cpu = times.user + times.system
+        try:  # needs /proc/stat (boot time), hidden under systemd's ProcSubset=pid
+            started = handle.create_time()
+        except (psutil.Error, OSError):
+            return {**empty, "rss_bytes": rss, "cpu_seconds": round(cpu, 3)}
         elapsed = max(time.time() - started, 1e-3)
         return {"pid": pid, "rss_bytes": rss, "cpu_seconds": round(cpu, 3),
                 "cpu_percent": round(100.0 * cpu / elapsed, 1), "start_time": started}
