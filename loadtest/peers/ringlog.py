@@ -10,8 +10,10 @@ from loadtest.harness import MiB
 from loadtest.peers.peer import Peer, PeerUnavailable
 from loadtest.peers.workload import Deadline, Measurement
 
-# The fastest producer setting measured for W1 and W4 (docs/performance.md, issue #3).
-SETTING = bench.ProducerSetting(linger_ms=50, batch_size=MiB)
+# The fastest producer setting measured for W1 and W4 (docs/performance.md, issue #3):
+# Producer.send_many, the bulk call, as RabbitMQ's side uses rstream's send_batch and
+# Redis's side pipelines.
+SETTING = bench.ProducerSetting(linger_ms=5, batch_size=MiB, bulk=True)
 
 
 class Ringlog(Peer):
