@@ -408,11 +408,22 @@ def run_produce(workload: str, bootstrap: str, topic: str, records: int, value_b
         client_cpu, appliance_cpu = meter.stop()
     finally:
         producer.close(timeout=10)
+    check_stored(bootstrap, topic, records, f"{workload} ({setting.label()})")
     return Result(workload, f"produce {value_bytes} B, acks=1", setting.label(), records,
                   value_bytes, seconds, client_cpu, appliance_cpu,
                   batches=counts["batches"] or None, requests=counts["requests"] or None,
                   extra={"send_loop_seconds": sent - began, "linger_ms": setting.linger_ms,
                          "batch_size": setting.batch_size, "topic": topic})
+
+
+def check_stored(bootstrap: str, topic: str, records: int, what: str) -> None:
+    """A produce figure counts only acknowledged records: flush() also returns
+    when batches failed (e.g. larger than message.max.bytes), so look at the log."""
+    with Consumer(bootstrap_servers=bootstrap) as consumer:
+        stored = consumer.end_offsets([(topic, 0)])[(topic, 0)]
+    if stored != records:
+        raise RuntimeError(f"{what}: {stored:,} of {records:,} records were stored; "
+                           "is the batch size above message.max.bytes (1 MiB)?")
 
 
 # --- W2: consume --------------------------------------------------------------------------
