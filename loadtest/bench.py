@@ -219,7 +219,7 @@ def free_port() -> int:
 class Appliance:
     """`python -m appliance serve` in its own session, one worker, data in `workdir`."""
 
-    def __init__(self, workdir: Path, workers: int = 1):
+    def __init__(self, workdir: Path, workers: int = 1, overrides: tuple[str, ...] = ()):
         self.port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.workers = workers
@@ -231,7 +231,8 @@ class Appliance:
                 "--override", f"log.dirs={self.log_dir}",
                 "--override", f"num.workers={workers}",
                 "--override", "log.flush.policy=batch",
-                "--override", "http.listener=127.0.0.1:0"]  # never clash on the default 7094
+                "--override", "http.listener=127.0.0.1:0",  # never clash on the default 7094
+                *(arg for o in overrides for arg in ("--override", o))]
         with open(self.stderr_path, "ab") as stderr:
             self.process = subprocess.Popen(args, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
                                             stdout=subprocess.DEVNULL, stderr=stderr,

@@ -34,3 +34,16 @@ def test_bench_quick_prints_the_table(tmp_path: Path) -> None:
     assert by_workload["W3"]["extra"]["received"] == by_workload["W3"]["records"] > 0
     assert all(r["records_per_s"] > 0 for r in figures["results"])
     assert not any(tmp_path.glob("appliance-*")), "the bench left its data directory behind"
+
+
+def test_latency_pieces_prints_every_step(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest.latency_pieces", "--requests", "20",
+         "--dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line for line in done.stdout.splitlines() if re.search(r"\d / \d", line)]
+    assert len(rows) == 5, done.stdout
+    for row in rows:
+        p50, p99, p999 = (float(x) for x in row.rsplit(None, 5)[-5::2])
+        assert 0 < p50 <= p99 <= p999
+    assert not any(tmp_path.iterdir()), "it left its data directory behind"

@@ -1,0 +1,90 @@
+"""Where W3's latency goes: single requests, one at a time, on an idle appliance.
+
+    .venv/bin/python -m loadtest.latency_pieces [--requests 2000]
+
+Prints p50/p99/p99.9 in ms of: a metadata request (client to the front end
+and back, no worker), one `send().result()` at a time with acks=1 under the
+`batch` flush policy (fdatasync before the ack) and under `os` (no flush),
+and a bare fdatasync of a 120-byte write on the same disk. The difference
+between the rows is the cost of each step of the produce path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from appliance.client import Admin, Producer
+from appliance.client.blocking_connection import BlockingConnection
+from loadtest.bench import Appliance
+from loadtest.harness import work_directory
+
+
+def percentiles_ms(samples: list[float]) -> str:
+    ordered = sorted(samples)
+    n = len(ordered)
+    return " / ".join(f"{ordered[min(n - 1, int(q * n))] * 1e3:.3f}" for q in (0.5, 0.99, 0.999))
+
+
+def measure(workdir: Path, policy: str, requests: int) -> None:
+    appliance = Appliance(workdir, overrides=(f"log.flush.policy={policy}",))
+    try:
+        appliance.wait_until_serving()
+        with Admin(appliance.bootstrap) as admin:
+            admin.create_topic("pieces", partitions=1)
+        connection = BlockingConnection(appliance.bootstrap)
+        samples = []
+        for _ in range(requests):
+            began = time.perf_counter()
+            connection.request("metadata", {"topics": ["pieces"]})
+            samples.append(time.perf_counter() - began)
+        connection.close()
+        print(f"  [{policy:5}] metadata request, front end only        {percentiles_ms(samples)}")
+        with Producer(appliance.bootstrap, acks=1, linger_ms=0) as producer:
+            producer.send("pieces", b"warm-up", partition=0).result(10)
+            samples = []
+            for _ in range(requests):
+                began = time.perf_counter()
+                producer.send("pieces", b"x" * 100, partition=0).result(10)
+                samples.append(time.perf_counter() - began)
+        print(f"  [{policy:5}] send().result(), acks=1, one at a time  {percentiles_ms(samples)}")
+    finally:
+        appliance.stop()
+
+
+def fdatasync_ms(workdir: Path, requests: int) -> list[float]:
+    path = workdir / "fdatasync.probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    samples = []
+    try:
+        for _ in range(requests):
+            os.write(fd, b"x" * 120)
+            began = time.perf_counter()
+            os.fdatasync(fd)
+            samples.append(time.perf_counter() - began)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return samples
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.latency_pieces")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    print(f"W3 latency pieces, {args.requests} requests each; ms p50 / p99 / p99.9; "
+          f"load average {os.getloadavg()[0]:.2f}")
+    with work_directory(args.dir, "latency-", 64 << 20) as workdir:
+        for policy in ("batch", "os"):
+            (workdir / policy).mkdir()
+            measure(workdir / policy, policy, args.requests)
+        print(f"  bare fdatasync of a 120 B write                  "
+              f"{percentiles_ms(fdatasync_ms(workdir, args.requests))}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
