@@ -53,6 +53,7 @@ import psutil
 from appliance.client import Admin, Consumer, Producer
 from loadtest.harness import MiB, NotEnoughSpace, fs_of, progress, table, work_directory
 from shm.errors import RinglogError
+from workers.__main__ import die_with_parent
 
 KiB = 1 << 10
 MB = 1e6
@@ -236,7 +237,10 @@ class Appliance:
         with open(self.stderr_path, "ab") as stderr:
             self.process = subprocess.Popen(args, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
                                             stdout=subprocess.DEVNULL, stderr=stderr,
-                                            start_new_session=True)
+                                            start_new_session=True,
+                                            # a bench killed by SIGKILL (a test's timeout)
+                                            # must not leave its appliance behind
+                                            preexec_fn=die_with_parent)
 
     def stderr_tail(self, lines: int = 20) -> str:
         try:
