@@ -339,7 +339,14 @@ class PartitionLog:
 
     def offset_for_timestamp(self, timestamp_ms: int) -> int | None:
         """The first offset whose record timestamp is >= `timestamp_ms`, below the
-        high watermark, or None. Decodes at most the one batch that holds it."""
+        high watermark, or None."""
+        found = self.record_at_or_after(timestamp_ms)
+        return None if found is None else found[0]
+
+    def record_at_or_after(self, timestamp_ms: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record whose timestamp is >=
+        `timestamp_ms`, below the high watermark, or None: what Kafka's
+        ListOffsets answers for a time. Decodes at most the one batch that holds it."""
         for segment in self.segments:
             if segment.max_timestamp < timestamp_ms:
                 continue
@@ -348,7 +355,7 @@ class PartitionLog:
                 if header.base_offset >= self.high_watermark:
                     return None
                 if header.max_timestamp >= timestamp_ms:
-                    return self._first_offset_at(segment, header, timestamp_ms)
+                    return self._first_record_at(segment, header, timestamp_ms)
         return None
 
     def _time_index_start(self, segment: Segment, timestamp_ms: int) -> int:
@@ -366,17 +373,19 @@ class PartitionLog:
         return segment.base_offset
 
     @staticmethod
-    def _first_offset_at(segment: Segment, header: BatchHeader, timestamp_ms: int) -> int:
-        if (header.base_timestamp >= timestamp_ms
-                or header.timestamp_type == TIMESTAMP_LOG_APPEND_TIME):
-            return header.base_offset
+    def _first_record_at(segment: Segment, header: BatchHeader, timestamp_ms: int
+                         ) -> tuple[int, int]:
+        if header.timestamp_type == TIMESTAMP_LOG_APPEND_TIME:
+            return header.base_offset, header.max_timestamp  # every record's timestamp
+        if header.base_timestamp >= timestamp_ms:
+            return header.base_offset, header.base_timestamp
         from shm.records import decode_batch  # off the hot path: one batch, once
 
         pos = segment.position_of(header.base_offset)
         for record in decode_batch(segment.buffer, pos).records:
             if record.timestamp >= timestamp_ms:
-                return record.offset
-        return header.base_offset
+                return record.offset, record.timestamp
+        return header.base_offset, header.base_timestamp
 
     # --- cutting ----------------------------------------------------------------
 

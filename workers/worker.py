@@ -150,9 +150,9 @@ class Worker:
             if log is None:
                 result["error"] = "NOT_LEADER_OR_FOLLOWER"
             else:
-                offset = log.offset_for_timestamp(timestamp)
-                if offset is not None:
-                    result.update(offset=offset, timestamp=timestamp)
+                found = log.record_at_or_after(timestamp)
+                if found is not None:
+                    result["offset"], result["timestamp"] = found
             results.append(result)
         self.socket.send_multipart([b"answered", token, orjson.dumps({"results": results})])
 

@@ -143,6 +143,8 @@ def test_offset_for_timestamp_finds_the_first_record_at_or_after(open_log):
     assert log.offset_for_timestamp(12_503) == 3 * 26  # past batch 25's last record
     assert log.offset_for_timestamp(10_000 + 100 * 49 + 2) == 149
     assert log.offset_for_timestamp(10_000 + 100 * 49 + 3) is None
+    assert log.record_at_or_after(10_001) == (1, 10_001)
+    assert log.record_at_or_after(12_503) == (3 * 26, 10_000 + 100 * 26)  # the record's own
 
 
 def test_offset_for_timestamp_ignores_what_is_not_yet_durable(open_log):
