@@ -46,8 +46,12 @@ def serve(config_path: str | None, overrides: tuple[str, ...]) -> None:
     except ConfigError as exc:
         click.echo(f"ringlog: {exc}", err=True)
         sys.exit(2)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from appliance import systemd
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(systemd.JournalFormatter() if systemd.stderr_is_journal() else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     try:
         code = Supervisor(config).run()
     except OSError as exc:

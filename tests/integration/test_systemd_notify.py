@@ -178,3 +178,15 @@ def test_an_empty_notify_socket_is_outside_systemd(tmp_path):
     env = {"NOTIFY_SOCKET": "", "WATCHDOG_USEC": ""}
     appliance = start_appliance(tmp_path, env=env)
     assert appliance.stop() == 0, appliance.stderr()
+
+
+def test_under_journald_log_lines_carry_their_priority_and_no_timestamp(tmp_path: Path) -> None:
+    log = tmp_path / "appliance.log"
+    log.touch()  # start_appliance appends to it: the same inode journald would own
+    stat = log.stat()
+    appliance = start_appliance(tmp_path, env={"JOURNAL_STREAM": f"{stat.st_dev}:{stat.st_ino}"})
+    try:
+        serving = [line for line in appliance.stderr().splitlines() if "serving on" in line]
+        assert serving and serving[0].startswith("<6>ringlog.supervisor: ringlog serving on")
+    finally:
+        assert appliance.stop() == 0
