@@ -51,7 +51,7 @@ from pathlib import Path
 import psutil
 
 from appliance.client import Admin, Consumer, Producer
-from loadtest.harness import MiB, NotEnoughSpace, fs_of, progress, table, work_directory
+from loadtest.harness import MiB, NotEnoughSpace, fs_of, machine, progress, table, work_directory
 from shm.errors import RinglogError
 from workers.__main__ import die_with_parent
 
@@ -79,6 +79,18 @@ TARGET_TEXT = {
 
 class BenchTimeout(Exception):
     """A workload ran past --timeout."""
+
+
+# What ends a run early: a workload past its time, the appliance misbehaving.
+RUN_FAILURES = (BenchTimeout, RuntimeError, RinglogError)
+
+
+def stopped(exc: Exception) -> int:
+    """Say on one line why a run stopped; main()'s exit status."""
+    progress("")
+    text = str(exc) if isinstance(exc, BenchTimeout) else f"{type(exc).__name__}: {exc}"
+    print(f"error: {text}", file=sys.stderr)
+    return 1
 
 
 class Deadline:
@@ -742,22 +754,15 @@ def main(argv: list[str] | None = None) -> int:
             began = time.perf_counter()
             try:
                 results = run(s, workdir, progress)
-            except BenchTimeout as exc:
-                progress("")
-                print(f"error: {exc}", file=sys.stderr)
-                return 1
-            except (RuntimeError, RinglogError) as exc:
-                progress("")
-                print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-                return 1
+            except RUN_FAILURES as exc:
+                return stopped(exc)
             progress("")
             print(report(s, workdir, results, (load0, os.getloadavg()[0]),
                          time.perf_counter() - began))
             if args.json:
                 args.json.write_text(json.dumps({
                     "settings": asdict(s),
-                    "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                                "kernel": platform.release(), "fs": fs_of(workdir)},
+                    "machine": machine(workdir),
                     "results": [{**asdict(r), "records_per_s": r.rate, "mb_per_s": r.mbps}
                                 for r in results],
                 }, indent=2) + "\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import shutil
 import signal
 import sys
@@ -85,3 +86,9 @@ def fs_of(path: Path) -> tuple[str, str, str]:
     except OSError:
         pass
     return best
+
+
+def machine(workdir: Path) -> dict:
+    """The machine a run's figures belong to, for its --json output."""
+    return {"python": platform.python_version(), "cpus": os.cpu_count(),
+            "kernel": platform.release(), "fs": fs_of(workdir)}

@@ -55,9 +55,16 @@ from pathlib import Path
 import psutil
 
 from appliance.client import Admin, Consumer, Producer
-from loadtest.bench import VALUE_POOL, Appliance, BenchTimeout, Deadline, make_values
-from loadtest.harness import MiB, NotEnoughSpace, fs_of, progress, table, work_directory
-from shm.errors import RinglogError
+from loadtest.bench import (
+    RUN_FAILURES,
+    VALUE_POOL,
+    Appliance,
+    BenchTimeout,
+    Deadline,
+    make_values,
+    stopped,
+)
+from loadtest.harness import MiB, NotEnoughSpace, fs_of, machine, progress, table, work_directory
 
 MB = 1e6
 GiB = 1 << 30
@@ -580,21 +587,14 @@ def main(argv: list[str] | None = None) -> int:
                     workdir = parent / f"p{partitions}"
                     workdir.mkdir()
                     cases.append(run_case(s, partitions, workdir, say))
-            except BenchTimeout as exc:
-                progress("")
-                print(f"error: {exc}", file=sys.stderr)
-                return 1
-            except (RuntimeError, RinglogError) as exc:
-                progress("")
-                print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-                return 1
+            except RUN_FAILURES as exc:
+                return stopped(exc)
             progress("")
             print(report(s, parent, cases, time.perf_counter() - began))
             if args.json:
                 args.json.write_text(json.dumps({
                     "settings": asdict(s),
-                    "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                                "kernel": platform.release(), "fs": fs_of(parent)},
+                    "machine": machine(parent),
                     "cases": [{**asdict(c), "produce_records_per_s": c.produce_rate,
                                "produce_mb_per_s": c.produce_rate * c.value_bytes / MB,
                                "send_records_per_s": c.sticky_rate,

@@ -9,7 +9,7 @@ import platform
 from dataclasses import asdict
 from pathlib import Path
 
-from loadtest.harness import fs_of, table
+from loadtest.harness import fs_of, machine, table
 from loadtest.peers.peer import Peer
 from loadtest.peers.workload import WHAT, WORKLOADS, Measurement, Plan
 
@@ -104,9 +104,7 @@ def write_json(path: Path, plan: Plan, peers: list[Peer], measurements: list[Mea
     ringlog = {m.workload: m for m in measurements if m.peer == RINGLOG}
     path.write_text(json.dumps({
         "plan": asdict(plan),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "kernel": platform.release(), "fs": fs_of(workdir),
-                    "load_average": {"start": load[0], "end": load[1]}},
+        "machine": {**machine(workdir), "load_average": {"start": load[0], "end": load[1]}},
         "peers": [{"name": p.name, "version": p.version, "client": p.client, "ack": p.ack}
                   for p in peers],
         "results": [{**asdict(m), "records_per_s": m.rate, "mb_per_s": m.mbps,
