@@ -17,6 +17,7 @@ from loadtest.peers.workload import (
     LatencyProbe,
     LatencyReceiver,
     Measurement,
+    check_read_back,
     make_values,
     paced,
     stamped,
@@ -139,9 +140,7 @@ class NatsJetStream(Peer):
             seconds = time.perf_counter() - began
         finally:
             await nc.close()
-        if state["got"] != records or len(state["last"]) != value_bytes:
-            raise RuntimeError(f"W2 read {state['got']:,} messages of {stream}, "
-                               f"expected {records:,}")
+        check_read_back(state["got"], state["last"], records, value_bytes, stream)
         return seconds
 
     def latency(self, stream: str, rate: int, seconds: float, value_bytes: int,

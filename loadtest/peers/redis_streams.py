@@ -15,6 +15,7 @@ from loadtest.peers.workload import (
     LatencyProbe,
     LatencyReceiver,
     Measurement,
+    check_read_back,
     make_values,
     paced,
     stamped,
@@ -130,8 +131,7 @@ class RedisStreams(Peer):
             seconds = time.perf_counter() - began
         finally:
             client.close()
-        if got != records or len(last_value) != value_bytes:
-            raise RuntimeError(f"W2 read {got:,} entries of {stream}, expected {records:,}")
+        check_read_back(got, last_value, records, value_bytes, stream)
         return Measurement("W2", self.name, f"XRANGE COUNT {READ_COUNT:,}", got, value_bytes,
                            seconds)
 

@@ -111,6 +111,13 @@ def warm_up_value(value_bytes: int) -> bytes:
     return bytes(value_bytes)  # stamp 0: the consumer does not measure it
 
 
+def check_read_back(got: int, last: bytes, records: int, value_bytes: int,
+                    stream: str) -> None:
+    """W2 counts only if every record came back, the last one whole."""
+    if got != records or len(last) != value_bytes:
+        raise RuntimeError(f"W2 read {got:,} records of {stream}, expected {records:,}")
+
+
 def latency_summary(received_ns: Iterable[int]) -> dict[str, float]:
     """p50, p99, p99.9 and max of end-to-end latency in milliseconds."""
     ms = sorted(v / 1e6 for v in received_ns)
