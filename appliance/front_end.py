@@ -40,7 +40,7 @@ from appliance.group_coordinator import GroupCoordinator
 from appliance.metadata import INTERNAL_TOPICS, OFFSETS_TOPIC, Metadata, partition_dir
 from appliance.metrics import RequestMetrics, log_size_bytes
 from appliance.partitioner import partition_for_key
-from shm import PartitionReader
+from shm import LogPosition, PartitionReader
 from shm.errors import OffsetOutOfRangeError, RinglogError
 from shm.records import Record, encode_batch, iter_batches
 
@@ -310,17 +310,7 @@ class FrontEnd:
             partitions = []
             for p, owner in enumerate(topic.owners):
                 entry: dict[str, Any] = {"partition": p, "owner_worker": owner}
-                try:
-                    position = self._reader(name, p).position()
-                    entry.update(error=None, log_start_offset=position.log_start_offset,
-                                 log_end_offset=position.log_end_offset,
-                                 high_watermark=position.high_watermark)
-                except FileNotFoundError:
-                    self._readers.pop((name, p), None)
-                    entry.update(protocol.error_entry(LeaderNotAvailableError(
-                        f"partition {name}-{p} is reopening; retry")))
-                except RinglogError as exc:
-                    entry.update(protocol.error_entry(exc))
+                entry.update(self._offsets_entry(name, p)[0])
                 entry["size_bytes"] = _disk_usage(partition_dir(self.metadata.log_dir, name, p))
                 partitions.append(entry)
             topics.append({"name": name, "error": None, "partitions": partitions,
@@ -722,22 +712,29 @@ class FrontEnd:
         for name in sorted(self.metadata.topics):
             for p, owner in enumerate(self.metadata.topics[name].owners):
                 entry: dict[str, Any] = {"topic": name, "partition": p, "owner_worker": owner}
-                try:
-                    position = self._reader(name, p).position()
-                except FileNotFoundError:
-                    self._readers.pop((name, p), None)
-                    entry.update(protocol.error_entry(LeaderNotAvailableError(
-                        f"partition {name}-{p} is reopening; retry")))
-                except RinglogError as exc:
-                    entry.update(protocol.error_entry(exc))
-                else:
-                    entry.update(error=None, log_start_offset=position.log_start_offset,
-                                 log_end_offset=position.log_end_offset,
-                                 high_watermark=position.high_watermark,
-                                 log_bytes=log_size_bytes(
-                                     partition_dir(self.metadata.log_dir, name, p), position))
+                offsets, position = self._offsets_entry(name, p)
+                entry.update(offsets)
+                if position is not None:
+                    entry["log_bytes"] = log_size_bytes(
+                        partition_dir(self.metadata.log_dir, name, p), position)
                 partitions.append(entry)
         return partitions
+
+    def _offsets_entry(self, topic: str, partition: int
+                       ) -> tuple[dict[str, Any], LogPosition | None]:
+        """A partition's offsets from its control block as reply fields (or its
+        error), and the position they came from (None on error)."""
+        try:
+            position = self._reader(topic, partition).position()
+        except FileNotFoundError:
+            self._readers.pop((topic, partition), None)
+            return protocol.error_entry(LeaderNotAvailableError(
+                f"partition {topic}-{partition} is reopening; retry")), None
+        except RinglogError as exc:
+            return protocol.error_entry(exc), None
+        return {"error": None, "log_start_offset": position.log_start_offset,
+                "log_end_offset": position.log_end_offset,
+                "high_watermark": position.high_watermark}, position
 
     def _group_status(self) -> list[dict] | None:
         """Every group's committed offsets and lag; None while the offsets still load."""
