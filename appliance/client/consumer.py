@@ -264,7 +264,9 @@ class Consumer:
                     return  # the next poll fetches again
                 raise
         entries = response.fields["partitions"]
-        self._fetch_ahead(partitions, entries, response.payloads)
+        # zmq frames as buffers, once for both the fetch ahead and the decoder
+        record_sets = [p.buffer if hasattr(p, "buffer") else p for p in response.payloads]
+        self._fetch_ahead(partitions, entries, record_sets)
         for entry in entries:
             key = (entry["topic"], entry["partition"])
             error = entry.get("error")
@@ -276,21 +278,21 @@ class Consumer:
             raise_for(entry)
             if entry.get("records") is None or key not in self._positions:
                 continue
-            self._take(key, response.payloads[entry["records"]], entry["high_watermark"])
+            self._take(key, record_sets[entry["records"]], entry["high_watermark"])
 
     def _fetch_fields(self, partitions: list[list], wait_ms: int) -> dict:
         return {"partitions": partitions, "max_wait_ms": wait_ms,
                 "min_bytes": self.fetch_min_bytes, "max_bytes": self.fetch_max_bytes}
 
-    def _fetch_ahead(self, partitions: list[list], entries: list[dict], payloads: list) -> None:
+    def _fetch_ahead(self, partitions: list[list], entries: list[dict],
+                     record_sets: list) -> None:
         """Send the next fetch now if this one brought records and no error."""
         ends = {}
         for entry in entries:
             if entry.get("error"):
                 return
             if entry.get("records") is not None:
-                payload = payloads[entry["records"]]
-                end = next_fetch_offset(payload.buffer if hasattr(payload, "buffer") else payload)
+                end = next_fetch_offset(record_sets[entry["records"]])
                 if end is not None:
                     ends[(entry["topic"], entry["partition"])] = end
         if not ends:
@@ -302,14 +304,13 @@ class Consumer:
         expires = time.monotonic() + (self.request_timeout_ms + self.fetch_max_wait_ms) / 1000
         self._ahead = _FetchAhead(request_id, following, expires)
 
-    def _take(self, key: TopicPartition, payload, high_watermark: int) -> None:
+    def _take(self, key: TopicPartition, data, high_watermark: int) -> None:
         """Decode a fetched record set into messages from the position on.
 
         Batches are whole, so the first may begin below the position: the
         decoder skips those records without building them.
         """
         position = self._positions[key]
-        data = payload.buffer if hasattr(payload, "buffer") else payload
         topic, partition = key
         buffer = self._buffer
         for header, messages in iter_batch_rows(
