@@ -216,22 +216,24 @@ def status_families(status: dict[str, Any]) -> Iterator[Metric]:
                  "offset.", ["group", "topic", "partition"], lag)
 
 
-def _gauge(name: str, documentation: str, labels: list[str],
-           samples: list[tuple[list[str], Any]]) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(name, documentation, labels=labels)
+def _family(kind: type[Metric], name: str, documentation: str, labels: list[str],
+            samples: list[tuple[list[str], Any]]) -> Metric:
+    """A metric family of the samples that have a value (None: not known now)."""
+    family = kind(name, documentation, labels=labels)
     for key, value in samples:
         if value is not None:
             family.add_metric(key, value)
     return family
+
+
+def _gauge(name: str, documentation: str, labels: list[str],
+           samples: list[tuple[list[str], Any]]) -> Metric:
+    return _family(GaugeMetricFamily, name, documentation, labels, samples)
 
 
 def _counter(name: str, documentation: str, labels: list[str],
-             samples: list[tuple[list[str], Any]]) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, documentation, labels=labels)
-    for key, value in samples:
-        if value is not None:
-            family.add_metric(key, value)
-    return family
+             samples: list[tuple[list[str], Any]]) -> Metric:
+    return _family(CounterMetricFamily, name, documentation, labels, samples)
 
 
 class _Snapshot:
