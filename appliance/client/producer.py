@@ -215,11 +215,10 @@ class Producer:
             batch.timestamps.append(ts)
             if key is not None:
                 batch.keyed = True
-            if headers or batch.headers is not None:
-                if batch.headers is not None:
-                    batch.headers.append(())
-                if headers:
-                    batch.set_headers(index, headers)
+            if batch.headers is not None:
+                batch.headers.append(tuple(headers or ()))
+            elif headers:
+                batch.set_headers(index, headers)
             if on_delivery is not None:
                 batch.callbacks.append((index, lambda f: _deliver(f, on_delivery)))
             batch.size += size
