@@ -59,15 +59,11 @@ class BlockingConnection:
     def receive(self, request_id: int, timeout_ms: int = DEFAULT_TIMEOUT_MS
                 ) -> protocol.Response:
         """Wait for the reply to `request_id`; raise its whole-request error."""
-        response = self._early.pop(request_id, None)
-        deadline = time.monotonic() + timeout_ms / 1000
-        while response is None:
-            remaining_ms = int((deadline - time.monotonic()) * 1000) + 1
-            if remaining_ms <= 0 or not self._poller.poll(remaining_ms):
-                self._pending.discard(request_id)  # given up: a late reply is dropped
-                raise RequestTimedOutError("no reply from the appliance in time; is it running?")
-            response = self._take(request_id)
-        self._pending.discard(request_id)
+        arrived = self.arrived(request_id, timeout_ms)
+        self._pending.discard(request_id)  # taken now, or given up: a late reply is dropped
+        if not arrived:
+            raise RequestTimedOutError("no reply from the appliance in time; is it running?")
+        response = self._early.pop(request_id)
         if response.error:
             raise error_for(response.error, response.message)
         return response
