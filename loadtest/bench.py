@@ -174,11 +174,13 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
                         help="W3 records per second (default 5000; --quick 2000)")
     parser.add_argument("--seconds", type=float, default=None,
                         help="W3 duration in seconds (default 10; --quick 1)")
-    parser.add_argument("--producer-settings", default=None, metavar="MS:BYTES,...",
-                        help="W1/W4 producer settings to try, linger_ms:batch_size pairs "
-                        "(default 5:65536,5:1048576,50:1048576)")
-    parser.add_argument("--w4-producer-settings", default=None, metavar="MS:BYTES,...",
-                        help="the same for W4 (default 5:1048576,50:1048576)")
+    parser.add_argument("--producer-settings", default=None, metavar="MS:BYTES[:many],...",
+                        help="W1 producer settings to try, linger_ms:batch_size pairs, "
+                        ":many for send_many() instead of send() per record "
+                        "(default 5:65536,5:1048576,50:1048576,5:1048576:many)")
+    parser.add_argument("--w4-producer-settings", default=None,
+                        metavar="MS:BYTES[:many],...",
+                        help="the same for W4 (default 5:1048576,50:1048576,5:1048576:many)")
     parser.add_argument("--timeout", type=float, default=300,
                         help="seconds one workload may take before the bench aborts (300)")
     parser.add_argument("--quick", action="store_true",
