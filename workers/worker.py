@@ -239,17 +239,14 @@ class Worker:
         due = [(key, log) for key, log in self.logs.items() if log.flush_due(now_ms)]
         return self._in_pool(_flush_one, due)
 
-    def _in_pool(self, function, items: list) -> list:
+    def _in_pool(self, function, items: list[tuple]) -> list:
         """function(*item) for each item: in the loop's thread for one, else in
         the pool, whose threads' system calls (fsyncs above all) overlap."""
         if len(items) <= 1:
-            return [function(*item) if isinstance(item, tuple) else function(item)
-                    for item in items]
+            return [function(*item) for item in items]
         if self._flusher is None:
             self._flusher = ThreadPoolExecutor(FLUSH_THREADS, thread_name_prefix="flush")
-        if isinstance(items[0], tuple):
-            return list(self._flusher.map(function, *zip(*items, strict=True)))
-        return list(self._flusher.map(function, items))
+        return list(self._flusher.map(function, *zip(*items, strict=True)))
 
     def _announce(self, keys) -> None:
         """Tell the supervisor where high watermarks stand: it wakes long polls."""
@@ -266,7 +263,7 @@ class Worker:
         """SIGTERM: everything appended is flushed by close() before we exit
         (from the pool: 10,000 partitions' closes one by one outlast the
         supervisor's 30 s stop timeout)."""
-        for _ in self._in_pool(PartitionLog.close, list(self.logs.values())):
+        for _ in self._in_pool(PartitionLog.close, [(log,) for log in self.logs.values()]):
             pass
         if self._flusher is not None:
             self._flusher.shutdown()
