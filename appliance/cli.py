@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import click
 
-from appliance.errors import (
+from shm.errors import (
     NetworkError,
     RequestTimedOutError,
     RinglogError,

@@ -21,7 +21,12 @@ import orjson
 import zmq
 
 from appliance import protocol
-from appliance.errors import (
+from appliance.group_coordinator import GroupCoordinator
+from appliance.metadata import INTERNAL_TOPICS, OFFSETS_TOPIC, Metadata, partition_dir
+from appliance.metrics import RequestMetrics, log_size_bytes
+from appliance.partitioner import partition_for_key
+from shm import LogPosition, PartitionReader
+from shm.errors import (
     CoordinatorLoadInProgressError,
     CoordinatorNotAvailableError,
     InvalidConfigError,
@@ -29,6 +34,8 @@ from appliance.errors import (
     InvalidRequestError,
     InvalidRequiredAcksError,
     LeaderNotAvailableError,
+    OffsetOutOfRangeError,
+    RinglogError,
     ThrottlingQuotaExceededError,
     TopicAlreadyExistsError,
     TopicDeletionDisabledError,
@@ -36,12 +43,6 @@ from appliance.errors import (
     UnknownTopicOrPartitionError,
     UnsupportedVersionError,
 )
-from appliance.group_coordinator import GroupCoordinator
-from appliance.metadata import INTERNAL_TOPICS, OFFSETS_TOPIC, Metadata, partition_dir
-from appliance.metrics import RequestMetrics, log_size_bytes
-from appliance.partitioner import partition_for_key
-from shm import LogPosition, PartitionReader
-from shm.errors import OffsetOutOfRangeError, RinglogError
 from shm.records import Record, encode_batch, iter_batches
 
 log = logging.getLogger("ringlog.front_end")

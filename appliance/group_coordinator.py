@@ -52,7 +52,7 @@ from typing import Any
 from uuid import uuid4
 
 from appliance.assignors import ASSIGNORS, DEFAULT_ASSIGNOR, TopicPartition
-from appliance.errors import (
+from shm.errors import (
     GroupIdNotFoundError,
     IllegalGenerationError,
     InconsistentGroupProtocolError,

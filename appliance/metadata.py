@@ -21,7 +21,7 @@ from pathlib import Path
 
 import orjson
 
-from appliance.errors import (
+from shm.errors import (
     InvalidPartitionsError,
     InvalidReplicationFactorError,
     InvalidTopicError,

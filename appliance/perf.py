@@ -361,7 +361,7 @@ def _describe(s: Settings, create_partitions: int | None) -> list[dict]:
     """The topic's partitions; created first (with `create_partitions`) if it
     does not exist and the command writes to it."""
     from appliance.client import Admin
-    from appliance.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
+    from shm.errors import TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
     with Admin(s.bootstrap, request_timeout_ms=s.request_timeout_ms) as admin:
         try:

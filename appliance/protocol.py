@@ -24,8 +24,7 @@ from typing import Any
 
 import orjson
 
-from appliance.errors import InvalidRequestError, UnsupportedVersionError
-from shm.errors import RinglogError
+from shm.errors import InvalidRequestError, RinglogError, UnsupportedVersionError
 
 VERSION = 1
 MAX_HEADER_BYTES = 1 << 20

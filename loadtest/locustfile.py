@@ -28,7 +28,7 @@ from locust import User, constant, events, task
 
 from appliance.client import Admin, Consumer, Producer
 from appliance.client.connection import DEFAULT_BOOTSTRAP
-from appliance.errors import RinglogError, TopicAlreadyExistsError
+from shm.errors import RinglogError, TopicAlreadyExistsError
 
 REQUEST_TIMEOUT_MS = 5_000  # a dead appliance fails requests instead of hanging users
 POLL_TIMEOUT_MS = 500  # one consume task: at most this long waiting for records

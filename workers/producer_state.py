@@ -22,6 +22,11 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from shm import PartitionLog
+from shm.errors import (
+    DuplicateSequenceNumberError,
+    InvalidProducerEpochError,
+    OutOfOrderSequenceNumberError,
+)
 from shm.record_batch import BatchHeader
 
 REMEMBERED_BATCHES = 5  # Kafka's max.in.flight.requests.per.connection bound
@@ -37,14 +42,6 @@ class _Producer:
     @property
     def next_sequence(self) -> int:
         return self.batches[-1][1] + 1 if self.batches else 0
-
-
-class SequenceError(Exception):
-    """A batch refused for its sequence or epoch; `name` is the Kafka error."""
-
-    def __init__(self, name: str, message: str):
-        super().__init__(message)
-        self.name = name
 
 
 class ProducerStateTable:
@@ -64,7 +61,8 @@ class ProducerStateTable:
     def check(self, header: BatchHeader) -> int | None:
         """None to append the batch; its original base offset if it is a retry.
 
-        Raises SequenceError for a gap or a fenced epoch.
+        Raises OutOfOrderSequenceNumberError for a gap, InvalidProducerEpochError
+        for a fenced epoch, DuplicateSequenceNumberError for a batch too old to remember.
         """
         if header.producer_id == NO_PRODUCER_ID:
             return None
@@ -72,9 +70,9 @@ class ProducerStateTable:
         if producer is None:
             return None  # a producer we know nothing of (new, or older than our scan)
         if header.producer_epoch < producer.epoch:
-            raise SequenceError("INVALID_PRODUCER_EPOCH", (
+            raise InvalidProducerEpochError(
                 f"producer {header.producer_id} epoch {header.producer_epoch} is older than "
-                f"{producer.epoch}: a newer producer with this id exists"))
+                f"{producer.epoch}: a newer producer with this id exists")
         if header.producer_epoch > producer.epoch:
             return None  # a new session of this producer starts its sequences afresh
         last_sequence = header.base_sequence + header.last_offset_delta
@@ -82,13 +80,13 @@ class ProducerStateTable:
             if (first, last) == (header.base_sequence, last_sequence):
                 return base_offset
         if header.base_sequence > producer.next_sequence:
-            raise SequenceError("OUT_OF_ORDER_SEQUENCE_NUMBER", (
+            raise OutOfOrderSequenceNumberError(
                 f"producer {header.producer_id} sent sequence {header.base_sequence}, "
-                f"expected {producer.next_sequence}"))
+                f"expected {producer.next_sequence}")
         if header.base_sequence < producer.next_sequence:
-            raise SequenceError("DUPLICATE_SEQUENCE_NUMBER", (
+            raise DuplicateSequenceNumberError(
                 f"producer {header.producer_id} sequence {header.base_sequence} was "
-                "written long ago"))
+                "written long ago")
         return None
 
     def record(self, header: BatchHeader, base_offset: int) -> None:

@@ -40,9 +40,9 @@ import orjson
 import zmq
 
 from shm import LogConfig, PartitionLog
-from shm.errors import RinglogError
+from shm.errors import InvalidRecordError, RinglogError
 from shm.record_batch import HEADER_SIZE, parse_header
-from workers.producer_state import ProducerStateTable, SequenceError
+from workers.producer_state import ProducerStateTable
 
 POLL_MS = 100
 FLUSH_THREADS = 16  # fdatasyncs in flight at once; more gained little on this host's disk
@@ -187,7 +187,7 @@ class Worker:
                 continue
             try:
                 result["base_offset"] = self._append(topic, partition, log, record_set.buffer)
-            except (RinglogError, SequenceError) as exc:
+            except RinglogError as exc:
                 result["error"], result["message"] = exc.name, str(exc)
             ack.results.append(result)
         return ack
@@ -198,8 +198,8 @@ class Worker:
         header = parse_header(data) if len(data) >= HEADER_SIZE else None
         single = header is not None and header.size == len(data)
         if header is not None and not single and header.producer_id >= 0:
-            raise SequenceError("INVALID_RECORD", (
-                "an idempotent producer must send one batch per partition per request"))
+            raise InvalidRecordError(
+                "an idempotent producer must send one batch per partition per request")
         producers = self.producers[(topic, partition)]
         if single:
             original = producers.check(header)

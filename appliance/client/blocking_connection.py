@@ -21,7 +21,7 @@ import zmq
 
 from appliance import protocol
 from appliance.client.connection import DEFAULT_TIMEOUT_MS, io_zmq, parse_bootstrap
-from appliance.errors import NetworkError, RequestTimedOutError, error_for
+from shm.errors import NetworkError, RequestTimedOutError, error_for
 
 
 class BlockingConnection:

@@ -22,8 +22,7 @@ from typing import Any
 import zmq
 
 from appliance import protocol
-from appliance.errors import NetworkError, RequestTimedOutError
-from shm.errors import RinglogError
+from shm.errors import NetworkError, RequestTimedOutError, RinglogError
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:7092"
 DEFAULT_TIMEOUT_MS = 30_000
@@ -160,7 +159,7 @@ class Connection:
                 continue  # a reply that arrived after its timeout
             future = entry[0]
             if response.error:
-                from appliance.errors import error_for
+                from shm.errors import error_for
 
                 future.set_exception(error_for(response.error, response.message))
             else:
@@ -179,7 +178,7 @@ class Connection:
 def raise_for(entry: dict) -> None:
     """Raise the Kafka error of one per-partition reply entry, if it has one."""
     if entry.get("error"):
-        from appliance.errors import error_for
+        from shm.errors import error_for
 
         raise error_for(entry["error"], entry.get("message", ""))
 

@@ -20,13 +20,14 @@ from typing import NamedTuple
 from appliance import protocol
 from appliance.client.blocking_connection import BlockingConnection
 from appliance.client.connection import DEFAULT_BOOTSTRAP, raise_for
-from appliance.errors import (
+from shm.errors import (
     IllegalGenerationError,
     LeaderNotAvailableError,
+    OffsetOutOfRangeError,
+    RinglogError,
     UnknownMemberIdError,
     error_for,
 )
-from shm.errors import OffsetOutOfRangeError, RinglogError
 from shm.records import iter_batch_rows, next_fetch_offset
 
 TopicPartition = tuple[str, int]

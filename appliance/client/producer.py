@@ -28,14 +28,14 @@ import zmq
 from appliance import protocol
 from appliance.client.blocking_connection import BlockingConnection
 from appliance.client.connection import DEFAULT_BOOTSTRAP, Connection, raise_for
-from appliance.errors import (
+from appliance.partitioner import DefaultPartitioner, Partitioner, choose_partition
+from shm.errors import (
     InvalidRecordError,
     NetworkError,
     RequestTimedOutError,
+    RinglogError,
     error_for,
 )
-from appliance.partitioner import DefaultPartitioner, Partitioner, choose_partition
-from shm.errors import RinglogError
 from shm.records import encode_columns
 
 ACKS = {"all": protocol.ACKS_ALL, -1: protocol.ACKS_ALL, "-1": protocol.ACKS_ALL,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from appliance.client import Admin
-from appliance.errors import RequestTimedOutError
+from shm.errors import RequestTimedOutError
 
 REPO = Path(__file__).resolve().parents[2]
 _STARTED: list[subprocess.Popen] = []  # every appliance a test started

@@ -8,7 +8,7 @@ import pytest
 
 from appliance.client import Admin, Consumer, Producer
 from appliance.client.connection import Connection
-from appliance.errors import (
+from shm.errors import (
     CoordinatorLoadInProgressError,
     IllegalGenerationError,
     UnknownMemberIdError,

@@ -36,8 +36,8 @@ import zmq
 import appliance.group_coordinator  # noqa: F401  (registers the group errors' names)
 from appliance import protocol
 from appliance.client import Consumer, Producer
-from appliance.errors import UnknownServerError, error_for
 from appliance.metadata import MAX_TOPIC_NAME
+from shm.errors import UnknownServerError, error_for
 from shm.record_batch import CRC_OFFSET, compute_crc
 from shm.records import Record, encode_batch, iter_batches
 

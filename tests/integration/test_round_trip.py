@@ -8,7 +8,7 @@ import time
 import pytest
 
 from appliance.client import Admin, Consumer, Producer
-from appliance.errors import (
+from shm.errors import (
     InvalidReplicationFactorError,
     InvalidTopicError,
     TopicAlreadyExistsError,
