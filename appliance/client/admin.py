@@ -1,4 +1,4 @@
-"""Admin: topics and their configs, as Kafka's admin client offers them."""
+"""Admin: topics, configs, groups and status, as Kafka's admin client offers them."""
 
 from __future__ import annotations
 
@@ -37,6 +37,21 @@ class Admin:
         response = self._request("alter_configs", {
             "topic": name, "configs": {k: str(v) for k, v in configs.items()}})
         return response.fields["configs"]
+
+    def status(self, details: bool = False) -> dict:
+        """The appliance's liveness (workers, serving, processes) and, with
+        `details`, every partition's offsets and every group's lag."""
+        return self._request("status", {"details": details}).fields
+
+    def list_groups(self) -> list[dict]:
+        """Every consumer group the coordinator knows or holds offsets for:
+        `group_id` and `state`."""
+        return self._request("list_groups").fields["groups"]
+
+    def describe_group(self, group_id: str) -> dict:
+        """A group's state, generation, members and assignment, and its
+        committed offsets with lag per partition."""
+        return self._request("describe_groups", {"groups": [group_id]}).fields["groups"][0]
 
     def close(self) -> None:
         self._connection.close()

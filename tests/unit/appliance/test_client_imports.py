@@ -16,6 +16,6 @@ def test_importing_the_client_loads_no_storage_or_server_module():
                             text=True).stdout.split()
     assert "appliance.client" in loaded and "shm.records" in loaded  # the check can see
     server = [m for m in loaded if m.startswith(SERVER_MODULES)
-              or m.startswith("appliance.") and not m.startswith(
-                  ("appliance.client", "appliance.protocol", "appliance.partitioner"))]
+              or (m.startswith("appliance.") and not m.startswith(
+                  ("appliance.client", "appliance.protocol", "appliance.partitioner")))]
     assert server == []
