@@ -17,14 +17,16 @@ import sys
 import time
 from dataclasses import dataclass
 
-import orjson
 import zmq
 
 from appliance import protocol, systemd
-from appliance.front_end import FrontEnd
+from appliance.broker import Broker, ClientReply, PartitionReaders
+from appliance.config import ServerConfig
 from appliance.http_listener import HttpListener
 from appliance.metadata import OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIGS, Metadata
 from appliance.metrics import ProcessProbe, RequestMetrics
+from appliance.native import decode_request, encode_reply
+from workers import protocol as worker_protocol
 
 log = logging.getLogger("ringlog.supervisor")
 
@@ -44,7 +46,10 @@ class _Child:
 
 
 class Supervisor:
-    def __init__(self, config):
+    """The process tree and the loop: it owns every socket and drains the
+    broker core's outbox after each call into it."""
+
+    def __init__(self, config: ServerConfig):
         self.config = config
         self.num_workers = int(config["num.workers"])
         self.metadata = Metadata(config.log_dir, self.num_workers)
@@ -87,9 +92,9 @@ class Supervisor:
         if OFFSETS_TOPIC not in self.metadata.topics:
             self.metadata.create(OFFSETS_TOPIC, int(self.config["offsets.topic.num.partitions"]),
                                  1, dict(OFFSETS_TOPIC_CONFIGS))
-        self.front_end = FrontEnd(self.config, self.metadata, clients, workers,
-                                  self.request_metrics)
-        self.front_end.process_table = self._process_table
+        self.clients, self.workers = clients, workers
+        self.broker = Broker(self.config, self.metadata, PartitionReaders(self.metadata),
+                             self.request_metrics, self._process_table)
         self.http = HttpListener.start(self.config, self.context, self.status_endpoint,
                                        self.request_metrics, lambda: self.loop_turned)
         for child in self.children:
@@ -103,18 +108,18 @@ class Supervisor:
         while not self._stopping:
             self.loop_turned = time.monotonic()
             timeout = LOOP_MS
-            deadline = self.front_end.next_deadline()
+            deadline = self.broker.next_deadline()
             if deadline is not None:
                 timeout = max(0, min(timeout, int((deadline - time.monotonic()) * 1000) + 1))
             events = dict(poller.poll(timeout))
             if workers in events:
                 self._drain(workers, self._on_worker_message)
             if clients in events:
-                self._drain(clients, self.front_end.on_client_message)
-            self.front_end.expire_fetches(time.monotonic())
-            self.front_end.expire_members()
+                self._drain(clients, self._on_client_message)
+            self.broker.expire(time.monotonic())
             self._watch_children()
-            if not ready_sent and len(self.front_end.ready_workers) == self.num_workers:
+            self._send_outbox()
+            if not ready_sent and len(self.broker.calls.ready) == self.num_workers:
                 systemd.notify("READY=1", f"STATUS=serving {len(self.metadata.topics)} topics "
                                f"with {self.num_workers} workers")
                 ready_sent = True
@@ -156,7 +161,7 @@ class Supervisor:
                 log.error("worker %d did not stop in time; killing it", child.index)
                 child.process.kill()
                 child.process.wait()
-        self.front_end.close()
+        self.broker.close()
         workers.close()
         self.context.term()
         return 0
@@ -177,7 +182,7 @@ class Supervisor:
             if process is not None and process.poll() is not None:
                 log.error("worker %d (pid %d) exited with %s; respawning", child.index,
                           process.pid, process.returncode)
-                self.front_end.worker_lost(child.index)
+                self.broker.worker_lost(child.index)
                 quick = now - child.started < 10
                 child.quick_deaths = child.quick_deaths + 1 if quick else 0
                 backoff = RESPAWN_BACKOFF_S[min(child.quick_deaths, len(RESPAWN_BACKOFF_S) - 1)]
@@ -187,30 +192,51 @@ class Supervisor:
             if child.process is None and now >= child.respawn_at:
                 self._spawn(child)
 
-    def _on_worker_message(self, frames: list) -> None:
+    # --- the broker core's calls and events ------------------------------------------
+
+    def _on_client_message(self, frames: list) -> None:
         identity = frames[0].bytes
-        command = frames[1].bytes
-        index = int(identity.split(b"-")[1])
-        if command in (b"produced", b"answered"):
-            self.front_end.on_worker_answer(frames[2].bytes,
-                                            orjson.loads(frames[3].bytes)["results"])
-        elif command == b"positions":
-            self.front_end.on_positions(orjson.loads(frames[2].bytes)["partitions"])
-        elif command == b"ready":
-            partitions = self.metadata.partitions_of(index)
-            self.front_end.ready_workers.add(index)
-            if partitions and self.front_end.send_to_worker(
-                    index, self.front_end.open_message(partitions)):
-                self.front_end.opening.add(index)  # not serving until it has opened them
-            self.front_end.send_deletions(index)
-        elif command == b"closed":
-            self.front_end.on_closed(orjson.loads(frames[2].bytes)["partitions"])
-        elif command == b"opened":
-            self.front_end.opening.discard(index)
-            for topic, partition, error in orjson.loads(frames[2].bytes)["partitions"]:
-                if error:
-                    log.error("worker %d could not open %s-%d: %s", index, topic, partition,
-                              error)
+        try:
+            client, request = decode_request(identity, frames[1:])
+        except protocol.ProtocolError as exc:
+            log.info("bad request from %s: %s", identity.hex(), exc)
+            self.request_metrics.error("", exc.error.name)
+            self._send_to_client(identity, exc.reply)
+            return
+        self.broker.handle(client, request)
+        self._send_outbox()
+
+    def _on_worker_message(self, frames: list) -> None:
+        worker = worker_protocol.worker_index(frames[0].bytes)
+        self.broker.on_worker_message(worker, worker_protocol.parse(frames[1:]))
+        self._send_outbox()
+
+    def _send_outbox(self) -> None:
+        """Send what the core left; what cannot be sent to a worker goes back to it
+        (which may leave more: error replies)."""
+        while events := self.broker.drain():
+            for event in events:
+                if isinstance(event, ClientReply):
+                    client = event.client
+                    self._send_to_client(client.identity, encode_reply(client, event.reply))
+                elif not self._send_to_worker(event.worker, event.message):
+                    self.broker.undeliverable(event.worker, event.message)
+
+    def _send_to_client(self, identity: bytes, frames: list) -> None:
+        try:
+            # Never block: a client that does not read its replies must cost
+            # only its own replies, not the loop every other client needs.
+            self.clients.send_multipart([identity, *frames], zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError as exc:  # gone, or not reading: nothing to answer
+            log.debug("reply to %s dropped: %s", identity.hex(), exc)
+
+    def _send_to_worker(self, worker: int, message: worker_protocol.ToWorker) -> bool:
+        try:
+            self.workers.send_multipart([worker_protocol.worker_identity(worker),
+                                         *message.encode()], zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError:  # restarting or overwhelmed: the core answers retriably
+            return False
+        return True
 
     def _process_table(self) -> list[dict]:
         """The supervisor and each worker: pid, RSS, CPU, readiness, restarts, partitions."""
@@ -219,9 +245,9 @@ class Supervisor:
         for child in self.children:
             process = child.process
             pid = process.pid if process is not None and process.returncode is None else None
-            rows.append({"process": f"worker-{child.index}", "worker": child.index,
-                         **self._probe.stats(pid),
-                         "ready": child.index in self.front_end.ready_workers,
+            rows.append({"process": worker_protocol.worker_name(child.index),
+                         "worker": child.index, **self._probe.stats(pid),
+                         "ready": child.index in self.broker.calls.ready,
                          "restarts": child.restarts,
                          "partitions": [list(tp) for tp in
                                         self.metadata.partitions_of(child.index)]})
@@ -245,13 +271,11 @@ class Supervisor:
         changes = self.config.dynamic_changes(new)
         if not changes:
             return
-        self.config = self.front_end.config = self.config.apply_dynamic(new)
+        self.config = self.config.apply_dynamic(new)
         for key, (old, value) in changes.items():
             log.info("reloaded %s: %s -> %s", key, old, value)
-        for index in self.front_end.ready_workers:  # new log settings for every partition
-            partitions = self.metadata.partitions_of(index)
-            if partitions:
-                self.front_end.send_to_worker(index, self.front_end.open_message(partitions))
+        self.broker.reconfigure(self.config)
+        self._send_outbox()
 
 
 def raise_open_file_limit() -> int:

@@ -1,31 +1,15 @@
 """A partition worker: the one writer of the partitions the supervisor gives it.
 
-It talks to the supervisor over one DEALER socket (ipc), with messages whose
-first frame names the command:
-
-    supervisor -> worker
-      [b"open", json {"partitions": [[topic, p, directory, log_config], ...]}]
-      [b"close", json {"partitions": [[topic, p, directory], ...], "delete": bool}]
-      [b"produce", token, json {"acks": a, "partitions": [[topic, p], ...]}, set_0, set_1, ...]
-      [b"offsets", token, json {"partitions": [[topic, p, timestamp_ms], ...]}]
-      [b"stop"]
-    worker -> supervisor
-      [b"ready", json {"index": n, "pid": pid}]
-      [b"produced", token, json {"results": [{topic, partition, error, message,
-                                             base_offset, log_append_time}, ...]}]
-                                             (for acks=0 too: the front end retires it)
-      [b"answered", token, json {"results": [{topic, partition, error, offset, timestamp}]}]
-      [b"positions", json {"partitions": [[topic, p, high_watermark], ...]}]
-      [b"opened", json {"partitions": [[topic, p, error], ...]}]
-      [b"closed", json {"partitions": [[topic, p], ...]}]
-
-The loop drains every waiting message, appends each record set, then makes
-the tick's appends durable with one fdatasync per partition (group commit)
-before it acknowledges any of them: an acknowledgement is a promise.
+It talks to the supervisor over one DEALER socket (ipc) in the messages of
+workers/protocol.py. The loop drains every waiting message, appends each
+record set, then makes the tick's appends durable with one fdatasync per
+partition (group commit) before it acknowledges any of them: an
+acknowledgement is a promise.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import resource
@@ -36,12 +20,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import orjson
 import zmq
 
 from shm import LogConfig, PartitionLog
-from shm.errors import InvalidRecordError, RinglogError
+from shm.errors import (
+    InvalidRecordError,
+    KafkaStorageError,
+    NotLeaderOrFollowerError,
+    RinglogError,
+)
 from shm.record_batch import HEADER_SIZE, parse_header
+from workers import protocol
 from workers.producer_state import ProducerStateTable
 
 POLL_MS = 100
@@ -53,8 +42,7 @@ class _PendingAck:
     """A produce request appended this tick, answered once the tick is durable."""
 
     token: bytes
-    acks: int
-    results: list[dict] = field(default_factory=list)
+    results: list[protocol.ProduceResult] = field(default_factory=list)
 
 
 class Worker:
@@ -65,7 +53,7 @@ class Worker:
         self.producers: dict[tuple[str, int], ProducerStateTable] = {}
         self._context = zmq.Context.instance()
         self.socket = self._context.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.IDENTITY, f"worker-{index}".encode())
+        self.socket.setsockopt(zmq.IDENTITY, protocol.worker_identity(index))
         self.socket.setsockopt(zmq.LINGER, 1000)
         self.socket.connect(endpoint)
         self._running = True
@@ -77,8 +65,7 @@ class Worker:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self._stop())
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
-        self.socket.send_multipart([b"ready", orjson.dumps({"index": self.index,
-                                                             "pid": os.getpid()})])
+        self._send(protocol.Ready(self.index, os.getpid()))
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
         while self._running:
@@ -103,93 +90,89 @@ class Worker:
         self._flush_and_ack(pending)
 
     def _handle(self, frames: list, pending: list[_PendingAck]) -> None:
-        command = frames[0].bytes
-        if command == b"produce":
-            pending.append(self._produce(frames))
-        elif command == b"offsets":
-            self._offsets_for_times(frames[1].bytes, orjson.loads(frames[2].bytes)["partitions"])
-        elif command == b"open":
-            self._open(orjson.loads(frames[1].bytes)["partitions"])
-        elif command == b"close":
-            body = orjson.loads(frames[1].bytes)
-            self._close(body["partitions"], body.get("delete", False))
-        elif command == b"stop":
+        message = protocol.parse(frames)
+        if isinstance(message, protocol.Produce):
+            pending.append(self._produce(message))
+        elif isinstance(message, protocol.ListOffsetsForTimes):
+            self._offsets_for_times(message)
+        elif isinstance(message, protocol.Open):
+            self._open(message.partitions)
+        elif isinstance(message, protocol.Close):
+            self._close(message.partitions, message.delete)
+        elif isinstance(message, protocol.Stop):
             self._running = False
+
+    def _send(self, message: protocol.Message) -> None:
+        self.socket.send_multipart(message.encode(), copy=False)
 
     # --- commands ---------------------------------------------------------------------
 
-    def _open(self, partitions: list) -> None:
+    def _open(self, partitions: list[protocol.PartitionToOpen]) -> None:
         """Open (or reconfigure) partitions; new ones from the thread pool when
         there are several, so that their files' fsyncs overlap."""
         opened = []
         new = []
-        for topic, partition, directory, config in partitions:
-            key = (topic, partition)
+        for entry in partitions:
+            key = (entry.topic, entry.partition)
             if key in self.logs:
                 try:
-                    self.logs[key].config = LogConfig(**config)
-                    opened.append([topic, partition, None])
+                    self.logs[key].config = LogConfig(**entry.log_config)
+                    opened.append(protocol.OpenResult(*key))
                 except ValueError as exc:
-                    opened.append([topic, partition, f"cannot open {directory}: {exc}"])
+                    opened.append(protocol.OpenResult(*key, KafkaStorageError(
+                        f"cannot reconfigure {entry.directory}: {exc}")))
             else:
-                new.append((key, directory, config))
+                new.append((key, entry.directory, entry.log_config))
         for key, log, producers, error in self._in_pool(_open_one, new):
             if log is not None:
                 self.logs[key], self.producers[key] = log, producers
-            opened.append([*key, error])
-        self.socket.send_multipart([b"opened", orjson.dumps({"partitions": opened})])
+            opened.append(protocol.OpenResult(*key, error))
+        self._send(protocol.Opened(opened))
         self._announce(self.logs.keys())
 
-    def _offsets_for_times(self, token: bytes, partitions: list) -> None:
+    def _offsets_for_times(self, request: protocol.ListOffsetsForTimes) -> None:
         """The first offset at or after each timestamp (-1 when there is none)."""
         results = []
-        for topic, partition, timestamp in partitions:
-            result = {"topic": topic, "partition": partition, "error": None,
-                      "offset": -1, "timestamp": -1}
+        for topic, partition, timestamp in request.partitions:
             log = self.logs.get((topic, partition))
             if log is None:
-                result["error"] = "NOT_LEADER_OR_FOLLOWER"
-            else:
-                found = log.record_at_or_after(timestamp)
-                if found is not None:
-                    result["offset"], result["timestamp"] = found
-            results.append(result)
-        self.socket.send_multipart([b"answered", token, orjson.dumps({"results": results})])
+                results.append(protocol.OffsetForTime(topic, partition, error=_not_here(
+                    topic, partition)))
+                continue
+            found = log.record_at_or_after(timestamp)
+            results.append(protocol.OffsetForTime(topic, partition, *(found or (-1, -1))))
+        self._send(protocol.OffsetsForTimes(request.token, results))
 
-    def _close(self, partitions: list, delete: bool) -> None:
+    def _close(self, partitions: list[tuple[str, int, str]], delete: bool) -> None:
         """Close partitions; for a deleted topic also remove their directories,
         then say so: the topic's name may be reused only after that."""
         closed = []
-        for topic, partition, *directory in partitions:
+        for topic, partition, directory in partitions:
             log = self.logs.pop((topic, partition), None)
             self.producers.pop((topic, partition), None)
-            path = log.directory if log is not None else (
-                Path(directory[0]) if directory else None)
+            path = log.directory if log is not None else Path(directory)
             if log is not None:
                 log.close()
-            if delete and path is not None:
+            if delete:
                 shutil.rmtree(path, ignore_errors=True)
-            closed.append([topic, partition])
-        self.socket.send_multipart([b"closed", orjson.dumps({"partitions": closed})])
+            closed.append((topic, partition))
+        self._send(protocol.Closed(closed))
 
-    def _produce(self, frames: list) -> _PendingAck:
-        token = frames[1].bytes
-        body = orjson.loads(frames[2].bytes)
-        ack = _PendingAck(token, body["acks"])
-        for (topic, partition), record_set in zip(body["partitions"], frames[3:], strict=False):
-            result = {"topic": topic, "partition": partition, "error": None,
-                      "base_offset": -1, "log_append_time": -1}
+    def _produce(self, request: protocol.Produce) -> _PendingAck:
+        ack = _PendingAck(request.token)
+        for (topic, partition), record_set in zip(request.partitions, request.record_sets,
+                                                  strict=False):
             log = self.logs.get((topic, partition))
             if log is None:  # moved or deleted since the supervisor routed it
-                result["error"] = "NOT_LEADER_OR_FOLLOWER"
-                result["message"] = f"partition {topic}-{partition} is not open in this worker"
-                ack.results.append(result)
+                ack.results.append(protocol.ProduceResult(
+                    topic, partition, error=_not_here(topic, partition)))
                 continue
             try:
-                result["base_offset"] = self._append(topic, partition, log, record_set.buffer)
+                base_offset = self._append(topic, partition, log, record_set.buffer)
             except RinglogError as exc:
-                result["error"], result["message"] = exc.name, str(exc)
-            ack.results.append(result)
+                ack.results.append(protocol.ProduceResult(topic, partition, error=exc))
+            else:
+                ack.results.append(protocol.ProduceResult(topic, partition, base_offset))
         return ack
 
     def _append(self, topic: str, partition: int, log: PartitionLog, data) -> int:
@@ -212,18 +195,19 @@ class Worker:
 
     def _flush_and_ack(self, pending: list[_PendingAck]) -> None:
         advanced = []
+        failed: dict[tuple[str, int], KafkaStorageError] = {}
         for key, before, exc in self._flush_due_logs():
             if exc is not None:
-                for ack in pending:
-                    for result in ack.results:
-                        if (result["topic"], result["partition"]) == key:
-                            result["error"] = "KAFKA_STORAGE_ERROR"
-                            result["message"] = f"fdatasync failed: {exc.strerror}"
+                failed[key] = KafkaStorageError.from_os_error("fdatasync failed", exc)
             if self.logs[key].high_watermark != before:
                 advanced.append(key)
         for ack in pending:  # acks=0 too: the front end must retire the request
-            self.socket.send_multipart(
-                [b"produced", ack.token, orjson.dumps({"results": ack.results})])
+            results = ack.results
+            if failed:
+                results = [dataclasses.replace(r, base_offset=-1,
+                                               error=failed[(r.topic, r.partition)])
+                           if (r.topic, r.partition) in failed else r for r in results]
+            self._send(protocol.Produced(ack.token, results))
         if advanced:
             self._announce(advanced)
 
@@ -250,9 +234,9 @@ class Worker:
 
     def _announce(self, keys) -> None:
         """Tell the supervisor where high watermarks stand: it wakes long polls."""
-        positions = [[t, p, self.logs[(t, p)].high_watermark] for t, p in keys]
+        positions = [(t, p, self.logs[(t, p)].high_watermark) for t, p in keys]
         if positions:
-            self.socket.send_multipart([b"positions", orjson.dumps({"partitions": positions})])
+            self._send(protocol.Positions(positions))
 
     def _apply_retention(self) -> None:
         for log in self.logs.values():
@@ -281,14 +265,18 @@ def _open_one(key: tuple[str, int], directory: str, config: dict) -> tuple:
             soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
             fix = (f"; the open-file limit is {soft}: raise it (LimitNOFILE= in the unit, "
                    "ulimit -n) or spread the partitions over more num.workers")
-        return key, None, None, f"cannot open {directory}: {exc}{fix}"
+        return key, None, None, KafkaStorageError(f"cannot open {directory}: {exc}{fix}")
     try:
         producers = ProducerStateTable.from_log(log)
         log.release_handles()  # maps and descriptors only reads need
     except (OSError, ValueError, RuntimeError) as exc:
         log.close()
-        return key, None, None, f"cannot open {directory}: {exc}"
+        return key, None, None, KafkaStorageError(f"cannot open {directory}: {exc}")
     return key, log, producers, None
+
+
+def _not_here(topic: str, partition: int) -> NotLeaderOrFollowerError:
+    return NotLeaderOrFollowerError(f"partition {topic}-{partition} is not open in this worker")
 
 
 def _flush_one(key: tuple[str, int], log: PartitionLog) -> tuple[tuple[str, int], int,

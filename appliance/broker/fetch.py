@@ -1,0 +1,105 @@
+"""Fetch: whole batches read from the shared maps, long polls parked until
+data arrives or their wait is up (Kafka's fetch purgatory).
+
+A fetch is answered at once when it has min_bytes, an error, or no wait;
+otherwise it is parked, retried when a worker announces that a partition
+it names moved its high watermark, and answered with whatever there is at
+its deadline. Nothing here decodes a record: a partition's answer is one
+memoryview of the segment map, up to the published high watermark.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from appliance.broker import replies as r
+from appliance.broker.outbox import Outbox
+from appliance.broker.readers import PartitionReaders
+from appliance.broker.requests import FetchRequest
+from appliance.metrics import RequestMetrics
+from shm.errors import RinglogError
+
+MAX_WAIT_MS_LIMIT = 60_000
+
+
+@dataclass(slots=True)
+class _ParkedFetch:
+    client: Any
+    request: FetchRequest
+    deadline: float  # time.monotonic()
+    partitions: set[tuple[str, int]]
+    started: float  # perf_counter at arrival, for the fetch latency histogram
+
+
+class Fetch:
+    def __init__(self, readers: PartitionReaders, outbox: Outbox, metrics: RequestMetrics):
+        self.readers = readers
+        self.outbox = outbox
+        self.metrics = metrics
+        self._parked: list[_ParkedFetch] = []
+
+    def fetch(self, client: Any, request: FetchRequest, now: float) -> None:
+        started = time.perf_counter()
+        if not self._try(client, request, final=False, started=started):
+            wait_ms = min(max(request.max_wait_ms, 0), MAX_WAIT_MS_LIMIT)
+            self._parked.append(_ParkedFetch(
+                client, request, now + wait_ms / 1000,
+                {(p.topic, p.partition) for p in request.partitions}, started))
+
+    def _try(self, client: Any, request: FetchRequest, final: bool, started: float) -> bool:
+        """Read every partition; reply and return True when min_bytes is met, an
+        error occurred, the request does not wait, or `final` says time is up."""
+        results, total, errors = [], 0, False
+        for wanted in request.partitions:
+            topic, partition = wanted.topic, wanted.partition
+            try:
+                offsets, _ = self.readers.offsets(topic, partition)
+                budget = min(wanted.max_bytes, request.max_bytes - total)
+                data = None
+                if budget > 0 or total == 0:
+                    data = self.readers.read(topic, partition, wanted.offset, max(budget, 1))
+                    if data:
+                        total += len(data)
+                    else:
+                        data = None
+                results.append(r.PartitionFetchResult(topic, partition, offsets, data))
+            except RinglogError as exc:
+                results.append(r.PartitionFetchResult(topic, partition, error=exc))
+                errors = True
+        done = (final or errors or total >= max(request.min_bytes, 1)
+                or request.max_wait_ms <= 0)
+        if done:
+            self.outbox.reply(client, r.FetchReply(results))
+            for result in results:  # per partition, not per record
+                if result.records is not None:
+                    self.metrics.bytes_out(result.topic, len(result.records))
+            self.metrics.observe("fetch", started)
+        return done
+
+    def on_positions(self, advanced: set[tuple[str, int]]) -> None:
+        """High watermarks moved: retry the long polls waiting on them."""
+        still = []
+        for parked in self._parked:
+            if parked.partitions & advanced and self._try(
+                    parked.client, parked.request, final=False, started=parked.started):
+                continue
+            still.append(parked)
+        self._parked = still
+
+    def expire(self, now: float) -> None:
+        still = []
+        for parked in self._parked:
+            if parked.deadline <= now:
+                self._try(parked.client, parked.request, final=True, started=parked.started)
+            else:
+                still.append(parked)
+        self._parked = still
+
+    def next_deadline(self) -> float | None:
+        return min((p.deadline for p in self._parked), default=None)
+
+    @property
+    def parked(self) -> int:
+        return len(self._parked)

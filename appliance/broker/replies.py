@@ -1,0 +1,205 @@
+"""The broker core's replies: typed values, independent of any wire.
+
+Per-partition (or per-topic) errors are exceptions of the shared registry
+(shm.errors) in an `error` field, None on success; an error of the whole
+request is an ErrorReply. An adapter turns these into its own frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shm.errors import RinglogError
+
+Frame = Any
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    """The whole request failed."""
+
+    error: RinglogError
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerInfo:
+    id: int
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionMetadata:
+    partition: int
+    leader: int
+    replicas: list[int]
+    isr: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicMetadata:
+    name: str
+    partitions: list[PartitionMetadata] = field(default_factory=list)
+    error: RinglogError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataReply:
+    brokers: list[BrokerInfo]
+    topics: list[TopicMetadata]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicResult:
+    name: str
+    error: RinglogError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreateTopicsReply:
+    topics: list[TopicResult]
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteTopicsReply:
+    topics: list[TopicResult]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionOffsets:
+    """A partition's positions, from its control block."""
+
+    log_start_offset: int
+    log_end_offset: int
+    high_watermark: int
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionDescription:
+    partition: int
+    owner_worker: int
+    offsets: PartitionOffsets | None  # None with an error
+    size_bytes: int
+    error: RinglogError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TopicDescription:
+    name: str
+    partitions: list[PartitionDescription] = field(default_factory=list)
+    replication_factor: int = 0
+    configs: dict[str, str] = field(default_factory=dict)
+    error: RinglogError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeTopicsReply:
+    topics: list[TopicDescription]
+
+
+@dataclass(frozen=True, slots=True)
+class AlterConfigsReply:
+    topic: str
+    configs: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionProduceResult:
+    topic: str
+    partition: int
+    base_offset: int = -1
+    log_append_time: int = -1
+    error: RinglogError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProduceReply:
+    partitions: list[PartitionProduceResult]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionFetchResult:
+    topic: str
+    partition: int
+    offsets: PartitionOffsets | None = None  # None with an error
+    records: Frame | None = None  # whole batches from the shared map, or None
+    error: RinglogError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchReply:
+    partitions: list[PartitionFetchResult]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionOffset:
+    topic: str
+    partition: int
+    offset: int = -1
+    timestamp: int = -1
+    error: RinglogError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListOffsetsReply:
+    partitions: list[PartitionOffset]
+
+
+@dataclass(frozen=True, slots=True)
+class InitProducerIdReply:
+    producer_id: int
+    producer_epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupViewReply:
+    """What a member learns from a join or heartbeat (the coordinator's MemberView)."""
+
+    member_id: str
+    generation_id: int
+    assignment: list[tuple[str, int]]
+    revoke: list[tuple[str, int]]
+    rebalancing: bool
+    members: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveGroupReply:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetCommitReply:
+    committed: int
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetFetchReply:
+    offsets: list[tuple[str, int, int, str]]  # topic, partition, offset (-1: none), metadata
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeGroupsReply:
+    groups: list[dict[str, Any]]  # the coordinator's description, offsets and lag added
+
+
+@dataclass(frozen=True, slots=True)
+class ListGroupsReply:
+    groups: list[dict[str, Any]]  # group_id, state
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReply:
+    workers: list[int]
+    topics: int
+    serving: bool
+    processes: list[dict[str, Any]]
+    partitions: list[dict[str, Any]] | None = None  # with details
+    groups: list[dict[str, Any]] | None = None  # with details; None while offsets load
+
+
+Reply = (ErrorReply | MetadataReply | CreateTopicsReply | DeleteTopicsReply | DescribeTopicsReply
+         | AlterConfigsReply | ProduceReply | FetchReply | ListOffsetsReply | InitProducerIdReply
+         | GroupViewReply | LeaveGroupReply | OffsetCommitReply | OffsetFetchReply
+         | DescribeGroupsReply | ListGroupsReply | StatusReply)

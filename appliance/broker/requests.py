@@ -1,0 +1,169 @@
+"""The broker core's requests: typed values, independent of any wire.
+
+An adapter (the native ZeroMQ codec, later Kafka's protocol) turns what a
+client sent into one of these and hands it to `Broker.handle`. Field
+defaults are the broker's, so every door gets the same ones. `API` names
+the request in metrics and logs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+Frame = Any  # bytes, memoryview or zmq.Frame: anything with the buffer protocol
+TopicPartition = tuple[str, int]
+
+DEFAULT_SESSION_TIMEOUT_MS = 10_000
+DEFAULT_ASSIGNOR = "cooperative-sticky"
+DEFAULT_MAX_WAIT_MS = 500
+DEFAULT_FETCH_MAX_BYTES = 50 * 1024 * 1024  # Kafka's fetch.max.bytes
+DEFAULT_PARTITION_MAX_BYTES = 1024 * 1024  # Kafka's max.partition.fetch.bytes
+ACKS_NONE, ACKS_LEADER, ACKS_ALL = 0, 1, -1
+EARLIEST, LATEST = -2, -1  # list_offsets timestamps, as in Kafka
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataRequest:
+    API: ClassVar[str] = "metadata"
+    topics: list[str] | None = None  # None: every topic
+    allow_auto_create: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int = 1
+    replication_factor: int = 1
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CreateTopicsRequest:
+    API: ClassVar[str] = "create_topics"
+    topics: list[TopicSpec]
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteTopicsRequest:
+    API: ClassVar[str] = "delete_topics"
+    topics: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeTopicsRequest:
+    API: ClassVar[str] = "describe_topics"
+    topics: list[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlterConfigsRequest:
+    API: ClassVar[str] = "alter_configs"
+    topic: str
+    configs: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ProduceRequest:
+    """One record set per partition, passed through to its owner untouched."""
+
+    API: ClassVar[str] = "produce"
+    acks: int
+    partitions: list[TopicPartition]
+    record_sets: list[Frame]
+    timeout_ms: int = 30_000
+
+
+@dataclass(frozen=True, slots=True)
+class FetchPartition:
+    topic: str
+    partition: int
+    offset: int
+    max_bytes: int = DEFAULT_PARTITION_MAX_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class FetchRequest:
+    API: ClassVar[str] = "fetch"
+    partitions: list[FetchPartition]
+    max_wait_ms: int = DEFAULT_MAX_WAIT_MS
+    min_bytes: int = 1
+    max_bytes: int = DEFAULT_FETCH_MAX_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class ListOffsetsRequest:
+    API: ClassVar[str] = "list_offsets"
+    partitions: list[tuple[str, int, int]]  # topic, partition, timestamp (or EARLIEST/LATEST)
+
+
+@dataclass(frozen=True, slots=True)
+class InitProducerIdRequest:
+    API: ClassVar[str] = "init_producer_id"
+
+
+@dataclass(frozen=True, slots=True)
+class JoinGroupRequest:
+    API: ClassVar[str] = "join_group"
+    group_id: str
+    topics: list[str]
+    member_id: str | None = None
+    session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS
+    assignor: str = DEFAULT_ASSIGNOR
+    client_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatRequest:
+    API: ClassVar[str] = "heartbeat"
+    group_id: str
+    member_id: str
+    generation_id: int
+    owned: list[TopicPartition]
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveGroupRequest:
+    API: ClassVar[str] = "leave_group"
+    group_id: str
+    member_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetCommitRequest:
+    API: ClassVar[str] = "offset_commit"
+    group_id: str
+    offsets: list[tuple[str, int, int, str]]  # topic, partition, offset, metadata
+    member_id: str | None = None
+    generation_id: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetFetchRequest:
+    API: ClassVar[str] = "offset_fetch"
+    group_id: str
+    partitions: list[TopicPartition] | None = None  # None: every committed one
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeGroupsRequest:
+    API: ClassVar[str] = "describe_groups"
+    groups: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ListGroupsRequest:
+    API: ClassVar[str] = "list_groups"
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRequest:
+    API: ClassVar[str] = "status"
+    details: bool = False
+
+
+Request = (MetadataRequest | CreateTopicsRequest | DeleteTopicsRequest | DescribeTopicsRequest
+           | AlterConfigsRequest | ProduceRequest | FetchRequest | ListOffsetsRequest
+           | InitProducerIdRequest | JoinGroupRequest | HeartbeatRequest | LeaveGroupRequest
+           | OffsetCommitRequest | OffsetFetchRequest | DescribeGroupsRequest
+           | ListGroupsRequest | StatusRequest)

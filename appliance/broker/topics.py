@@ -1,0 +1,209 @@
+"""Topics: metadata, creation (and auto-creation), deletion, configs, description.
+
+Creating a topic records its partitions' owners in the metadata and asks
+each owner to open its partitions; deleting one asks the owners to close
+and remove them, and the name stays taken until every owner has (again
+after a restart of the owner).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from appliance.broker import replies as r
+from appliance.broker.outbox import Outbox
+from appliance.broker.readers import PartitionReaders
+from appliance.broker.requests import (
+    AlterConfigsRequest,
+    CreateTopicsRequest,
+    DeleteTopicsRequest,
+    DescribeTopicsRequest,
+    MetadataRequest,
+)
+from appliance.config import ConfigError, ServerConfig, validate_topic_configs
+from appliance.metadata import INTERNAL_TOPICS, Metadata
+from shm.errors import (
+    InvalidConfigError,
+    InvalidRequestError,
+    LeaderNotAvailableError,
+    RinglogError,
+    TopicAlreadyExistsError,
+    TopicDeletionDisabledError,
+    UnknownTopicOrPartitionError,
+)
+from workers import protocol as wp
+
+
+class Topics:
+    def __init__(self, config: ServerConfig, metadata: Metadata, readers: PartitionReaders,
+                 outbox: Outbox):
+        self.config = config
+        self.metadata = metadata
+        self.readers = readers
+        self.outbox = outbox
+        # Deleted topics whose owners have not yet closed and removed every
+        # partition: the name cannot be reused until they have.
+        self._deleting: dict[str, dict[int, int]] = {}  # topic -> partition -> owner
+        self.on_change = lambda: None  # the groups rebalance on topic changes
+
+    # --- the workers' side ---------------------------------------------------------------
+
+    def open_message(self, partitions: list[tuple[str, int]]) -> wp.Open:
+        """Open (or reconfigure) these partitions with their topics' log configs."""
+        configs: dict[str, dict] = {}
+        entries = []
+        for t, p in partitions:
+            if t not in configs:
+                config = self.config.log_config(self.metadata.get(t).configs)
+                configs[t] = {name: getattr(config, name) for name in config.__dataclass_fields__}
+            entries.append(wp.PartitionToOpen(t, p, str(self.readers.directory(t, p)),
+                                              configs[t]))
+        return wp.Open(entries)
+
+    def open_all(self, topic: str) -> None:
+        """Every owner of the topic (re)opens its partitions of it."""
+        by_worker: dict[int, list[tuple[str, int]]] = {}
+        for p, owner in enumerate(self.metadata.get(topic).owners):
+            by_worker.setdefault(owner, []).append((topic, p))
+        for worker, entries in by_worker.items():
+            self.outbox.to_worker(worker, self.open_message(entries))
+
+    def deletions_for(self, worker: int) -> wp.Close | None:
+        """What a worker still has to remove of deleted topics (after a restart too)."""
+        entries = [(t, p, str(self.readers.directory(t, p)))
+                   for t, owners in self._deleting.items()
+                   for p, owner in owners.items() if owner == worker]
+        return wp.Close(entries, delete=True) if entries else None
+
+    def on_closed(self, partitions: list[tuple[str, int]]) -> None:
+        for topic, partition in partitions:
+            owners = self._deleting.get(topic)
+            if owners is not None:
+                owners.pop(partition, None)
+                if not owners:
+                    del self._deleting[topic]
+
+    # --- requests --------------------------------------------------------------------------
+
+    def create(self, name: str, partitions: int, replication_factor: int,
+               configs: dict[str, str]) -> None:
+        if self._deleting.get(name):
+            raise TopicAlreadyExistsError(
+                f"topic {name!r} is still being deleted; retry in a moment")
+        _validate(configs)
+        self.metadata.create(name, partitions, replication_factor, configs)
+        self.open_all(name)
+        self.on_change()
+
+    def for_write(self, name: str) -> None:
+        """Auto-create on first use when the configuration allows it, as Kafka does."""
+        if name in self.metadata.topics:
+            return
+        if self._deleting.get(name):
+            raise LeaderNotAvailableError(f"topic {name!r} is being deleted; retry")
+        if not self.config["auto.create.topics.enable"]:
+            raise UnknownTopicOrPartitionError(
+                f"topic {name!r} does not exist and auto.create.topics.enable is false; "
+                "create it first")
+        self.create(name, int(self.config["num.partitions"]),
+                    int(self.config["default.replication.factor"]), {})
+
+    def metadata_reply(self, request: MetadataRequest) -> r.MetadataReply:
+        broker_id = self.config["broker.id"]
+        topics = []
+        for name in self._names(request.topics):
+            try:
+                if request.allow_auto_create:
+                    self.for_write(name)
+                topic = self.metadata.get(name)
+            except RinglogError as exc:
+                topics.append(r.TopicMetadata(name, error=exc))
+                continue
+            topics.append(r.TopicMetadata(name, [
+                r.PartitionMetadata(p, broker_id, [broker_id], [broker_id])
+                for p in range(topic.partitions)]))
+        host, port = self.config.listener_host_port("listeners")
+        return r.MetadataReply([r.BrokerInfo(broker_id, host, port)], topics)
+
+    def create_topics(self, request: CreateTopicsRequest) -> r.CreateTopicsReply:
+        results = []
+        for spec in request.topics:
+            try:
+                self.create(spec.name, spec.partitions, spec.replication_factor, spec.configs)
+                results.append(r.TopicResult(spec.name))
+            except RinglogError as exc:
+                results.append(r.TopicResult(spec.name, exc))
+        return r.CreateTopicsReply(results)
+
+    def delete_topics(self, request: DeleteTopicsRequest) -> r.DeleteTopicsReply:
+        results = []
+        for name in request.topics:
+            try:
+                self._delete(name)
+                results.append(r.TopicResult(name))
+            except RinglogError as exc:
+                results.append(r.TopicResult(name, exc))
+        self.on_change()
+        return r.DeleteTopicsReply(results)
+
+    def _delete(self, name: str) -> None:
+        if not self.config["delete.topic.enable"]:
+            raise TopicDeletionDisabledError(
+                "topic deletion is disabled; set delete.topic.enable=true")
+        if name in INTERNAL_TOPICS:
+            raise InvalidRequestError(f"{name} is internal and cannot be deleted")
+        topic = self.metadata.delete(name)
+        self._deleting[name] = dict(enumerate(topic.owners))
+        for p in range(topic.partitions):
+            self.readers.forget(name, p)
+        for worker in set(topic.owners):
+            self.outbox.to_worker(worker, self.deletions_for(worker))
+
+    def alter_configs(self, request: AlterConfigsRequest) -> r.AlterConfigsReply:
+        _validate(request.configs)
+        topic = self.metadata.alter(request.topic, request.configs)
+        self.open_all(request.topic)
+        return r.AlterConfigsReply(request.topic, topic.configs)
+
+    def describe_topics(self, request: DescribeTopicsRequest) -> r.DescribeTopicsReply:
+        topics = []
+        for name in self._names(request.topics):
+            try:
+                topic = self.metadata.get(name)
+            except RinglogError as exc:
+                topics.append(r.TopicDescription(name, error=exc))
+                continue
+            partitions = []
+            for p, owner in enumerate(topic.owners):
+                offsets, error = self.offsets_or_error(name, p)
+                partitions.append(r.PartitionDescription(
+                    p, owner, offsets, _disk_usage(self.readers.directory(name, p)), error))
+            topics.append(r.TopicDescription(name, partitions, topic.replication_factor,
+                                             topic.configs))
+        return r.DescribeTopicsReply(topics)
+
+    def offsets_or_error(self, topic: str, partition: int
+                         ) -> tuple[r.PartitionOffsets | None, RinglogError | None]:
+        try:
+            return self.readers.offsets(topic, partition)[0], None
+        except RinglogError as exc:
+            return None, exc
+
+    def _names(self, names: list[str] | None) -> list[str]:
+        return names if names is not None else sorted(self.metadata.topics)
+
+
+def _validate(configs: dict[str, str]) -> dict:
+    try:
+        return validate_topic_configs(configs)
+    except ConfigError as exc:
+        raise InvalidConfigError(str(exc)) from None
+
+
+def _disk_usage(directory: Path) -> int:
+    """Bytes the partition's files occupy (sparse preallocation is not counted)."""
+    try:
+        return sum(e.stat().st_blocks * 512 for e in os.scandir(directory) if e.is_file())
+    except FileNotFoundError:
+        return 0
