@@ -56,31 +56,30 @@ class ListOffsets:
 
     def list_offsets(self, client: Any, request: ListOffsetsRequest) -> None:
         entries = request.partitions
-        results: list[r.PartitionOffset | None] = [None] * len(entries)
+        results: list[r.OffsetForTime | None] = [None] * len(entries)
         by_worker: dict[int, list[int]] = {}
         for i, (topic, partition, timestamp) in enumerate(entries):
             try:
                 position = self.readers.position(topic, partition)
                 if timestamp == EARLIEST:
-                    results[i] = r.PartitionOffset(topic, partition, position.log_start_offset)
+                    results[i] = r.OffsetForTime(topic, partition, position.log_start_offset)
                 elif timestamp == LATEST:
-                    results[i] = r.PartitionOffset(topic, partition, position.high_watermark)
+                    results[i] = r.OffsetForTime(topic, partition, position.high_watermark)
                 elif timestamp >= 0:
                     by_worker.setdefault(self.metadata.owner(topic, partition), []).append(i)
                 else:
                     raise InvalidRequestError(
                         f"timestamp {timestamp}: use -2 (earliest), -1 (latest) or a time in ms")
             except RinglogError as exc:
-                results[i] = r.PartitionOffset(topic, partition, error=exc)
+                results[i] = r.OffsetForTime(topic, partition, error=exc)
 
         def part(indices: list[int], answer: wp.OffsetsForTimes) -> None:
             for i, found in zip(indices, answer.results, strict=True):
-                results[i] = r.PartitionOffset(found.topic, found.partition, found.offset,
-                                               found.timestamp, found.error)
+                results[i] = found
 
         def lost(indices: list[int], error: RinglogError) -> None:
             for i in indices:
-                results[i] = r.PartitionOffset(*entries[i][:2], error=error)
+                results[i] = r.OffsetForTime(*entries[i][:2], error=error)
 
         self.calls.scatter(by_worker, lambda token, indices: wp.ListOffsetsForTimes(
             token, [entries[i] for i in indices]), part, lost,
@@ -150,7 +149,7 @@ class CommittedOffsets:
         partition = partition_for_key(group.encode(),
                                       self.metadata.get(OFFSETS_TOPIC).partitions)
 
-        def stored(results: list[r.PartitionProduceResult]) -> None:
+        def stored(results: list[r.ProduceResult]) -> None:
             error = results[0].error
             if error is not None:
                 on_done(CoordinatorNotAvailableError(f"offsets not stored: {error}; retry"))

@@ -28,7 +28,7 @@ from shm.errors import (
 )
 from workers import protocol as wp
 
-Results = list[r.PartitionProduceResult]
+Results = list[r.ProduceResult]
 
 
 class Produce:
@@ -76,8 +76,8 @@ class Produce:
         """Send each owner its record sets; `on_done(results)` once all are answered.
         `refused` are parts already failed (by index), sent nowhere."""
         refused = refused or {}
-        results: list[r.PartitionProduceResult | None] = [
-            r.PartitionProduceResult(*partitions[i], error=refused[i]) if i in refused else None
+        results: list[r.ProduceResult | None] = [
+            r.ProduceResult(*partitions[i], error=refused[i]) if i in refused else None
             for i in range(len(partitions))]
         by_worker: dict[int, list[int]] = {}
         for i, (topic, partition) in enumerate(partitions):
@@ -86,13 +86,11 @@ class Produce:
 
         def part(indices: list[int], answer: wp.Produced) -> None:
             for i, result in zip(indices, answer.results, strict=True):
-                results[i] = r.PartitionProduceResult(
-                    result.topic, result.partition, result.base_offset,
-                    result.log_append_time, result.error)
+                results[i] = result
 
         def lost(indices: list[int], error: RinglogError) -> None:
             for i in indices:
-                results[i] = r.PartitionProduceResult(*partitions[i], error=error)
+                results[i] = r.ProduceResult(*partitions[i], error=error)
 
         def done() -> None:
             on_done(results)  # type: ignore[arg-type]  (every slot is filled by now)

@@ -3,6 +3,10 @@
 Per-partition (or per-topic) errors are exceptions of the shared registry
 (shm.errors) in an `error` field, None on success; an error of the whole
 request is an ErrorReply. An adapter turns these into its own frames.
+
+A produce's and a list-offsets' per-partition results are the owners'
+own answers (workers.protocol's ProduceResult and OffsetForTime), passed
+through: the core builds them itself only for parts it refuses.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shm.errors import RinglogError
+from workers.protocol import OffsetForTime, ProduceResult
+
+__all__ = ["OffsetForTime", "ProduceResult"]  # with the classes below
 
 Frame = Any
 
@@ -105,17 +112,8 @@ class AlterConfigsReply:
 
 
 @dataclass(frozen=True, slots=True)
-class PartitionProduceResult:
-    topic: str
-    partition: int
-    base_offset: int = -1
-    log_append_time: int = -1
-    error: RinglogError | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class ProduceReply:
-    partitions: list[PartitionProduceResult]
+    partitions: list[ProduceResult]  # as the owners answered, in request order
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,17 +131,8 @@ class FetchReply:
 
 
 @dataclass(frozen=True, slots=True)
-class PartitionOffset:
-    topic: str
-    partition: int
-    offset: int = -1
-    timestamp: int = -1
-    error: RinglogError | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class ListOffsetsReply:
-    partitions: list[PartitionOffset]
+    partitions: list[OffsetForTime]
 
 
 @dataclass(frozen=True, slots=True)
