@@ -198,6 +198,29 @@ class Appliance:
         raise ApplianceFailed(f"the appliance was not serving after {timeout_s:.0f} s:\n"
                               + self.stderr_tail())
 
+    def create_topic(self, name: str, deadline: Deadline, partitions: int = 1,
+                     poll_s: float = 0.02) -> int:
+        """Create a topic and wait until every partition's worker has opened it;
+        the describe calls that took. Past the deadline, says how many partitions
+        were not serving and why the appliance last said it could not open one."""
+        timeout_ms = max(1000, int(deadline.remaining() * 1000))
+        with Admin(self.bootstrap, request_timeout_ms=timeout_ms) as admin:
+            admin.create_topic(name, partitions)
+            polls = 0
+            while True:
+                polls += 1
+                entry = admin.describe_topic(name)
+                waiting = partitions - sum(p.get("error") is None for p in entry["partitions"])
+                if not waiting:
+                    return polls
+                if deadline.expired:
+                    failed = [line.split(": ", 1)[-1] for line in self.stderr_tail(500).splitlines()
+                              if "could not open" in line]
+                    why = f"; the appliance says: {failed[-1]}" if failed else ""
+                    raise deadline.timeout(f"{waiting:,} of {partitions:,} partitions "
+                                           f"not serving{why}")
+                time.sleep(poll_s)
+
     def processes(self) -> list[psutil.Process]:
         """The supervisor and every process under it."""
         try:
@@ -245,25 +268,6 @@ def kill_leftovers() -> None:
         appliance = _RUNNING.pop()
         if appliance.process.poll() is None:
             appliance.kill()
-
-
-def create_topic(bootstrap: str, name: str, deadline: Deadline, partitions: int = 1,
-                 poll_s: float = 0.02) -> int:
-    """Create a topic and wait until every partition's worker has opened it;
-    the describe calls that took. Past the deadline, says how many partitions
-    were still not serving."""
-    timeout_ms = max(1000, int(deadline.remaining() * 1000))
-    with Admin(bootstrap, request_timeout_ms=timeout_ms) as admin:
-        admin.create_topic(name, partitions)
-        polls = 0
-        while True:
-            polls += 1
-            entry = admin.describe_topic(name)
-            waiting = partitions - sum(p.get("error") is None for p in entry["partitions"])
-            if not waiting:
-                return polls
-            deadline.check(f"{waiting:,} of {partitions:,} partitions not serving")
-            time.sleep(poll_s)
 
 
 def make_values(value_bytes: int, seed: int) -> list[bytes]:
