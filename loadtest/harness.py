@@ -231,8 +231,12 @@ class Appliance:
 
     def worker_pids(self) -> list[int]:
         """The live partition workers (an exited, unreaped one is not)."""
+        try:
+            children = psutil.Process(self.process.pid).children()
+        except psutil.Error:
+            return []
         pids = []
-        for child in self.processes()[1:]:
+        for child in children:
             try:
                 if child.status() != psutil.STATUS_ZOMBIE and "worker" in " ".join(child.cmdline()):
                     pids.append(child.pid)
