@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import queue
 import struct
@@ -34,8 +33,10 @@ from typing import Any, NoReturn, TextIO
 
 import click
 
+# one percentile for `ringlog perf` and every benchmark: docs/performance.md, "Percentiles"
+from loadtest.harness import latency_summary, percentile  # noqa: F401 (percentile: re-exported)
+
 MB = 1_000_000  # MB/s as Kafka's perf tools print it: 10^6 bytes
-PERCENTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99), ("p999", 0.999))
 PROGRESS_INTERVAL_S = 5.0  # a plain progress line this often when stderr is not a terminal
 BAR_INTERVAL_S = 0.2  # redraws of the progress bar on a terminal
 POOL_BYTES = 16 << 20  # at most this much random payload is kept, however large the records
@@ -49,25 +50,6 @@ _LETTERS = bytes(65 + i % 26 for i in range(256))  # byte -> 'A'..'Z', as Kafka'
 
 
 # --- measuring ----------------------------------------------------------------------------
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile of already sorted values: always one of them, so
-    p50 <= p95 <= p99 <= p99.9 <= max holds for any data."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, math.ceil(q * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
-
-
-def latency_summary(latencies_ms: Sequence[float]) -> dict[str, float]:
-    """avg, p50, p95, p99, p999 and max of the latencies, in ms."""
-    ordered = sorted(latencies_ms)
-    summary = {"avg": sum(ordered) / len(ordered) if ordered else 0.0}
-    for name, q in PERCENTILES:
-        summary[name] = percentile(ordered, q)
-    summary["max"] = ordered[-1] if ordered else 0.0
-    return summary
-
 
 @dataclass
 class Result:

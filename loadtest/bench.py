@@ -37,11 +37,6 @@ import json
 import multiprocessing
 import os
 import platform
-import random
-import signal
-import socket
-import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -50,17 +45,32 @@ from pathlib import Path
 
 import psutil
 
-from appliance.client import Admin, Consumer, Producer
-from loadtest.harness import MiB, NotEnoughSpace, fs_of, machine, progress, table, work_directory
-from shm.errors import RinglogError
-from workers.__main__ import die_with_parent
+from appliance.client import Consumer, Producer
+from loadtest.harness import (
+    RUN_FAILURES,
+    TAIL_PERCENTILES,
+    VALUE_POOL,
+    Appliance,
+    BenchTimeout,
+    CpuMeter,
+    Deadline,
+    MiB,
+    NotEnoughSpace,
+    cpu_seconds,
+    fs_of,
+    latency_summary,
+    machine,
+    make_values,
+    progress,
+    stopped,
+    table,
+    work_directory,
+)
 
 KiB = 1 << 10
 MB = 1e6
-REPO = Path(__file__).resolve().parents[1]
 WORKLOADS = ("W1", "W2", "W3", "W4")
 W4_VALUE_BYTES = 1024
-VALUE_POOL = 1024  # distinct values cycled through by the producers (built before the clock)
 
 # The issue's targets (benchmarks, not tests).
 TARGETS = {
@@ -75,36 +85,6 @@ TARGET_TEXT = {
     "W3": "p50/p99/p99.9 <= 0.5/1.5/3 ms",
     "W4": ">= 600 MB/s",
 }
-
-
-class BenchTimeout(Exception):
-    """A workload ran past --timeout."""
-
-
-# What ends a run early: a workload past its time, the appliance misbehaving.
-RUN_FAILURES = (BenchTimeout, RuntimeError, RinglogError)
-
-
-def stopped(exc: Exception) -> int:
-    """Say on one line why a run stopped; main()'s exit status."""
-    progress("")
-    text = str(exc) if isinstance(exc, BenchTimeout) else f"{type(exc).__name__}: {exc}"
-    print(f"error: {text}", file=sys.stderr)
-    return 1
-
-
-class Deadline:
-    def __init__(self, what: str, seconds: float):
-        self.what, self.seconds = what, seconds
-        self.at = time.monotonic() + seconds
-
-    def remaining(self) -> float:
-        return self.at - time.monotonic()
-
-    def check(self) -> None:
-        if time.monotonic() > self.at:
-            raise BenchTimeout(f"{self.what} did not finish within {self.seconds:.0f} s "
-                               "(--timeout); aborting")
 
 
 # --- settings ---------------------------------------------------------------------
@@ -204,6 +184,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
         parser.error("--value-bytes must be between 8 and 1,000,000")
     if not 1 <= rate <= 1_000_000 or not 0.1 <= seconds <= 3600:
         parser.error("--rate must be 1..1,000,000 and --seconds 0.1..3600")
+    if "W3" in workloads and int(rate * seconds) < 1:
+        parser.error("--rate times --seconds must come to at least one W3 record")
     if args.timeout <= 0:
         parser.error("--timeout must be positive")
     try:
@@ -220,126 +202,6 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Settings]:
                         w4_producer_settings=w4_producer_settings, w4_records=records,
                         quick=args.quick)
     return args, settings
-
-
-# --- the appliance ----------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Appliance:
-    """`python -m appliance serve` in its own session, one worker, data in `workdir`."""
-
-    def __init__(self, workdir: Path, workers: int = 1, overrides: tuple[str, ...] = ()):
-        self.port = free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
-        self.workers = workers
-        self.log_dir = workdir / "data"
-        self.stderr_path = workdir / "appliance.log"
-        env = {**os.environ, "RINGLOG_SHM_DIR": str(workdir / "shm")}
-        args = [sys.executable, "-m", "appliance", "serve",
-                "--override", f"listeners=tcp://127.0.0.1:{self.port}",
-                "--override", f"log.dirs={self.log_dir}",
-                "--override", f"num.workers={workers}",
-                "--override", "log.flush.policy=batch",
-                "--override", "http.listener=127.0.0.1:0",  # never clash on the default 7094
-                *(arg for o in overrides for arg in ("--override", o))]
-        with open(self.stderr_path, "ab") as stderr:
-            self.process = subprocess.Popen(args, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
-                                            stdout=subprocess.DEVNULL, stderr=stderr,
-                                            start_new_session=True,
-                                            # a bench killed by SIGKILL (a test's timeout)
-                                            # must not leave its appliance behind
-                                            preexec_fn=die_with_parent)
-
-    def stderr_tail(self, lines: int = 20) -> str:
-        try:
-            text = self.stderr_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def wait_until_serving(self, timeout_s: float = 30) -> None:
-        deadline = time.monotonic() + timeout_s
-        with Admin(self.bootstrap, request_timeout_ms=500) as admin:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"the appliance exited with {self.process.returncode}:\n"
-                                       + self.stderr_tail())
-                try:
-                    status = admin._request("status").fields
-                except Exception:  # not listening yet: the request times out
-                    continue
-                if len(status.get("workers", ())) >= self.workers:
-                    return
-                time.sleep(0.05)
-        raise RuntimeError(f"the appliance was not serving after {timeout_s:.0f} s:\n"
-                           + self.stderr_tail())
-
-    def processes(self) -> list[psutil.Process]:
-        try:
-            root = psutil.Process(self.process.pid)
-            return [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return []
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(5)
-            return -9
-
-
-def create_topic(bootstrap: str, name: str, deadline: Deadline) -> None:
-    """Create a one-partition topic and wait until its worker has opened it."""
-    with Admin(bootstrap) as admin:
-        admin.create_topic(name, 1)
-        while True:
-            entry = admin.describe_topic(name)
-            if all(p.get("error") is None for p in entry["partitions"]):
-                return
-            deadline.check()
-            time.sleep(0.02)
-
-
-# --- CPU accounting -----------------------------------------------------------------------
-
-
-def _cpu(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
-
-
-class CpuMeter:
-    """CPU seconds of this process and of the appliance's processes between start() and stop()."""
-
-    def __init__(self, appliance: Appliance):
-        self.appliance = appliance
-        self.me = psutil.Process()
-
-    def _snapshot(self) -> tuple[float, dict[int, float]]:
-        app = {}
-        for p in self.appliance.processes():
-            with contextlib.suppress(psutil.Error):
-                app[p.pid] = _cpu(p)
-        return _cpu(self.me), app
-
-    def start(self) -> None:
-        self._before = self._snapshot()
-
-    def stop(self) -> tuple[float, float]:
-        own, app = self._snapshot()
-        own0, app0 = self._before
-        return own - own0, sum(v - app0.get(pid, 0.0) for pid, v in app.items())
 
 
 # --- results --------------------------------------------------------------------------
@@ -367,11 +229,6 @@ class Result:
     @property
     def mbps(self) -> float:
         return self.rate * self.value_bytes / MB
-
-
-def make_values(value_bytes: int, seed: int) -> list[bytes]:
-    rng = random.Random(seed)
-    return [rng.randbytes(value_bytes) for _ in range(VALUE_POOL)]
 
 
 # --- W1 / W4: produce ---------------------------------------------------------------------
@@ -508,23 +365,16 @@ def latency_consumer(bootstrap: str, topic: str, ready, control, results) -> Non
                 if sent == 0:
                     continue  # warm-up record
                 if cpu0 is None:
-                    cpu0 = _cpu(me)
+                    cpu0 = cpu_seconds(me)
                 latencies.append(now - sent)
             if control.poll():
                 expected = control.recv()
                 if expected < 0:
                     break
-        cpu = _cpu(me) - cpu0 if cpu0 is not None else 0.0
+        cpu = cpu_seconds(me) - cpu0 if cpu0 is not None else 0.0
         results.send((latencies.tobytes(), cpu))
     finally:
         consumer.close()
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
-    return sorted_values[index]
 
 
 def run_latency(bootstrap: str, topic: str, rate: int, seconds: float, value_bytes: int,
@@ -591,18 +441,18 @@ def run_latency(bootstrap: str, topic: str, rate: int, seconds: float, value_byt
                 child.join(5)
     received = array("q")
     received.frombytes(raw)
-    e2e = sorted(v / 1e6 for v in received)
-    ack = sorted(v / 1e6 for v in acks)
-    latency = {"p50": percentile(e2e, 0.5), "p99": percentile(e2e, 0.99),
-               "p99.9": percentile(e2e, 0.999), "max": e2e[-1] if e2e else float("nan"),
-               "ack_p50": percentile(ack, 0.5), "ack_p99": percentile(ack, 0.99),
-               "ack_p99.9": percentile(ack, 0.999)}
+    if not received:
+        raise RuntimeError(f"W3: the consumer received none of the {sent_count:,} records")
+    e2e = latency_summary((v / 1e6 for v in received), TAIL_PERCENTILES)
+    ack = latency_summary((v / 1e6 for v in acks), TAIL_PERCENTILES)
+    latency = {"p50": e2e["p50"], "p99": e2e["p99"], "p99.9": e2e["p99.9"], "max": e2e["max"],
+               **{f"ack_{name}": ack[name] for name, _ in TAIL_PERCENTILES}}
     return Result("W3", f"end-to-end {value_bytes} B, acks=1",
                   f"{rate:,}/s for {seconds:g} s, linger 0 ms", sent_count, value_bytes,
                   send_seconds, client_cpu + consumer_cpu, appliance_cpu, latency_ms=latency,
-                  extra={"received": len(e2e), "producer_cpu_s": client_cpu,
+                  extra={"received": len(received), "producer_cpu_s": client_cpu,
                          "consumer_cpu_s": consumer_cpu, "topic": topic,
-                         "mean_ms": statistics.fmean(e2e) if e2e else float("nan")})
+                         "mean_ms": e2e["avg"]})
 
 
 # --- report ------------------------------------------------------------------------------
@@ -697,7 +547,7 @@ def report(s: Settings, workdir: Path, results: list[Result], load: tuple[float,
 
 def run(s: Settings, workdir: Path, progress: Callable[[str], None]) -> list[Result]:
     results: list[Result] = []
-    appliance = Appliance(workdir)
+    appliance = Appliance(workdir, "log.flush.policy=batch")
     try:
         appliance.wait_until_serving()
         meter = CpuMeter(appliance)
@@ -711,7 +561,7 @@ def run(s: Settings, workdir: Path, progress: Callable[[str], None]) -> list[Res
                 progress(f"{label}: producing {s.records:,} records")
                 deadline = Deadline(label, s.timeout)
                 topic = f"bench-w1-{i}"
-                create_topic(bootstrap, topic, deadline)
+                appliance.create_topic(topic, deadline)
                 result = run_produce("W1", bootstrap, topic, s.records, s.value_bytes, setting,
                                      meter, deadline)
                 if "W1" in s.workloads:
@@ -724,7 +574,7 @@ def run(s: Settings, workdir: Path, progress: Callable[[str], None]) -> list[Res
         if "W3" in s.workloads:
             progress(f"W3: {s.rate:,} records/s for {s.seconds:g} s")
             deadline = Deadline("W3", s.timeout)
-            create_topic(bootstrap, "bench-w3", deadline)
+            appliance.create_topic("bench-w3", deadline)
             results.append(run_latency(bootstrap, "bench-w3", s.rate, s.seconds, s.value_bytes,
                                        meter, deadline))
         if "W4" in s.workloads:
@@ -733,7 +583,7 @@ def run(s: Settings, workdir: Path, progress: Callable[[str], None]) -> list[Res
                 progress(f"{label}: producing {s.w4_records:,} records of 1 KiB")
                 deadline = Deadline(label, s.timeout)
                 topic = f"bench-w4-{i}"
-                create_topic(bootstrap, topic, deadline)
+                appliance.create_topic(topic, deadline)
                 results.append(run_produce("W4", bootstrap, topic, s.w4_records, W4_VALUE_BYTES,
                                            setting, meter, deadline))
     finally:

@@ -18,18 +18,17 @@ from pathlib import Path
 
 from appliance.client import Admin, Producer
 from appliance.client.blocking_connection import BlockingConnection
-from loadtest.bench import Appliance
-from loadtest.harness import work_directory
+from loadtest.harness import TAIL_PERCENTILES, Appliance, latency_summary, work_directory
 
 
 def percentiles_ms(samples: list[float]) -> str:
-    ordered = sorted(samples)
-    n = len(ordered)
-    return " / ".join(f"{ordered[min(n - 1, int(q * n))] * 1e3:.3f}" for q in (0.5, 0.99, 0.999))
+    """p50 / p99 / p99.9 of samples in seconds, in ms."""
+    summary = latency_summary((v * 1e3 for v in samples), TAIL_PERCENTILES)
+    return " / ".join(f"{summary[name]:.3f}" for name, _ in TAIL_PERCENTILES)
 
 
 def measure(workdir: Path, policy: str, requests: int) -> None:
-    appliance = Appliance(workdir, overrides=(f"log.flush.policy={policy}",))
+    appliance = Appliance(workdir, f"log.flush.policy={policy}")
     try:
         appliance.wait_until_serving()
         with Admin(appliance.bootstrap) as admin:

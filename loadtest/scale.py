@@ -4,7 +4,7 @@
     python -m loadtest.scale --partitions 1,1000 --records 200000
     python -m loadtest.scale --quick                 # 1 and 200 partitions, 20,000 records
 
-Each case starts its own appliance (loadtest.bench.Appliance: supervisor and
+Each case starts its own appliance (loadtest.harness.Appliance: supervisor and
 --workers workers, flush policy `batch`, data and control blocks under a
 temporary directory in --dir), so the memory, descriptors and maps reported
 are those of one topic of P partitions (plus __consumer_offsets), and runs:
@@ -54,17 +54,22 @@ from pathlib import Path
 
 import psutil
 
-from appliance.client import Admin, Consumer, Producer
-from loadtest.bench import (
+from appliance.client import Admin, Connection, Consumer, Producer
+from loadtest.harness import (
     RUN_FAILURES,
     VALUE_POOL,
     Appliance,
-    BenchTimeout,
     Deadline,
+    MiB,
+    NotEnoughSpace,
+    fs_of,
+    machine,
     make_values,
+    progress,
     stopped,
+    table,
+    work_directory,
 )
-from loadtest.harness import MiB, NotEnoughSpace, fs_of, machine, progress, table, work_directory
 
 MB = 1e6
 GiB = 1 << 30
@@ -179,9 +184,8 @@ def disk_figures(appliance: Appliance) -> dict[str, int]:
                 files += 1
                 apparent += st.st_size
                 allocated += st.st_blocks * 512
-    shm_dir = appliance.log_dir.parent / "shm"
     control_blocks = sum(len([n for n in names if n.endswith(".ctl")])
-                         for _, _, names in os.walk(shm_dir))
+                         for _, _, names in os.walk(appliance.shm_dir))
     return {"files": files, "apparent_bytes": apparent, "allocated_bytes": allocated,
             "control_blocks": control_blocks}
 
@@ -192,23 +196,8 @@ def disk_figures(appliance: Appliance) -> dict[str, int]:
 def create_topic(appliance: Appliance, partitions: int, deadline: Deadline) -> tuple[float, int]:
     """Create the topic; seconds until every partition serves, and describe calls made."""
     began = time.perf_counter()
-    polls = 0
-    with Admin(appliance.bootstrap, request_timeout_ms=int(deadline.seconds * 1000)) as admin:
-        admin.create_topic(TOPIC, partitions)
-        while True:
-            polls += 1
-            entry = admin.describe_topic(TOPIC)
-            waiting = sum(p.get("error") is not None for p in entry["partitions"])
-            if len(entry["partitions"]) == partitions and not waiting:
-                return time.perf_counter() - began, polls
-            try:
-                deadline.check()
-            except BenchTimeout as exc:
-                failed = [line for line in appliance.stderr_tail(500).splitlines()
-                          if "could not open" in line]
-                why = f"; the appliance says: {failed[-1].split(': ', 1)[-1]}" if failed else ""
-                raise BenchTimeout(f"{exc} ({waiting:,} partitions not serving{why})") from None
-            time.sleep(DESCRIBE_EVERY_S)
+    polls = appliance.create_topic(TOPIC, deadline, partitions, poll_s=DESCRIBE_EVERY_S)
+    return time.perf_counter() - began, polls
 
 
 def high_watermarks(appliance: Appliance) -> list[int]:
@@ -229,14 +218,17 @@ def request_costs(appliance: Appliance, expected: list[int]) -> dict[str, float]
             "describe": ("describe_topics", {"topics": [TOPIC]}),
             "fetch": ("fetch", fetch)}
     costs: dict[str, float] = {}
-    with Admin(appliance.bootstrap) as admin:
+    connection = Connection(appliance.bootstrap)
+    try:
         for name, (api, fields) in asks.items():
             times = []
             for _ in range(3):
                 began = time.perf_counter()
-                admin._request(api, fields)
+                connection.request(api, fields)
                 times.append((time.perf_counter() - began) * 1000)
             costs[name] = sorted(times)[1]
+    finally:
+        connection.close()
     costs["metadata_file_bytes"] = float(
         (appliance.log_dir / "ringlog-metadata.json").stat().st_size)
     return costs
@@ -384,7 +376,7 @@ def run_case(s: Settings, partitions: int, workdir: Path,
     load0 = os.getloadavg()[0]
     values = make_values(s.value_bytes, seed=partitions)
     began = time.perf_counter()
-    appliance = Appliance(workdir, workers=s.workers)
+    appliance = Appliance(workdir, "log.flush.policy=batch", workers=s.workers)
     try:
         appliance.wait_until_serving(timeout_s=min(s.timeout, 120))
         case.start_s = time.perf_counter() - began

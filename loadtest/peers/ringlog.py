@@ -1,4 +1,4 @@
-"""Ringlog's side of the comparison: loadtest/bench.py's appliance and its
+"""Ringlog's side of the comparison: the harness's appliance and loadtest/bench.py's
 W1/W2/W3 runs, called as they are so both benchmarks measure the same thing."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from loadtest import bench
-from loadtest.harness import MiB
+from loadtest.harness import Appliance, ApplianceFailed, CpuMeter, MiB
 from loadtest.peers.peer import Peer, PeerUnavailable
 from loadtest.peers.workload import Deadline, Measurement
 
@@ -25,15 +25,15 @@ class Ringlog(Peer):
         super().__init__()
         self.version = _version()
         self.client = f"appliance.client Producer/Consumer ({SETTING.label()})"
-        self.appliance: bench.Appliance | None = None
+        self.appliance: Appliance | None = None
 
     def start(self, workdir: Path) -> None:
-        self.appliance = bench.Appliance(workdir)
+        self.appliance = Appliance(workdir, "log.flush.policy=batch")
         try:
             self.appliance.wait_until_serving()
-        except RuntimeError as exc:
+        except ApplianceFailed as exc:
             raise PeerUnavailable(f"ringlog: {exc}") from None
-        self.meter = bench.CpuMeter(self.appliance)
+        self.meter = CpuMeter(self.appliance)
 
     def stop(self) -> None:
         if self.appliance is not None:
@@ -41,7 +41,7 @@ class Ringlog(Peer):
             self.appliance = None
 
     def _topic(self, stream: str, deadline: Deadline) -> str:
-        bench.create_topic(self.appliance.bootstrap, stream, deadline)
+        self.appliance.create_topic(stream, deadline)
         return stream
 
     def produce(self, workload: str, stream: str, records: int, value_bytes: int,

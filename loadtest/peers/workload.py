@@ -10,11 +10,18 @@ import multiprocessing
 import signal
 import time
 from array import array
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from loadtest.bench import VALUE_POOL, BenchTimeout, Deadline, make_values, percentile
+from loadtest.harness import (
+    TAIL_PERCENTILES,
+    VALUE_POOL,
+    BenchTimeout,
+    Deadline,
+    latency_summary,
+    make_values,
+)
 
 __all__ = ["VALUE_POOL", "BenchTimeout", "Deadline", "make_values"]
 
@@ -73,18 +80,13 @@ def deadline_for(workload: str, peer: str, plan: Plan) -> Deadline:
     return Deadline(f"{workload} on {peer}", plan.timeout)
 
 
-def timed_out(deadline: Deadline) -> BenchTimeout:
-    return BenchTimeout(f"{deadline.what} did not finish within {deadline.seconds:.0f} s "
-                        "(--timeout); aborting")
-
-
 async def within(deadline: Deadline, work: Awaitable[T]) -> T:
     """Await `work` no longer than the deadline allows: the asyncio clients'
     calls block in the event loop, where Deadline.check() is never reached."""
     try:
         return await asyncio.wait_for(work, max(0.001, deadline.remaining()))
     except TimeoutError:
-        raise timed_out(deadline) from None
+        raise deadline.timeout() from None
 
 
 def paced(rate: int, total: int) -> Iterator[tuple[int, float]]:
@@ -118,12 +120,11 @@ def check_read_back(got: int, last: bytes, records: int, value_bytes: int,
         raise RuntimeError(f"W2 read {got:,} records of {stream}, expected {records:,}")
 
 
-def latency_summary(received_ns: Iterable[int]) -> dict[str, float]:
-    """p50, p99, p99.9 and max of end-to-end latency in milliseconds."""
-    ms = sorted(v / 1e6 for v in received_ns)
-    return {"p50": percentile(ms, 0.5), "p99": percentile(ms, 0.99),
-            "p99.9": percentile(ms, 0.999), "max": ms[-1] if ms else float("nan"),
-            "received": len(ms)}
+def e2e_summary(received_ns: Sequence[int]) -> dict[str, float]:
+    """p50, p99, p99.9 and max of end-to-end latency in milliseconds, as the bench's W3."""
+    summary = latency_summary((v / 1e6 for v in received_ns), TAIL_PERCENTILES)
+    del summary["avg"]
+    return {**summary, "received": len(received_ns)}
 
 
 class LatencyReceiver:
@@ -206,7 +207,7 @@ class LatencyProbe:
                                f"records {wait:.0f} s after the last send")
         received = array("q")
         received.frombytes(self._results_r.recv())
-        return latency_summary(received)
+        return e2e_summary(received)
 
     def close(self) -> None:
         """Stop the consumer whatever happened; never leaves the process behind."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 
 from appliance.client import Admin, Consumer, Producer
-from tests.integration.conftest import start_appliance, wait_until_serving
+from tests.integration.conftest import start_appliance
 
 TOPIC, PARTITIONS = "acked", 4
 
@@ -128,7 +128,7 @@ def test_killing_the_whole_appliance_loses_no_acknowledged_record(tmp_path: Path
         assert not missing, f"{len(missing)} of {len(promised)} acknowledged records lost"
         values = list(stored.values())
         assert len(values) == len(set(values)), "a retried record was stored twice"
-        wait_until_serving(restarted, 2)
+        restarted.wait_until_serving()
     finally:
         assert restarted.stop() == 0, restarted.stderr()
 

@@ -72,7 +72,7 @@ def test_status_shows_a_killed_worker_down_then_restarted(appliance):
     deadline = time.monotonic() + 30
     with Admin(appliance.bootstrap) as admin:
         while time.monotonic() < deadline:
-            status = admin._request("status").fields
+            status = admin.status()
             if status["serving"] and all(p["pid"] != victim for p in status["processes"]):
                 break
             time.sleep(0.05)
