@@ -270,9 +270,9 @@ def perf() -> None:
     """Measure throughput and latency, like Kafka's producer and consumer perf tests."""
 
 
-# appliance.cli registers `perf` when it is imported, so the group above must
-# exist before this module imports appliance.cli back (either may come first).
-from appliance.cli import (  # noqa: E402
+# appliance.cli.command registers `perf` when it is imported, so the group above must
+# exist before this module imports appliance.cli.command back (either may come first).
+from appliance.cli.command import (  # noqa: E402
     DEFAULT_TIMEOUT_MS,
     EXIT_USAGE,
     Fail,

@@ -658,6 +658,6 @@ def _group_rows(groups: list[dict]) -> list[list[Any]]:
 
 # --- perf ---------------------------------------------------------------------------------
 
-from appliance.perf import perf  # noqa: E402  (last: appliance.perf imports this module)
+from appliance.cli.perf import perf  # noqa: E402  (last: appliance.cli.perf imports this module)
 
 main.add_command(perf)

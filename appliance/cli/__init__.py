@@ -1,0 +1,5 @@
+"""The `ringlog` command line."""
+
+from appliance.cli.command import main
+
+__all__ = ["main"]
