@@ -13,7 +13,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -28,7 +28,53 @@ if TYPE_CHECKING:
     from appliance.client import Admin
 
 
-@click.group()
+class UsageLine(click.UsageError):
+    """A usage error as the one line every ringlog failure is: the problem,
+    then where the fix is, instead of click's usage block."""
+
+    def __init__(self, error: click.UsageError):
+        super().__init__(error.format_message(), error.ctx)
+
+    def format_message(self) -> str:
+        problem = " ".join(self.message.split()).rstrip(".")
+        if self.ctx is None:
+            return problem
+        return f"{problem}; see '{self.ctx.command_path} --help'"
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"ringlog: {self.format_message()}", file=file, err=True)
+
+
+class RootGroup(click.Group):
+    """The root group. Every command and subgroup is parsed and run inside its
+    `make_context` and `invoke`, so each of their usage errors passes here and
+    leaves as a UsageLine, exit 2, with no class for them to inherit.
+
+    A group given no command still prints its help (click's
+    NoArgsIsHelpError): that is the list of commands asked for, not a mistake.
+    """
+
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+
+def _one_line(error: click.UsageError) -> click.UsageError:
+    if isinstance(error, UsageLine | click.exceptions.NoArgsIsHelpError):
+        return error
+    return UsageLine(error)
+
+
+@click.group(cls=RootGroup)
 @click.version_option(package_name="ringlog")
 def ringlog() -> None:
     """Ringlog: a Kafka-style log broker appliance."""

@@ -21,13 +21,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
 import threading
 import time
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
@@ -57,39 +56,7 @@ MAX_POLL_RECORDS = 500  # Kafka's max.poll.records default: what one poll of con
 DEFAULT_RUN_TIMEOUT_S = 300.0
 
 
-def _usage_error(exc: click.UsageError, command_path: str) -> NoReturn:
-    click.echo(f"ringlog: {exc.format_message()} (see {command_path} --help)", err=True)
-    sys.exit(2)
-
-
-class OneLineUsage:
-    """A usage error (bad or missing option) is one line, "ringlog: ...", and
-    exit 2, instead of click's usage block."""
-
-    def make_context(self, info_name: str | None, args: list[str],
-                     parent: click.Context | None = None, **extra: Any) -> click.Context:
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.UsageError as exc:
-            _usage_error(exc, " ".join(filter(None, [parent.command_path if parent else None,
-                                                     info_name])))
-
-
-class PerfCommand(OneLineUsage, click.Command):
-    pass
-
-
-class PerfGroup(OneLineUsage, click.Group):
-    command_class = PerfCommand
-
-    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
-        try:
-            return super().resolve_command(ctx, args)
-        except click.UsageError as exc:  # no such command
-            _usage_error(exc, ctx.command_path)
-
-
-@click.group(cls=PerfGroup)
+@click.group()
 def perf() -> None:
     """Measure throughput and latency, like Kafka's producer and consumer perf tests."""
 
