@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -20,9 +22,11 @@ from shm.errors import UnsupportedVersionError
 GROUPS_NOT_SERVED = "consumer groups are not served yet by the appliance at {}"
 
 
-def _group_request(admin: Any, api: str, fields: dict | None, bootstrap: str) -> dict:
+@contextlib.contextmanager
+def _groups_served(bootstrap: str) -> Iterator[None]:
+    """An appliance that serves no group APIs is a usage error, said so."""
     try:
-        return admin._request(api, fields).fields
+        yield
     except UnsupportedVersionError:
         raise Fail(GROUPS_NOT_SERVED.format(bootstrap), EXIT_USAGE) from None
 
@@ -38,8 +42,8 @@ def groups() -> None:
 @client_command()
 def groups_list(bootstrap_server: str, timeout_ms: int) -> None:
     """Consumer groups the appliance knows, with their state and member count."""
-    with open_admin(bootstrap_server, timeout_ms) as admin:
-        listed = _group_request(admin, "list_groups", None, bootstrap_server)["groups"]
+    with open_admin(bootstrap_server, timeout_ms) as admin, _groups_served(bootstrap_server):
+        listed = admin.list_groups()
     if not listed:
         return
     rows = []
@@ -59,9 +63,8 @@ def groups_describe(group: str, bootstrap_server: str, timeout_ms: int) -> None:
     """Members of GROUP and, per partition, committed offset, high watermark and lag."""
     from appliance.client.connection import raise_for
 
-    with open_admin(bootstrap_server, timeout_ms) as admin:
-        described = _group_request(admin, "describe_groups", {"groups": [group]},
-                                   bootstrap_server)["groups"][0]
+    with open_admin(bootstrap_server, timeout_ms) as admin, _groups_served(bootstrap_server):
+        described = admin.describe_group(group)
     raise_for(described)
     members = described.get("members") or []
     offsets = described.get("offsets") or []

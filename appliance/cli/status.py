@@ -28,7 +28,7 @@ def status(bootstrap_server: str, timeout_ms: int) -> None:
     """Each process (pid, RSS, CPU, partitions), each partition's offsets and size,
     each consumer group's lag."""
     with open_admin(bootstrap_server, timeout_ms) as admin:
-        state = admin._request("status", {"details": True}).fields
+        state = admin.status(details=True)
     processes = state.get("processes") or []
     workers = [p for p in processes if p.get("worker") is not None]
     click.echo(f"Appliance: {bootstrap_server}  "
