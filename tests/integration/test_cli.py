@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from tests.integration.conftest import REPO, free_port
 
@@ -234,18 +235,35 @@ def test_a_dead_server_fails_fast_with_one_line():
     assert time.monotonic() - started < 10
 
 
-def test_usage_errors_exit_2():
+def test_usage_errors_are_one_line_and_exit_2():
     bootstrap = f"127.0.0.1:{free_port()}"  # never contacted: the arguments are refused first
-    for args in (["topics", "create", "t", "--partitions", "1", "--config", "retention.ms"],
-                 ["topics", "alter", "t", "--config", "=1"],
-                 ["topics", "create", "t"],  # --partitions is required
-                 ["consume", "t", "--offset", "3"],  # --offset needs --partition
-                 ["consume", "t", "--partition", "0", "--offset", "minus one"],
-                 ["produce", "t", "--acks", "2"],
-                 ["topics", "list", "--bootstrap-server", "no-port"]):
-        result = ringlog(bootstrap, *args, timeout=30)
-        assert result.returncode == 2, (args, result.stderr.decode())
-        assert b"Traceback" not in result.stderr
+    for args, command in (
+            (["topics", "create", "t", "--partitions", "1", "--config", "retention.ms"],
+             "topics create"),
+            (["topics", "alter", "t", "--config", "=1"], "topics alter"),
+            (["topics", "create", "t"], "topics create"),  # --partitions is required
+            (["topics", "create"], "topics create"),
+            (["topics", "--bad-flag"], "topics"),
+            (["nosuchcommand"], ""),
+            (["consume"], "consume"),
+            (["consume", "t", "--offset", "3"], "consume"),  # --offset needs --partition
+            (["consume", "t", "--partition", "0", "--offset", "minus one"], "consume"),
+            (["produce", "t", "--acks", "2"], "produce"),
+            (["groups", "describe"], "groups describe"),
+            (["perf", "produce", "--num-records", "10"], "perf produce"),
+            (["topics", "list", "--bootstrap-server", "no-port"], "topics list")):
+        line = one_error_line(ringlog(bootstrap, *args, timeout=30), 2)
+        help_command = " ".join(filter(None, ["python -m appliance", command]))
+        assert line.endswith(f"; see '{help_command} --help'"), (args, line)
+
+
+def test_the_installed_ringlog_command_names_itself_in_the_fix():
+    script = Path(sys.executable).with_name("ringlog")  # the console script pip installed
+    result = subprocess.run([str(script), "topics", "create", "x"], capture_output=True,
+                            timeout=30, cwd=REPO)
+    assert one_error_line(result, 2) == \
+        "ringlog: Missing option '--partitions'; see 'ringlog topics create --help'"
+    assert result.stdout == b""
 
 
 def test_ctrl_c_ends_consume_quietly(appliance):

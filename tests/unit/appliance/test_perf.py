@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from appliance.perf import (
+from appliance.cli.perf_measure import (
     POOL_BYTES,
     PROGRESS_INTERVAL_S,
     STAMP,

@@ -1,0 +1,104 @@
+"""`ringlog topics create|list|describe|alter|delete`."""
+
+from __future__ import annotations
+
+import click
+
+from appliance.cli.command import bootstrap_option, client_command, open_admin, timeout_option
+from appliance.cli.table import PARTITION_HEADERS, partition_rows, table, with_error_column
+
+
+def _parse_configs(_ctx: click.Context, _param: click.Parameter,
+                   values: tuple[str, ...]) -> dict[str, str]:
+    configs: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE, e.g. retention.ms=86400000")
+        configs[key.strip()] = value.strip()
+    return configs
+
+
+
+@click.group()
+def topics() -> None:
+    """Create, list, describe, alter and delete topics."""
+
+
+@topics.command("create")
+@click.argument("name")
+@click.option("--partitions", type=click.IntRange(min=1), required=True,
+              help="number of partitions")
+@click.option("--replication-factor", type=click.IntRange(min=1), default=1, show_default=True,
+              help="copies of each partition (one node: 1)")
+@click.option("--config", "configs", multiple=True, metavar="KEY=VALUE",
+              callback=_parse_configs, help="a topic config, e.g. retention.ms=86400000; "
+              "repeatable")
+@bootstrap_option
+@timeout_option
+@client_command()
+def topics_create(name: str, partitions: int, replication_factor: int,
+                  configs: dict[str, str], bootstrap_server: str, timeout_ms: int) -> None:
+    """Create topic NAME."""
+    with open_admin(bootstrap_server, timeout_ms) as admin:
+        admin.create_topic(name, partitions, replication_factor, configs)
+    click.echo(f"Created topic {name}.")
+
+
+@topics.command("list")
+@bootstrap_option
+@timeout_option
+@client_command()
+def topics_list(bootstrap_server: str, timeout_ms: int) -> None:
+    """List topic names, one a line."""
+    with open_admin(bootstrap_server, timeout_ms) as admin:
+        names = admin.list_topics()
+    for name in sorted(names):
+        click.echo(name)
+
+
+@topics.command("describe")
+@click.argument("name")
+@bootstrap_option
+@timeout_option
+@client_command()
+def topics_describe(name: str, bootstrap_server: str, timeout_ms: int) -> None:
+    """Partitions of topic NAME: owner worker, offsets, high watermark, size on disk."""
+    with open_admin(bootstrap_server, timeout_ms) as admin:
+        topic = admin.describe_topic(name)
+    partitions = topic.get("partitions", [])
+    configs = topic.get("configs") or {}
+    config_text = ",".join(f"{k}={v}" for k, v in sorted(configs.items())) or "-"
+    click.echo(f"Topic: {name}  Partitions: {len(partitions)}  "
+               f"ReplicationFactor: {topic.get('replication_factor', 1)}  Configs: {config_text}")
+    rows = partition_rows(partitions)
+    headers = with_error_column(PARTITION_HEADERS, rows)
+    click.echo(table(headers, rows, right={0, 1, 2, 3, 4, 5}))
+
+
+@topics.command("alter")
+@click.argument("name")
+@click.option("--config", "configs", multiple=True, metavar="KEY=VALUE", required=True,
+              callback=_parse_configs, help="a topic config to set; repeatable")
+@bootstrap_option
+@timeout_option
+@client_command()
+def topics_alter(name: str, configs: dict[str, str], bootstrap_server: str,
+                 timeout_ms: int) -> None:
+    """Set configs of topic NAME (others keep their values)."""
+    with open_admin(bootstrap_server, timeout_ms) as admin:
+        result = admin.alter_configs(name, configs)
+    shown = ",".join(f"{k}={v}" for k, v in sorted((result or configs).items()))
+    click.echo(f"Updated topic {name}: {shown}")
+
+
+@topics.command("delete")
+@click.argument("name")
+@bootstrap_option
+@timeout_option
+@client_command()
+def topics_delete(name: str, bootstrap_server: str, timeout_ms: int) -> None:
+    """Delete topic NAME and its data (needs delete.topic.enable on the appliance)."""
+    with open_admin(bootstrap_server, timeout_ms) as admin:
+        admin.delete_topic(name)
+    click.echo(f"Deleted topic {name}.")
