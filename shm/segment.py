@@ -496,10 +496,12 @@ class Segment:
             return
         old_size = self.size
         self.size = pos
-        rel = offset - self.base_offset
-        keep = sum(1 for r, p in self.offset_index.entries() if p < pos and r < rel)
+        # The new end is the base of the batch holding `offset`, not `offset`:
+        # an entry for that batch (a time entry names it by its base) goes with it.
+        end = batch_bounds(self.buffer, pos)[0]
+        keep = sum(1 for r, p in self.offset_index.entries() if p < pos)
         self.offset_index.truncate_entries(keep)
-        keep_time = sum(1 for _, r in self.time_index.entries() if self.base_offset + r < offset)
+        keep_time = sum(1 for _, r in self.time_index.entries() if self.base_offset + r < end)
         self.time_index.truncate_entries(keep_time)
         zero_range(self._fd, pos, old_size - pos)
         os.fdatasync(self._fd)

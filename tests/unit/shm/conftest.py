@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from shm.partition_log import LogConfig, PartitionLog
-from shm.records import Record, encode_batch
+from shm.records import Record, encode_batch, iter_batches
 
 _counter = itertools.count()
 
@@ -41,3 +42,29 @@ def open_log(tmp_path: Path) -> Iterator[Callable[..., PartitionLog]]:
     for log in opened:
         if log.segments:
             log.close()
+
+
+def abandon(log: PartitionLog) -> None:
+    """Let go of a log as a killed writer would: no trim, no checkpoint, no marker."""
+    for segment in log.segments:
+        segment.close()
+    log.segments.clear()
+    log._control.close(unlink=False)
+    os.close(log._lock_fd)
+
+
+def reopen(open_log: Callable[..., PartitionLog], log: PartitionLog, how: str,
+           config: LogConfig | None = None) -> PartitionLog:
+    """The same log again: `open` keeps it, `clean` closes it first, `crash` abandons it."""
+    if how == "open":
+        return log
+    if how == "clean":
+        log.close()
+    else:
+        abandon(log)
+    return open_log(config or log.config)
+
+
+def record_offsets(data: bytes) -> list[int]:
+    """Offsets of every record in a read's batches, in order."""
+    return [r.offset for batch in iter_batches(data) for r in batch.records]

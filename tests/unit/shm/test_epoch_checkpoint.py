@@ -9,25 +9,16 @@ starts, and the checkpoint is saved before a segment stops being the active one.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from shm.leader_epoch import FILE_NAME
 from shm.partition_log import LogConfig, PartitionLog
-from tests.unit.shm.conftest import make_batch
+from tests.unit.shm.conftest import abandon, make_batch
 
 
 def open_at(tmp_path: Path, config: LogConfig | None = None) -> PartitionLog:
     return PartitionLog.open(tmp_path / "t-0", config or LogConfig(),
                              control_path=tmp_path / "t-0.ctl")
-
-
-def abandon(log: PartitionLog) -> None:
-    """Let go of the log as a killed writer would: no trim, no checkpoint, no marker."""
-    for segment in log.segments:
-        segment.close()
-    log._control.close(unlink=False)
-    os.close(log._lock_fd)
 
 
 def checkpoint(tmp_path: Path) -> Path:

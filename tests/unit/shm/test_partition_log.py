@@ -18,7 +18,7 @@ from shm.errors import (
 from shm.partition_log import LogConfig, PartitionLog
 from shm.record_batch import HEADER_SIZE, parse_header, stamp, validate_record_set
 from shm.records import decode_batch, iter_batches
-from tests.unit.shm.conftest import make_batch
+from tests.unit.shm.conftest import make_batch, record_offsets, reopen
 
 
 def stored_form(batch: bytes, base_offset: int, epoch: int = 0) -> bytes:
@@ -336,3 +336,172 @@ def test_timestamps_are_found_across_a_clean_reopen(open_log):
     log = open_log(config)
     assert log.offset_for_timestamp(10_903) == 30
     assert log.offset_for_timestamp(11_902) == 59
+
+
+# --- reads and indexes across a truncation point ---------------------------------
+#
+# A follower cuts its log back to where it agrees with the leader and appends
+# the leader's batches from there, over and over: every read that starts
+# below the cut must run on into what was appended after it.
+
+REOPENS = ["open", "clean", "crash"]
+
+
+def read_all_from(log: PartitionLog, offset: int) -> list[int]:
+    """Record offsets from `offset` to the log end, read by read() after read()."""
+    offsets: list[int] = []
+    while offset < log.log_end_offset:
+        data = log.read(offset, 1 << 20)
+        assert data, f"read({offset}) is empty below the log end {log.log_end_offset}"
+        offsets += [o for o in record_offsets(data) if o >= offset]
+        offset = offsets[-1] + 1
+    return offsets
+
+
+def assert_indexes_agree_with_the_log(log: PartitionLog) -> None:
+    """Each offset-index entry points at the batch it names, each time-index
+    entry (but a closed segment's closing one) at a batch with that largest
+    timestamp, and each batch is found by its first and last offset."""
+    for segment in log.segments:
+        headers = list(segment.headers_from(segment.base_offset))
+        at = {pos: header for pos, header in headers}
+        for rel, pos in segment.offset_index.entries():
+            assert pos in at and at[pos].base_offset == segment.base_offset + rel, (rel, pos)
+        entries = segment.time_index.entries()
+        closing = (segment.max_timestamp, segment.next_offset - 1 - segment.base_offset)
+        if segment.closed and entries and entries[-1] == closing:
+            entries.pop()  # (largest timestamp, last offset): see shm.segment
+        for ts, rel in entries:
+            holding = [h for _, h in headers if h.base_offset <= segment.base_offset + rel
+                       <= h.last_offset]
+            assert holding and holding[0].max_timestamp == ts, (ts, rel)
+        for pos, header in headers:
+            assert segment.position_of(header.base_offset) == pos
+            assert segment.position_of(header.last_offset) == pos
+        if headers:
+            assert segment.next_offset == headers[-1][1].next_offset
+            assert segment.max_timestamp == max(h.max_timestamp for _, h in headers)
+
+
+@pytest.mark.parametrize("how", REOPENS)
+def test_reads_below_a_truncation_point_run_on_into_what_was_appended_after(open_log, how):
+    """The issue's reproduction: ten batches of five, cut at 20, one batch appended."""
+    log = open_log()
+    for i in range(10):
+        log.append(make_batch(5, tag=i))
+    log.flush()
+    log.truncate_to(20)
+    log.append(make_batch(5, tag=99))
+    log.flush()
+    log = reopen(open_log, log, how)
+    assert record_offsets(log.read(15, 1 << 20)) == list(range(15, 25))
+    assert record_offsets(log.read(0, 1 << 20)) == list(range(25))
+    assert record_offsets(log.read(20, 1 << 20)) == list(range(20, 25))
+    assert decode_batch(log.read(20, 1)).records[0].value.startswith(b"99:")
+
+
+@pytest.mark.parametrize("how", REOPENS)
+@pytest.mark.parametrize("cut", [20, 22, 24])  # a batch boundary, inside a batch, its last record
+def test_truncation_inside_a_batch_drops_the_whole_batch(open_log, how, cut):
+    config = LogConfig(index_interval_bytes=100)  # an index entry at nearly every batch
+    log = open_log(config)
+    for i in range(10):
+        log.append(make_batch(5, value_size=30, timestamp=1_000 * (i + 1), tag=i))
+    log.flush()
+    log.truncate_to(cut)
+    assert (log.log_end_offset, log.high_watermark) == (20, 20)
+    assert log.append(make_batch(3, value_size=30, timestamp=50_000, tag=99)) == 20
+    log.append(make_batch(3, value_size=30, timestamp=60_000, tag=100))
+    log.flush()
+    log = reopen(open_log, log, how)
+    assert read_all_from(log, 0) == list(range(26))
+    for offset in range(26):
+        assert read_all_from(log, offset) == list(range(offset, 26))
+    assert_indexes_agree_with_the_log(log)
+    # Timestamps from the cut batches (up to 10,004) are gone; the new ones are found.
+    assert log.offset_for_timestamp(4_004) == 19
+    assert log.offset_for_timestamp(4_005) == 20
+    assert log.offset_for_timestamp(9_000) == 20
+    assert log.offset_for_timestamp(50_003) == 23
+    assert log.offset_for_timestamp(60_003) is None
+
+
+@pytest.mark.parametrize("how", REOPENS)
+def test_truncation_into_an_earlier_segment_makes_it_active_again(open_log, how):
+    config = LogConfig(segment_bytes=4096, index_interval_bytes=256)
+    log = open_log(config)
+    for i in range(40):
+        log.append(make_batch(2, value_size=200, timestamp=1_000 * (i + 1), tag=i))
+    log.flush()
+    assert len(log.segments) >= 4
+    second = log.segments[1]
+    cut = second.base_offset + 5  # inside a batch of the second segment
+    log.truncate_to(cut)
+    end = cut - 1  # batches of two start at even offsets
+    assert [s.base_offset for s in log.segments] == [0, second.base_offset]
+    assert log.log_end_offset == end
+    for i in range(12):  # enough to roll again
+        log.append(make_batch(2, value_size=200, timestamp=100_000 + 1_000 * i, tag=100 + i))
+    log.flush()
+    assert len(log.segments) > 2
+    log = reopen(open_log, log, how)
+    total = end + 24
+    assert log.log_end_offset == total
+    for offset in range(0, total, 3):
+        assert read_all_from(log, offset) == list(range(offset, total))
+    assert_indexes_agree_with_the_log(log)
+    assert log.offset_for_timestamp(1_000 * (end // 2)) == end - 2  # last batch kept
+    assert log.offset_for_timestamp(1_000 * (end // 2) + 2) == end  # first appended
+    assert log.offset_for_timestamp(100_000 + 1_000 * 11) == total - 2
+
+
+@pytest.mark.parametrize("how", REOPENS)
+def test_truncation_below_the_log_start_then_appends_read_from_the_new_start(open_log, how):
+    config = LogConfig(segment_bytes=2048, retention_bytes=0)
+    log = open_log(config)
+    for i in range(20):
+        log.append(make_batch(2, value_size=200, tag=i))
+    log.flush()
+    log.apply_retention()
+    start = log.log_start_offset
+    log.truncate_to(start - 3)
+    for i in range(4):
+        log.append(make_batch(2, value_size=200, tag=100 + i))
+    log.flush()
+    log = reopen(open_log, log, how)
+    assert (log.log_start_offset, log.log_end_offset) == (start - 3, start + 5)
+    assert read_all_from(log, start - 3) == list(range(start - 3, start + 5))
+    assert record_offsets(log.read(start, 1 << 20))[:1] == [start - 1]  # the batch holding it
+    assert_indexes_agree_with_the_log(log)
+    with pytest.raises(OffsetOutOfRangeError):
+        log.read(start - 4)
+
+
+def test_repeated_truncations_and_appends_read_like_a_model_of_the_log(open_log):
+    """A follower's life: cut back, append, cut back again, with reopens between."""
+    config = LogConfig(segment_bytes=4096, index_interval_bytes=200)
+    log = open_log(config)
+    model: list[int] = []  # the tag of the batch holding each offset
+    tag = 0
+    for round_, cut in enumerate([37, 12, 30, 30, 3, 44, 0, 25]):
+        for _ in range(8):
+            tag += 1
+            count = 1 + tag % 4
+            assert log.append(make_batch(count, value_size=150, timestamp=tag, tag=tag)) \
+                == len(model)
+            model += [tag] * count
+        log.flush()
+        end_before = len(model)
+        log.truncate_to(cut)
+        model = model[: log.log_end_offset]
+        if cut < end_before:  # the batch holding `cut` went, and nothing before it
+            assert len(model) <= cut < len(model) + 4
+        else:
+            assert len(model) == end_before
+        log = reopen(open_log, log, REOPENS[round_ % 3])
+        assert log.log_end_offset == len(model)
+        for offset in range(len(model)):
+            first = decode_batch(log.read(offset, 1)).records
+            assert first[0].value.startswith(f"{model[offset]}:".encode()), offset
+            assert read_all_from(log, offset) == list(range(offset, len(model)))
+        assert_indexes_agree_with_the_log(log)
