@@ -16,8 +16,11 @@ log.retention.minutes and log.retention.hours, the first one that is set
 (from any source) decides log.retention.ms; the built-in default is one week.
 
 Topic-level configs (retention.ms, segment.bytes, ...) take Kafka's names; each
-defaults to a broker setting (TOPIC_CONFIG_BROKER_KEYS). ServerConfig.log_config
-merges a topic's validated configs over those defaults into a shm LogConfig.
+defaults to a broker setting (TOPIC_CONFIG_BROKER_KEYS, derived from
+TOPIC_SETTINGS). ServerConfig.log_config merges a topic's validated configs
+over those defaults into a shm LogConfig. The storage settings take their
+defaults and bounds from LogConfig's fields, where they are declared once
+(see docs/configuration.md, "Where the storage defaults are defined").
 
 Regenerate the shipped files after changing SETTINGS::
 
@@ -38,7 +41,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from shm.partition_log import FLUSH_POLICIES, LogConfig
+from shm.partition_log import LogConfig
 
 __all__ = [
     "DYNAMIC_KEYS",
@@ -69,7 +72,6 @@ LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 TYPES = ("int", "long", "string", "boolean")
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
-WEEK_MS = 7 * 24 * 3600 * 1000
 MINUTE_MS = 60 * 1000
 HOUR_MS = 60 * MINUTE_MS
 
@@ -115,6 +117,8 @@ class Setting:
     default_text: str | None = None  # the default in words, when it is not a value
     example: str | None = None  # a valid value to show when the default will not do
     commented: bool = False  # render_properties leaves it commented out at its default
+    log_field: str | None = None  # the shm LogConfig field it sets, which owns default and bounds
+    broker_key: str | None = None  # a topic config's default comes from this broker setting
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:
@@ -256,6 +260,17 @@ _RETENTION_RULE = (
     "set wins, as in Kafka."
 )
 
+def _log_setting(name: str, type: str, log_field: str, doc: str, **kwargs: Any) -> Setting:
+    """A setting of the storage engine: its default and bounds are LogConfig's
+    (shm.partition_log), declared there once, so the two cannot drift."""
+    bounds = LogConfig.bounds_of(log_field)
+    return Setting(
+        name, type, LogConfig.default_of(log_field), doc,
+        minimum=bounds.minimum, maximum=bounds.maximum, choices=bounds.choices,
+        log_field=log_field, **kwargs,
+    )
+
+
 SETTINGS: tuple[Setting, ...] = (
     # Server basics
     Setting(
@@ -332,23 +347,23 @@ SETTINGS: tuple[Setting, ...] = (
         dynamic=True, group="Log basics",
     ),
     # Segments and retention
-    Setting(
-        "log.segment.bytes", "int", 1 << 30,
+    _log_setting(
+        "log.segment.bytes", "int", "segment_bytes",
         "Size at which a partition's active segment is closed and a new one begins. Topic "
         "config: segment.bytes.",
-        minimum=1024, maximum=INT_MAX, group="Log segments and retention",
+        group="Log segments and retention",
     ),
-    Setting(
-        "log.roll.ms", "long", WEEK_MS,
+    _log_setting(
+        "log.roll.ms", "long", "segment_ms",
         "Age after which the active segment is closed even if it is not full. Topic "
         "config: segment.ms.",
-        minimum=1, group="Log segments and retention",
+        group="Log segments and retention",
     ),
-    Setting(
-        "log.index.interval.bytes", "int", 4096,
+    _log_setting(
+        "log.index.interval.bytes", "int", "index_interval_bytes",
         "Bytes of records between two entries of a segment's offset and time indexes. "
         "Topic config: index.interval.bytes.",
-        minimum=1, group="Log segments and retention",
+        group="Log segments and retention",
     ),
     Setting(
         "log.retention.hours", "int", 168,
@@ -363,18 +378,18 @@ SETTINGS: tuple[Setting, ...] = (
         dynamic=True, minimum=-1, group="Log segments and retention",
         default_text="unset", example="10080", commented=True,
     ),
-    Setting(
-        "log.retention.ms", "long", WEEK_MS,
+    _log_setting(
+        "log.retention.ms", "long", "retention_ms",
         "Milliseconds a closed segment is kept; -1 keeps segments forever. Its value is "
         "the retention in force, whichever of the three keys set it. Topic config: "
         "retention.ms.",
-        dynamic=True, minimum=-1, group="Log segments and retention", commented=True,
+        dynamic=True, group="Log segments and retention", commented=True,
     ),
-    Setting(
-        "log.retention.bytes", "long", -1,
+    _log_setting(
+        "log.retention.bytes", "long", "retention_bytes",
         "Size a partition may reach before its oldest closed segments are deleted; -1 "
         "means no size limit. Topic config: retention.bytes.",
-        dynamic=True, minimum=-1, group="Log segments and retention",
+        dynamic=True, group="Log segments and retention",
     ),
     Setting(
         "log.retention.check.interval.ms", "long", 300_000,
@@ -382,25 +397,25 @@ SETTINGS: tuple[Setting, ...] = (
         dynamic=True, minimum=1, group="Log segments and retention",
     ),
     # Flush policy
-    Setting(
-        "log.flush.policy", "string", "batch",
+    _log_setting(
+        "log.flush.policy", "string", "flush_policy",
         "When appended records are made durable (fdatasync). batch: once for everything "
         "appended in a tick, and acknowledgements wait for it (group commit); interval: "
         "every log.flush.interval.ms; os: left to the page cache, as Kafka does by "
         "default. Topic config: flush.policy.",
-        choices=tuple(FLUSH_POLICIES), group="Log flush policy",
+        group="Log flush policy",
     ),
-    Setting(
-        "log.flush.interval.ms", "long", 1000,
+    _log_setting(
+        "log.flush.interval.ms", "long", "flush_interval_ms",
         "Flush period of the interval policy. Topic config: flush.ms.",
-        dynamic=True, minimum=1, group="Log flush policy",
+        dynamic=True, group="Log flush policy",
     ),
     # Requests
-    Setting(
-        "message.max.bytes", "int", 1_048_588,
+    _log_setting(
+        "message.max.bytes", "int", "max_batch_bytes",
         "Largest record batch accepted, in bytes (Kafka's default: 1 MiB plus 12 bytes of "
         "header). Topic config: max.message.bytes.",
-        dynamic=True, minimum=0, group="Requests",
+        dynamic=True, group="Requests",
     ),
     Setting(
         "queued.max.requests", "int", 500,
@@ -450,6 +465,7 @@ def _topic_setting(name: str, broker_key: str, doc: str) -> Setting:
         name, broker.type, broker.default, doc,
         minimum=broker.minimum, maximum=broker.maximum, choices=broker.choices,
         check=broker.check, expects=broker.expects, group="Topic",
+        log_field=broker.log_field, broker_key=broker_key,
     )
 
 
@@ -482,18 +498,9 @@ TOPIC_SETTINGS_BY_NAME: Mapping[str, Setting] = MappingProxyType(
 )
 TOPIC_CONFIG_KEYS: tuple[str, ...] = tuple(s.name for s in TOPIC_SETTINGS)
 # topic config -> the broker setting that is its default (None: a fixed default)
-TOPIC_CONFIG_BROKER_KEYS: Mapping[str, str | None] = MappingProxyType({
-    "retention.ms": "log.retention.ms",
-    "retention.bytes": "log.retention.bytes",
-    "segment.bytes": "log.segment.bytes",
-    "segment.ms": "log.roll.ms",
-    "max.message.bytes": "message.max.bytes",
-    "flush.policy": "log.flush.policy",
-    "flush.ms": "log.flush.interval.ms",
-    "index.interval.bytes": "log.index.interval.bytes",
-    "min.insync.replicas": "min.insync.replicas",
-    "cleanup.policy": None,
-})
+TOPIC_CONFIG_BROKER_KEYS: Mapping[str, str | None] = MappingProxyType(
+    {s.name: s.broker_key for s in TOPIC_SETTINGS}
+)
 _BROKER_TO_TOPIC = {b: t for t, b in TOPIC_CONFIG_BROKER_KEYS.items() if b and b != t}
 
 
@@ -786,16 +793,8 @@ class ServerConfig(Mapping[str, Any]):
     def log_config(self, topic_configs: Mapping[str, Any] | None = None) -> LogConfig:
         """A partition's storage settings: the topic's configs over the broker defaults."""
         effective = {**self.topic_defaults(), **validate_topic_configs(topic_configs or {})}
-        return LogConfig(
-            segment_bytes=effective["segment.bytes"],
-            segment_ms=effective["segment.ms"],
-            retention_ms=effective["retention.ms"],
-            retention_bytes=effective["retention.bytes"],
-            flush_policy=effective["flush.policy"],
-            flush_interval_ms=effective["flush.ms"],
-            max_batch_bytes=effective["max.message.bytes"],
-            index_interval_bytes=effective["index.interval.bytes"],
-        )
+        return LogConfig(**{s.log_field: effective[s.name] for s in TOPIC_SETTINGS
+                            if s.log_field})
 
 
 def _rebuild(values, sources, explicit, path, overrides) -> ServerConfig:

@@ -22,8 +22,9 @@ import bisect
 import fcntl
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from shm.control_block import ControlBlockWriter, LogPosition, control_block_path
 from shm.errors import KafkaStorageError, OffsetOutOfRangeError, RecordTooLargeError
@@ -52,6 +53,39 @@ MAX_RELATIVE_OFFSET = 2**31 - 1
 
 
 @dataclass(frozen=True)
+class StorageBounds:
+    """What the engine accepts for one LogConfig field."""
+
+    minimum: int | None = None
+    maximum: int | None = None
+    choices: tuple[str, ...] | None = None
+
+    def reason(self, name: str, value: int | str) -> str | None:
+        """Why `value` is refused for `name`, or None."""
+        if self.choices is not None:
+            if value not in self.choices:
+                return f"{name} {value!r} is unknown; use one of {', '.join(self.choices)}"
+            return None
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"{name} {value!r} must be an integer"
+        if self.minimum is not None and value < self.minimum:
+            return f"{name} {value} must be at least {self.minimum}"
+        if self.maximum is not None and value > self.maximum:
+            return f"{name} {value} must be at most {self.maximum}"
+        return None
+
+
+def _storage_setting(default: int | str, **bounds) -> Any:
+    """A LogConfig field: its default and bounds, declared only here.
+
+    The appliance's settings table (appliance.config) takes both from these
+    fields for the broker key and the topic config of the same setting, so
+    the engine and the configuration never disagree; shm never imports appliance.
+    """
+    return field(default=default, metadata={"bounds": StorageBounds(**bounds)})
+
+
+@dataclass(frozen=True)
 class LogConfig:
     """Per-partition storage settings; names follow Kafka's topic configs.
 
@@ -61,23 +95,31 @@ class LogConfig:
     page cache. Under the last two, readers see data as soon as it is appended.
     """
 
-    segment_bytes: int = 1 << 30
-    segment_ms: int = WEEK_MS
-    retention_ms: int = WEEK_MS  # -1: no time limit
-    retention_bytes: int = -1  # -1: no size limit
-    flush_policy: str = "batch"
-    flush_interval_ms: int = 1000
-    max_batch_bytes: int = 1048588  # Kafka's message.max.bytes: 1 MiB + 12
-    index_interval_bytes: int = 4096
+    segment_bytes: int = _storage_setting(1 << 30, minimum=1024, maximum=2**31 - 1)
+    segment_ms: int = _storage_setting(WEEK_MS, minimum=1)
+    retention_ms: int = _storage_setting(WEEK_MS, minimum=-1)  # -1: no time limit
+    retention_bytes: int = _storage_setting(-1, minimum=-1)  # -1: no size limit
+    flush_policy: str = _storage_setting("batch", choices=FLUSH_POLICIES)
+    flush_interval_ms: int = _storage_setting(1000, minimum=1)
+    # Kafka's message.max.bytes: 1 MiB + 12
+    max_batch_bytes: int = _storage_setting(1_048_588, minimum=0)
+    index_interval_bytes: int = _storage_setting(4096, minimum=1)
 
     def __post_init__(self) -> None:
-        if self.flush_policy not in FLUSH_POLICIES:
-            choices = ", ".join(FLUSH_POLICIES)
-            raise ValueError(f"flush policy {self.flush_policy!r} is unknown; use one of {choices}")
-        if self.segment_bytes < 1024 or self.segment_bytes > 2**31 - 1:
-            raise ValueError(f"segment_bytes {self.segment_bytes} must be in [1024, 2^31-1]")
-        if self.index_interval_bytes < 1:
-            raise ValueError("index_interval_bytes must be positive")
+        for f in fields(self):
+            reason = f.metadata["bounds"].reason(f.name, getattr(self, f.name))
+            if reason:
+                raise ValueError(reason)
+
+    @staticmethod
+    def default_of(name: str) -> int | str:
+        """The default of the field `name`."""
+        return LogConfig.__dataclass_fields__[name].default
+
+    @staticmethod
+    def bounds_of(name: str) -> StorageBounds:
+        """What the field `name` accepts."""
+        return LogConfig.__dataclass_fields__[name].metadata["bounds"]
 
 
 class PartitionLog:

@@ -7,6 +7,7 @@ where it came from and the fix.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 from pathlib import Path
@@ -19,6 +20,7 @@ from appliance.config import (
     SETTINGS_BY_NAME,
     TOPIC_CONFIG_BROKER_KEYS,
     TOPIC_CONFIG_KEYS,
+    TOPIC_SETTINGS,
     ConfigError,
     ServerConfig,
     default_config,
@@ -106,6 +108,35 @@ def test_defaults_derive_the_log_directory_and_listener_addresses():
 
 def test_defaults_give_the_storage_engines_own_log_config():
     assert default_config().log_config() == LogConfig()
+
+
+def test_every_log_config_field_is_one_broker_setting_and_one_topic_config():
+    """LogConfig declares the storage defaults and bounds; the table takes them.
+    A field fed by no setting, or a setting that restates its own, fails here."""
+    fields = [f.name for f in dataclasses.fields(LogConfig)]
+    broker = [s.log_field for s in SETTINGS if s.log_field]
+    topic = [s.log_field for s in TOPIC_SETTINGS if s.log_field]
+    assert sorted(broker) == sorted(topic) == sorted(fields)
+    for setting in (*SETTINGS, *TOPIC_SETTINGS):
+        if setting.log_field is None:
+            continue
+        bounds = LogConfig.bounds_of(setting.log_field)
+        assert setting.default == LogConfig.default_of(setting.log_field), setting.name
+        assert (setting.minimum, setting.maximum, setting.choices) == (
+            bounds.minimum, bounds.maximum, bounds.choices), setting.name
+        if setting.minimum is not None:  # the table and the engine refuse the same values
+            with pytest.raises(ValueError, match="expected an integer"):
+                setting.parse(str(setting.minimum - 1))
+            with pytest.raises(ValueError, match=setting.log_field):
+                LogConfig(**{setting.log_field: setting.minimum - 1})
+
+
+def test_topic_configs_name_the_broker_setting_they_default_to():
+    assert dict(TOPIC_CONFIG_BROKER_KEYS) == {s.name: s.broker_key for s in TOPIC_SETTINGS}
+    for setting in TOPIC_SETTINGS:
+        if setting.broker_key is not None:
+            assert setting.default == SETTINGS_BY_NAME[setting.broker_key].default
+    assert TOPIC_CONFIG_BROKER_KEYS["cleanup.policy"] is None
 
 
 def test_every_setting_is_defined_once_with_a_type_and_a_doc():

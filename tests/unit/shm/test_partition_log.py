@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -223,6 +224,20 @@ def test_corrupt_input_raises_and_changes_nothing(open_log, tmp_path):
             log.append(data)
         assert log.log_end_offset == 2, name
     assert disk_state() == before
+
+
+@pytest.mark.parametrize("settings, refused", [
+    ({"flush_policy": "sometimes"}, "flush_policy 'sometimes' is unknown; use one of batch"),
+    ({"segment_bytes": 1023}, "segment_bytes 1023 must be at least 1024"),
+    ({"segment_bytes": 2**31}, "segment_bytes 2147483648 must be at most 2147483647"),
+    ({"segment_ms": 0}, "segment_ms 0 must be at least 1"),
+    ({"retention_ms": -2}, "retention_ms -2 must be at least -1"),
+    ({"index_interval_bytes": "4096"}, "index_interval_bytes '4096' must be an integer"),
+])
+def test_log_config_refuses_what_its_fields_declare_out_of_bounds(settings, refused):
+    """The bounds declared on the fields are the ones the settings table shows."""
+    with pytest.raises(ValueError, match=re.escape(refused)):
+        LogConfig(**settings)
 
 
 def test_a_batch_over_the_maximum_is_refused(open_log):
