@@ -237,10 +237,11 @@ class Result:
 def count_requests(producer: Producer) -> dict[str, int]:
     """Count the produce requests and batches the producer's sender thread sends.
 
-    Wraps the producer's internal _send (a bench-only peek; if it is gone the
+    Wraps the sender's internal _send (a bench-only peek; if it is gone the
     counts stay at zero and the table shows '-')."""
     counts = {"requests": 0, "batches": 0}
-    send = getattr(producer, "_send", None)
+    sender = getattr(producer, "_sender", None)
+    send = getattr(sender, "_send", None)
     if send is None:
         return counts
 
@@ -249,7 +250,7 @@ def count_requests(producer: Producer) -> dict[str, int]:
         counts["batches"] += len(batches)
         return send(connection, batches, *rest)
 
-    producer._send = counting
+    sender._send = counting
     return counts
 
 
@@ -262,8 +263,9 @@ def run_produce(workload: str, bootstrap: str, topic: str, records: int, value_b
     try:
         # Untimed: metadata, the producer id and the connection.
         producer.partitions_for_topic(topic)
-        if hasattr(producer, "_identity"):  # the producer id, asked for once
-            producer._identity()
+        sender = getattr(producer, "_sender", None)
+        if hasattr(sender, "_identity"):  # the producer id, asked for once
+            sender._identity()
         counts = count_requests(producer)
         send = producer.send
         chunk = [values[i & mask] for i in range(min(BULK_CHUNK, records))]

@@ -243,8 +243,9 @@ def spread(records: int, partitions: int) -> list[int]:
 def new_producer(appliance: Appliance) -> Producer:
     producer = Producer(appliance.bootstrap, acks=1, linger_ms=LINGER_MS, batch_size=BATCH_SIZE)
     producer.partitions_for_topic(TOPIC)  # untimed: metadata and the producer id
-    if hasattr(producer, "_identity"):
-        producer._identity()
+    sender = getattr(producer, "_sender", None)
+    if hasattr(sender, "_identity"):
+        sender._identity()
     return producer
 
 

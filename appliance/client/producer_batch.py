@@ -1,0 +1,130 @@
+"""A producer batch and the handles to its outcome, as Kafka's ProducerBatch and
+FutureRecordMetadata.
+
+A batch is kept as columns (values, keys, timestamps, headers), the shape the
+record encoder takes. The batch holds the outcome of every record in it, so
+a record's future is a small object pointing into its batch rather than a
+concurrent.futures.Future per record (whose lock and lists cost more than
+the rest of send()).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import TimeoutError as FutureTimeoutError
+from dataclasses import dataclass, field
+
+_CALLBACKS_LOCK = threading.Lock()  # guards every batch's callback list against settle()
+
+
+@dataclass(frozen=True, slots=True)
+class RecordMetadata:
+    """Where a record landed."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+
+
+@dataclass(eq=False)
+class ProducerBatch:
+    """Records bound for one partition, sent and acknowledged together, as columns."""
+
+    topic: str
+    partition: int
+    created: float
+    values: list[bytes | None] = field(default_factory=list)
+    keys: list[bytes | None] = field(default_factory=list)
+    timestamps: list[int] = field(default_factory=list)
+    headers: list[tuple] | None = None  # None until a record has headers
+    keyed: bool = False  # some key is not None
+    callbacks: list[tuple[int, Callable]] = field(default_factory=list)
+    size: int = 0
+    encoded: bytes | None = None
+    deadline: float = 0.0  # delivery timeout
+    retry_at: float = 0.0
+    settled: threading.Event = field(default_factory=threading.Event)
+    base_offset: int = -1
+    error: BaseException | None = None
+
+    def metadata(self, index: int) -> RecordMetadata:
+        offset = self.base_offset + index if self.base_offset >= 0 else -1
+        return RecordMetadata(self.topic, self.partition, offset, self.timestamps[index])
+
+    def set_headers(self, index: int, headers: Sequence[tuple[str, bytes | None]]) -> None:
+        """Headers are rare: the column exists only once a record has some."""
+        if self.headers is None:
+            self.headers = [()] * len(self.values)
+        self.headers[index] = tuple(headers)
+
+    def settle(self, base_offset: int, error: BaseException | None) -> None:
+        """Record the outcome once, wake waiters, run the records' callbacks."""
+        with _CALLBACKS_LOCK:
+            self.base_offset, self.error = base_offset, error
+            self.settled.set()
+            callbacks, self.callbacks = self.callbacks, []
+        for index, callback in callbacks:
+            callback(RecordFuture(self, index))
+
+
+class RecordFuture:
+    """One record's delivery: the Future-like handle `send()` returns."""
+
+    __slots__ = ("_batch", "_index")
+
+    def __init__(self, batch: ProducerBatch, index: int):
+        self._batch, self._index = batch, index
+
+    def done(self) -> bool:
+        return self._batch.settled.is_set()
+
+    def result(self, timeout: float | None = None) -> RecordMetadata:
+        error = self.exception(timeout)
+        if error is not None:
+            raise error
+        return self._batch.metadata(self._index)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        if not self._batch.settled.wait(timeout):
+            raise FutureTimeoutError(f"record not acknowledged within {timeout} s")
+        return self._batch.error
+
+    def add_done_callback(self, callback: Callable[[RecordFuture], None]) -> None:
+        batch = self._batch
+        with _CALLBACKS_LOCK:  # so that settle() runs it, or we do: never both
+            pending = not batch.settled.is_set()
+            if pending:
+                batch.callbacks.append((self._index, callback))
+        if not pending:
+            callback(self)
+
+
+class ManyFuture:
+    """The delivery of one send_many() call: spans (batch, first index, count)."""
+
+    __slots__ = ("_spans",)
+
+    def __init__(self, spans: list[tuple[ProducerBatch, int, int]]):
+        self._spans = spans
+
+    def done(self) -> bool:
+        return all(batch.settled.is_set() for batch, _, _ in self._spans)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The first error of any batch, after waiting for all (at most `timeout` s)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for batch, _, _ in self._spans:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not batch.settled.wait(remaining):
+                raise FutureTimeoutError(f"records not acknowledged within {timeout} s")
+        return next((b.error for b, _, _ in self._spans if b.error is not None), None)
+
+    def result(self, timeout: float | None = None) -> list[RecordMetadata]:
+        error = self.exception(timeout)
+        if error is not None:
+            raise error
+        return [batch.metadata(i) for batch, first, count in self._spans
+                for i in range(first, first + count)]

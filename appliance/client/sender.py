@@ -1,0 +1,195 @@
+"""The sender: the producer's thread that turns ready batches into produce
+requests and their replies into outcomes, as Kafka's Sender.
+
+It owns the produce socket (a BlockingConnection), so no I/O thread stands
+between it and the appliance. It encodes each batch once
+(shm.records.encode_columns, compressed as asked, with the producer id and
+sequence numbers when idempotent) and sends every ready batch in one produce
+request, at most `max_in_flight_requests` at a time. Retriable errors resend
+the same encoded batch after `retry_backoff_ms`, until `delivery_timeout_ms`;
+other errors fail the batch's futures.
+"""
+
+from __future__ import annotations
+
+import time
+
+import zmq
+
+from appliance import protocol
+from appliance.client.blocking_connection import BlockingConnection
+from appliance.client.connection import Connection
+from appliance.client.producer_batch import ProducerBatch
+from appliance.client.record_accumulator import RecordAccumulator
+from shm.errors import (
+    InvalidRecordError,
+    NetworkError,
+    RequestTimedOutError,
+    RinglogError,
+    error_for,
+)
+from shm.records import encode_columns
+
+
+class Sender:
+    """Drains the accumulator's ready batches and settles them; run() is the thread."""
+
+    def __init__(self, accumulator: RecordAccumulator, bootstrap_servers: str | list[str],
+                 connection: Connection, metadata: dict[str, int], *, acks: int,
+                 compression: str, enable_idempotence: bool, request_timeout_ms: int,
+                 retry_backoff_s: float, max_in_flight: int):
+        self.acks = acks
+        self.compression = compression
+        self.enable_idempotence = enable_idempotence
+        self.request_timeout_ms = request_timeout_ms
+        self.retry_backoff_s = retry_backoff_s
+        self.max_in_flight = max_in_flight
+        self._accumulator = accumulator
+        self._lock = accumulator._lock  # the accumulator's: batches change hands under it
+        self._bootstrap = bootstrap_servers
+        self._connection = connection  # the producer's, for init_producer_id
+        self._metadata = metadata  # the producer's partition counts, dropped when stale
+        self._in_flight = 0  # produce requests sent and not yet settled
+        self._producer_id, self._producer_epoch = -1, -1
+        self._sequences: dict[tuple[str, int], int] = {}
+
+    def run(self) -> None:
+        """The sender thread: it owns the produce socket, sends ready batches and
+        settles their replies itself, so no I/O thread stands in between."""
+        accumulator = self._accumulator
+        connection = BlockingConnection(self._bootstrap, wake_fd=accumulator._wake_r)
+        in_flight: dict[int, tuple[list[ProducerBatch], float]] = {}  # id -> batches, deadline
+        ready: list[ProducerBatch] = []
+        try:
+            while True:
+                with self._lock:
+                    if accumulator._closing:  # after flush(): whatever is left is abandoned
+                        return
+                    # With every request slot taken only a reply (which wakes us) can help.
+                    can_send = self._in_flight < self.max_in_flight
+                    ready = accumulator._drain() if can_send else []
+                    if ready:
+                        self._in_flight += 1
+                    wait_s = accumulator._next_ready_s() if can_send else 0.5
+                if ready:
+                    self._send(connection, ready, in_flight)
+                    ready = []
+                    continue  # more may be ready: collect again before sleeping
+                if in_flight:
+                    soonest = min(deadline for _, deadline in in_flight.values())
+                    wait_s = min(wait_s, max(0.0, soonest - time.monotonic()))
+                connection.wait(int(wait_s * 1000) + 1)
+                for response in connection.replies():
+                    batches, _ = in_flight.pop(response.id)
+                    self._on_reply(batches, response, None)
+                now = time.monotonic()
+                for request_id, (batches, deadline) in list(in_flight.items()):
+                    if deadline <= now:
+                        del in_flight[request_id]
+                        connection.forget(request_id)
+                        self._on_reply(batches, None, RequestTimedOutError(
+                            "no reply from the appliance in time; is it running?"))
+        finally:
+            closed = NetworkError("the producer was closed before the record was acknowledged")
+            with self._lock:
+                self._in_flight -= len(in_flight)
+                left = [b for batches, _ in in_flight.values() for b in batches]
+                accumulator._abort([*left, *ready], closed)
+            connection.close()
+
+    def _identity(self) -> tuple[int, int]:
+        """The producer id and epoch the appliance hands out, asked for once."""
+        if self._producer_id < 0 and self.enable_idempotence:
+            fields = self._connection.request("init_producer_id", {},
+                                              timeout_ms=self.request_timeout_ms).fields
+            self._producer_id, self._producer_epoch = fields["producer_id"], \
+                fields["producer_epoch"]
+        return self._producer_id, self._producer_epoch
+
+    def _encode(self, batch: ProducerBatch) -> bytes:
+        """Encode once: a retry resends these very bytes, sequence numbers and all,
+        which is how the partition's owner knows it for a retry."""
+        keys = batch.keys if batch.keyed else None
+        if not self.enable_idempotence:
+            return encode_columns(batch.values, keys, batch.timestamps, batch.headers,
+                                  compression=self.compression)
+        producer_id, epoch = self._identity()
+        key = (batch.topic, batch.partition)
+        sequence = self._sequences.get(key, 0)
+        self._sequences[key] = (sequence + len(batch.values)) % 2**31
+        return encode_columns(batch.values, keys, batch.timestamps, batch.headers,
+                              compression=self.compression, producer_id=producer_id,
+                              producer_epoch=epoch, base_sequence=sequence)
+
+    def _send(self, connection: BlockingConnection, batches: list[ProducerBatch],
+              in_flight: dict[int, tuple[list[ProducerBatch], float]]) -> None:
+        """Encode what is not yet encoded and send it as one produce request."""
+        payloads, sending, failed = [], [], []
+        for batch in batches:
+            if batch.encoded is None:
+                try:
+                    batch.encoded = self._encode(batch)
+                except RinglogError as exc:  # no producer id yet: retried after the backoff
+                    failed.append((batch, {"error": exc.name, "message": str(exc)}))
+                    continue
+                except ValueError as exc:  # a field the record format cannot hold
+                    failed.append((batch, {"error": InvalidRecordError.name,
+                                           "message": str(exc)}))
+                    continue
+            payloads.append(batch.encoded)
+            sending.append(batch)
+        if failed:
+            with self._lock:
+                for batch, result in failed:
+                    self._settle(batch, result)
+                self._lock.notify_all()
+        if not sending:
+            self._on_reply([], None, None)  # nothing went out: free the request slot
+            return
+        fields = {"acks": self.acks, "timeout_ms": self.request_timeout_ms,
+                  "partitions": [[b.topic, b.partition] for b in sending]}
+        try:
+            request_id = connection.send("produce", fields, payloads)
+        except (zmq.ZMQError, NetworkError) as exc:  # the socket refused it: retriable
+            self._on_reply(sending, None, NetworkError(f"cannot send: {exc}"))
+            return
+        if self.acks == protocol.ACKS_NONE:
+            connection.forget(request_id)  # no reply will come
+            self._on_reply(sending, None, None)
+        else:
+            in_flight[request_id] = (sending, time.monotonic() + self.request_timeout_ms / 1000)
+
+    def _on_reply(self, batches: list[ProducerBatch], response: protocol.Response | None,
+                  error: RinglogError | None) -> None:
+        """Settle a request's batches: from its reply, its error, or (acks=0) blindly."""
+        if error is None and response is not None and response.error:
+            error = error_for(response.error, response.message)
+        if error is not None:
+            results = [{"error": error.name, "message": str(error)}] * len(batches)
+        elif response is not None:
+            results = response.fields["partitions"]
+        else:
+            results = [{"error": None, "base_offset": -1}] * len(batches)
+        with self._lock:
+            self._in_flight -= 1
+            for batch, result in zip(batches, results, strict=True):
+                self._settle(batch, result)
+            self._lock.notify_all()
+
+    def _settle(self, batch: ProducerBatch, result: dict) -> None:
+        """Resolve a batch's futures, or put it back for a retry. Caller holds the lock."""
+        name = result.get("error")
+        if name == "DUPLICATE_SEQUENCE_NUMBER":  # written long ago: delivered, offset unknown
+            name, result = None, {"base_offset": -1}
+        if name:
+            error = error_for(name, result.get("message", ""))
+            if name == "UNKNOWN_TOPIC_OR_PARTITION":
+                self._metadata.pop(batch.topic, None)
+            # A gap in sequences means an earlier batch is still on its way: retry.
+            retriable = error.retriable or name == "OUT_OF_ORDER_SEQUENCE_NUMBER"
+            if retriable and time.monotonic() + self.retry_backoff_s < batch.deadline:
+                self._accumulator._reenqueue(batch, time.monotonic() + self.retry_backoff_s)
+                return
+            self._accumulator._complete(batch, -1, error)
+        else:
+            self._accumulator._complete(batch, result.get("base_offset", -1), None)
