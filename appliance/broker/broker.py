@@ -114,7 +114,7 @@ class Broker:
         elif isinstance(message, wp.Closed):
             self.topics.on_closed(message.partitions)
         elif isinstance(message, wp.Opened):
-            self.status.opening.discard(worker)
+            self.readers.opening.discard(worker)
             for opened in message.partitions:
                 if opened.error is not None:
                     log.error("worker %d could not open %s-%d: %s", worker, opened.topic,
@@ -126,7 +126,7 @@ class Broker:
         partitions = self.metadata.partitions_of(worker)
         if partitions:
             self.outbox.to_worker(worker, self.topics.open_message(partitions))
-            self.status.opening.add(worker)  # not serving until it has opened them
+            self.readers.opening.add(worker)  # not serving until it has opened them
         deletions = self.topics.deletions_for(worker)
         if deletions is not None:
             self.outbox.to_worker(worker, deletions)
@@ -137,11 +137,11 @@ class Broker:
         if isinstance(message, wp.Produce | wp.ListOffsetsForTimes):
             self.calls.undeliverable(message.token)
         elif isinstance(message, wp.Open):
-            self.status.opening.discard(worker)
+            self.readers.opening.discard(worker)
 
     def worker_lost(self, worker: int) -> None:
         """A worker died: its unanswered parts fail retriably."""
-        self.status.opening.discard(worker)
+        self.readers.opening.discard(worker)
         self.calls.worker_lost(worker)
 
     def expire(self, now: float) -> None:

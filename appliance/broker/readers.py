@@ -21,6 +21,10 @@ class PartitionReaders:
 
     def __init__(self, metadata: Metadata):
         self.metadata = metadata
+        # Workers that were told to open their partitions and have not answered:
+        # their control blocks may still hold a previous run's positions or a
+        # half-recovered log's, so none is read until the owner says it is open.
+        self.opening: set[int] = set()
         self._readers: dict[tuple[str, int], PartitionReader] = {}
 
     def directory(self, topic: str, partition: int) -> Path:
@@ -31,8 +35,12 @@ class PartitionReaders:
         not exist, LEADER_NOT_AVAILABLE while its worker has not published it."""
         key = (topic, partition)
         reader = self._readers.get(key)
+        if reader is None or self.opening:
+            owner = self.metadata.owner(topic, partition)  # raises for unknown partitions
+            if owner in self.opening:
+                raise LeaderNotAvailableError(
+                    f"partition {topic}-{partition} is being opened by its worker; retry")
         if reader is None:
-            self.metadata.owner(topic, partition)  # raises for unknown partitions
             try:
                 reader = PartitionReader.open(self.directory(topic, partition))
             except (FileNotFoundError, ValueError):  # no control block yet, or half made

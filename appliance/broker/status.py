@@ -27,12 +27,11 @@ class Status:
         self.groups = groups
         self.calls = calls
         self.process_table = process_table  # the supervisor's processes: pid, RSS, CPU
-        self.opening: set[int] = set()  # workers that have not yet answered their open
 
     @property
     def serving(self) -> bool:
         """Every worker is connected and has opened its partitions."""
-        return len(self.calls.ready) == self.metadata.num_workers and not self.opening
+        return len(self.calls.ready) == self.metadata.num_workers and not self.readers.opening
 
     def status(self, request: StatusRequest) -> r.StatusReply:
         workers = sorted(self.calls.ready)

@@ -121,15 +121,18 @@ def test_committed_offsets_survive_a_restart_and_show_as_lag(tmp_path):
     appliance = start_appliance(tmp_path)
     connection = Connection(appliance.bootstrap)
     deadline = time.monotonic() + 20
-    while True:  # the offsets load once the workers have reopened their partitions
+    group = None
+    while True:  # offsets load, and lag shows, once the workers have reopened their partitions
         try:
-            described = connection.request("describe_groups", {"groups": ["durable"]})
-            break
+            group = connection.request("describe_groups",
+                                       {"groups": ["durable"]}).fields["groups"][0]
+            if all(o["lag"] is not None for o in group["offsets"]):
+                break
         except CoordinatorLoadInProgressError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-    group = described.fields["groups"][0]
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no lag 20 s after the restart: {group}")
+        time.sleep(0.1)
     assert group["state"] == "Empty"
     assert sum(o["committed"] for o in group["offsets"]) == 100
     assert sum(o["lag"] for o in group["offsets"]) == 10

@@ -169,3 +169,22 @@ def test_a_bug_in_a_handler_costs_one_request_not_the_core(cluster):
     assert isinstance(reply, r.ErrorReply) and reply.error.name == "UNKNOWN_SERVER_ERROR"
     [status] = cluster.call("s", q.StatusRequest())
     assert status.serving
+
+
+def test_a_restarted_workers_partitions_are_not_read_until_it_has_opened_them(cluster):
+    """Its control blocks may still hold the previous run's positions."""
+    create(cluster, "t", 2)
+    produce(cluster, "p", ("t", 0, batch(b"a")), ("t", 1, batch(b"b")))
+    owner = cluster.broker.metadata.owner("t", 1)
+    cluster.hold = {owner}
+    cluster.broker.on_worker_message(owner, wp.Ready(owner, 0))
+    cluster.run()
+    [reply] = cluster.call("c", q.ListOffsetsRequest([("t", 0, q.LATEST), ("t", 1, q.LATEST)]))
+    by_partition = {p.partition: p for p in reply.partitions}
+    assert isinstance(by_partition[1].error, LeaderNotAvailableError)
+    if cluster.broker.metadata.owner("t", 0) != owner:
+        assert by_partition[0].error is None and by_partition[0].offset == 1
+    cluster.hold = set()
+    cluster.release()  # the worker answers Opened
+    [_, reply] = cluster.call("c", q.ListOffsetsRequest([("t", 1, q.LATEST)]))
+    assert reply.partitions[0].error is None and reply.partitions[0].offset == 1
