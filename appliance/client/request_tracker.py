@@ -101,10 +101,12 @@ class RequestTracker(Generic[V]):
 
     def take_all(self) -> list[tuple[V, Response]]:
         """Every arrived reply not yet taken, with its value, in request order."""
-        if not self._arrived:
+        arrived = self._arrived
+        if not arrived:
             return []
-        arrived, self._arrived = self._arrived, {}
-        return [arrived[request_id] for request_id in sorted(arrived)]
+        if len(arrived) == 1:  # the usual case: nothing to order
+            return [arrived.popitem()[1]]
+        return [arrived.pop(request_id) for request_id in sorted(arrived)]
 
     def forget(self, request_id: int) -> None:
         """Give up on a request: its reply, held already or still to come, is dropped."""
