@@ -16,7 +16,6 @@ or 400 (a malformed request, answered by http.server itself).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import socket
 import threading
@@ -30,6 +29,8 @@ import zmq
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from appliance import protocol
+from appliance.client.connection import connect_dealer, receive_replies
+from appliance.client.request_tracker import RequestTracker
 from appliance.metrics import RequestMetrics, exposition
 
 log = logging.getLogger("ringlog.http")
@@ -44,8 +45,9 @@ class StatusChannel:
     """Asks the supervisor's loop for a `status` reply over an inproc DEALER.
 
     One socket shared by the HTTP threads under a lock (a ZeroMQ socket must
-    not be used by two threads at once); replies to requests that timed out
-    are recognised by their id and dropped.
+    not be used by two threads at once); it is a client's socket, made and
+    read as the client's are, and its RequestTracker drops the replies to
+    requests that timed out.
     """
 
     def __init__(self, context: zmq.Context, endpoint: str):
@@ -53,7 +55,7 @@ class StatusChannel:
         self._endpoint = endpoint
         self._lock = threading.Lock()
         self._socket: zmq.Socket | None = None
-        self._ids = itertools.count(1)
+        self._tracker: RequestTracker[None] = RequestTracker()
         self._closed = False
 
     def status(self, details: bool) -> dict[str, Any] | None:
@@ -62,23 +64,26 @@ class StatusChannel:
             if self._closed:
                 return None
             if self._socket is None:
-                self._socket = self._context.socket(zmq.DEALER)
-                self._socket.setsockopt(zmq.LINGER, 0)
-                self._socket.connect(self._endpoint)
-            request_id = next(self._ids)
+                self._socket = connect_dealer(self._context, self._endpoint)
+            tracker = self._tracker
+            request_id = tracker.next_id()
             try:
                 self._socket.send_multipart(
                     protocol.encode_request("status", request_id, {"details": details}),
                     zmq.NOBLOCK)
             except zmq.ZMQError:
                 return None
+            tracker.track(request_id, None)
             deadline = time.monotonic() + STATUS_TIMEOUT_S
             while (remaining := deadline - time.monotonic()) > 0:
                 if not self._socket.poll(int(remaining * 1000) + 1):
-                    return None
-                response = protocol.parse_response(self._socket.recv_multipart())
-                if response.id == request_id:
+                    break
+                receive_replies(self._socket, tracker)
+                answered = tracker.take(request_id)
+                if answered is not None:
+                    response = answered[1]
                     return None if response.error else response.fields
+            tracker.forget(request_id)  # too late: its reply, if it comes, is dropped
             return None
 
     def close(self) -> None:

@@ -1,15 +1,19 @@
 """One connection to the appliance: a DEALER socket owned by an I/O thread.
 
 Any thread may submit a request and gets a Future; the I/O thread sends it,
-matches replies to requests by their id (many in flight on one connection)
-and fails requests that outlive their timeout. ZeroMQ reconnects by itself;
-a request lost in a reconnect times out and the caller retries.
+and its RequestTracker matches replies to requests by their id (many in
+flight on one connection) and fails requests that outlive their timeout.
+ZeroMQ reconnects by itself; a request lost in a reconnect times out and the
+caller retries.
+
+Every client socket is made by connect_dealer() and read by
+receive_replies(), here, so the connections differ only in which thread
+owns the socket.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import queue
 import sys
@@ -22,10 +26,13 @@ from typing import Any
 import zmq
 
 from appliance import protocol
-from shm.errors import NetworkError, RequestTimedOutError, RinglogError
+from appliance.client.request_tracker import RequestTracker
+from shm.errors import NetworkError, RequestTimedOutError, RinglogError, error_for
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:7092"
 DEFAULT_TIMEOUT_MS = 30_000
+RECONNECT_IVL_MS = 100  # first retry after a lost connection; doubles up to the max
+RECONNECT_IVL_MAX_MS = 1000  # a restarted appliance is found again within a second
 
 
 def parse_bootstrap(bootstrap_servers: str | list[str]) -> str:
@@ -51,12 +58,40 @@ def io_zmq() -> ModuleType:
     return zmq
 
 
+def connect_dealer(context: zmq.Context, endpoint: str) -> zmq.Socket:
+    """A client DEALER connected to `endpoint`, with the options every client
+    socket shares: no linger, so close() never waits on an appliance that is
+    gone (a request not sent is one the caller times out and retries), and a
+    quick reconnect, so a restarted appliance is found again at once."""
+    socket = context.socket(zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
+    socket.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
+    socket.connect(endpoint)
+    return socket
+
+
+def receive_replies(socket: zmq.Socket, tracker: RequestTracker) -> None:
+    """Hand every reply `socket` holds to `tracker`, without waiting; a message
+    that is not a reply is not ours to understand and is dropped."""
+    while True:
+        try:
+            frames = socket.recv_multipart(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return
+        try:
+            response = protocol.parse_response(frames)
+        except (ValueError, KeyError, IndexError):
+            continue
+        tracker.received(response)
+
+
 class Connection:
     """Thread-safe request/reply over one DEALER socket."""
 
     def __init__(self, bootstrap_servers: str | list[str] = DEFAULT_BOOTSTRAP):
         self.endpoint = parse_bootstrap(bootstrap_servers)
-        self._ids = itertools.count(1)
+        self._tracker: RequestTracker[Future] = RequestTracker()  # the I/O thread's
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -71,7 +106,7 @@ class Connection:
         if self._closed.is_set():
             future.set_exception(NetworkError("the connection is closed"))
             return future
-        request_id = next(self._ids)
+        request_id = self._tracker.next_id()
         frames = protocol.encode_request(api, request_id, fields, payloads)
         deadline = time.monotonic() + timeout_ms / 1000
         self._outbox.put((request_id, frames, future, deadline, expect_reply))
@@ -97,38 +132,39 @@ class Connection:
 
     def _run(self) -> None:
         zmq_module = io_zmq()
-        context = zmq_module.Context.instance()
-        socket = context.socket(zmq.DEALER)
-        socket.setsockopt(zmq.LINGER, 0)
-        socket.setsockopt(zmq.RECONNECT_IVL, 100)
-        socket.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
-        socket.connect(self.endpoint)
+        socket = connect_dealer(zmq_module.Context.instance(), self.endpoint)
         poller = zmq_module.Poller()
         poller.register(socket, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
-        waiting: dict[int, tuple[Future, float]] = {}
+        tracker = self._tracker
         try:
             while not self._closed.is_set():
-                events = dict(poller.poll(self._poll_ms(waiting)))
+                events = dict(poller.poll(self._poll_ms(tracker.next_deadline())))
                 if self._wake_r in events:
-                    self._send_queued(socket, waiting)
+                    self._send_queued(socket)
                 if socket in events:
-                    self._receive(socket, waiting)
-                self._expire(waiting)
+                    receive_replies(socket, tracker)
+                    for future, response in tracker.take_all():
+                        if response.error:
+                            future.set_exception(error_for(response.error, response.message))
+                        else:
+                            future.set_result(response)
+                for _, future in tracker.expire(time.monotonic()):
+                    future.set_exception(RequestTimedOutError(
+                        "no reply from the appliance in time; is it running?"))
         finally:
-            for future, _ in waiting.values():
+            for future in tracker.abandon():
                 if not future.done():
                     future.set_exception(NetworkError("the connection was closed"))
             socket.close()
 
     @staticmethod
-    def _poll_ms(waiting: dict) -> int:
-        if not waiting:
+    def _poll_ms(deadline: float | None) -> int:
+        if deadline is None:
             return 1000
-        soonest = min(deadline for _, deadline in waiting.values())
-        return max(1, min(1000, int((soonest - time.monotonic()) * 1000) + 1))
+        return max(1, min(1000, int((deadline - time.monotonic()) * 1000) + 1))
 
-    def _send_queued(self, socket: zmq.Socket, waiting: dict) -> None:
+    def _send_queued(self, socket: zmq.Socket) -> None:
         with contextlib.suppress(BlockingIOError):
             os.read(self._wake_r, 65536)
         while True:
@@ -140,47 +176,16 @@ class Connection:
                 continue
             socket.send_multipart(frames, copy=False)
             if expect_reply:
-                waiting[request_id] = (future, deadline)
+                self._tracker.track(request_id, future, deadline)
             else:
                 future.set_result(None)
-
-    def _receive(self, socket: zmq.Socket, waiting: dict) -> None:
-        while True:
-            try:
-                frames = socket.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            try:
-                response = protocol.parse_response(frames)
-            except (ValueError, KeyError, IndexError):
-                continue  # not ours to understand: drop it
-            entry = waiting.pop(response.id, None)
-            if entry is None:
-                continue  # a reply that arrived after its timeout
-            future = entry[0]
-            if response.error:
-                from shm.errors import error_for
-
-                future.set_exception(error_for(response.error, response.message))
-            else:
-                future.set_result(response)
-
-    @staticmethod
-    def _expire(waiting: dict) -> None:
-        now = time.monotonic()
-        for request_id, (future, deadline) in list(waiting.items()):
-            if deadline <= now:
-                del waiting[request_id]
-                future.set_exception(RequestTimedOutError(
-                    "no reply from the appliance in time; is it running?"))
 
 
 def raise_for(entry: dict) -> None:
     """Raise the Kafka error of one per-partition reply entry, if it has one."""
     if entry.get("error"):
-        from shm.errors import error_for
-
         raise error_for(entry["error"], entry.get("message", ""))
 
 
-__all__ = ["Connection", "RinglogError", "parse_bootstrap", "raise_for"]
+__all__ = ["Connection", "RinglogError", "connect_dealer", "parse_bootstrap", "raise_for",
+           "receive_replies"]
