@@ -435,6 +435,14 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=0, group="Consumer groups and offsets",
     ),
     Setting(
+        "group.initial.rebalance.delay.ms", "int", 3000,
+        "How long the first generation of an empty group waits for more members "
+        "before partitions are assigned, so consumers started together share them; "
+        "each new member extends the wait by as much, up to the members' largest "
+        "session timeout. 0 assigns at the first join.",
+        minimum=0, group="Consumer groups and offsets",
+    ),
+    Setting(
         "offsets.topic.num.partitions", "int", 8,
         "Partitions of the internal __consumer_offsets topic; fixed once the topic exists.",
         minimum=1, group="Consumer groups and offsets",

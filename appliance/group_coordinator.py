@@ -31,6 +31,21 @@ Contract for the client: at most one join/heartbeat in flight per member, and a
 member that gets ``UNKNOWN_MEMBER_ID`` has lost its partitions: it stops fetching
 all of them (its commits are fenced) and joins again without a member id.
 
+Initial rebalance delay (Kafka's ``group.initial.rebalance.delay.ms``): the
+first member to join an *empty* group does not get every partition at once.
+The group waits ``initial_rebalance_delay_ms`` for more members (state
+``PreparingRebalance``); each new member moves the end of the wait to
+``delay`` after its join, but never past the first join plus the members'
+largest session timeout (or the delay itself, if that is longer), as Kafka caps
+it by the rebalance timeout. Meanwhile joins and heartbeats answer an empty
+assignment with ``rebalancing`` True; the first generation is made when the
+wait is over, by the first heartbeat, join or ``expire`` call at or after its
+end (``next_deadline_ms`` includes it, so the server's timer wakes for it).
+Consumers started together thus share the partitions from the first
+generation instead of the first one reading everything before the others
+arrive. A group that has members rebalances at once, as before; a delay of 0
+makes the first generation at the first join.
+
 Session timeouts: a member is evicted by ``expire(now_ms)`` once
 ``now_ms >= last join/heartbeat + session_timeout_ms``; until the server's timer
 calls ``expire``, a late heartbeat still counts. An evicted or departed member's
@@ -96,7 +111,8 @@ class MemberView:
     ``assignment``: the partitions it may consume now, sorted.
     ``revoke``: partitions it owns but must give up: commit, stop, report released.
     ``rebalancing``: some partition in the group still waits to be released by its
-    previous owner (members may heartbeat more often until it is False).
+    previous owner, or the group's first generation waits for the initial
+    rebalance delay to end (members may heartbeat more often until it is False).
     ``members``: how many members the group has.
     ``pending``: target partitions it will get once their previous owner releases
     them (not in ``assignment`` yet).
@@ -133,13 +149,21 @@ class _Group:
     assignor: str | None = None
     members: dict[str, _Member] = field(default_factory=dict)  # in join order
     partition_counts: dict[str, int] = field(default_factory=dict)
+    # While the first generation waits for more members: when the wait began
+    # and when it ends (None otherwise).
+    initial_delay_start_ms: int | None = None
+    initial_delay_end_ms: int | None = None
 
     def rebalancing(self) -> bool:
-        return any(m.owned - m.target for m in self.members.values())
+        return self.initial_delay_end_ms is not None or any(
+            m.owned - m.target for m in self.members.values()
+        )
 
     def state(self) -> str:
         if not self.members:
             return "Empty"
+        if self.initial_delay_end_ms is not None:
+            return "PreparingRebalance"
         if all(m.owned == m.target for m in self.members.values()):
             return "Stable"
         return "Reconciling"
@@ -181,7 +205,9 @@ class GroupCoordinator:
 
     ``partitions_for(topic)`` returns a topic's partition count, or None when the
     topic does not exist (it then contributes no partitions until it is created
-    and the server calls ``topics_changed``).
+    and the server calls ``topics_changed``). ``initial_rebalance_delay_ms`` is
+    the broker's ``group.initial.rebalance.delay.ms``; it is 0 here (no wait) so
+    that the coordinator alone behaves as the simplest model of a group.
     """
 
     def __init__(
@@ -190,6 +216,7 @@ class GroupCoordinator:
         min_session_timeout_ms: int = 6000,
         max_session_timeout_ms: int = 1800000,
         *,
+        initial_rebalance_delay_ms: int = 0,
         member_id_factory: Callable[[str], str] = _default_member_id,
     ) -> None:
         if not 0 < min_session_timeout_ms <= max_session_timeout_ms:
@@ -197,9 +224,14 @@ class GroupCoordinator:
                 "need 0 < min_session_timeout_ms <= max_session_timeout_ms, got "
                 f"{min_session_timeout_ms} and {max_session_timeout_ms}"
             )
+        if not isinstance(initial_rebalance_delay_ms, int) or initial_rebalance_delay_ms < 0:
+            raise ValueError(
+                f"need initial_rebalance_delay_ms >= 0, got {initial_rebalance_delay_ms!r}"
+            )
         self._partitions_for = partitions_for
         self.min_session_timeout_ms = min_session_timeout_ms
         self.max_session_timeout_ms = max_session_timeout_ms
+        self.initial_rebalance_delay_ms = initial_rebalance_delay_ms
         self._new_member_id = member_id_factory
         self._groups: dict[str, _Group] = {}
 
@@ -222,7 +254,9 @@ class GroupCoordinator:
         member was evicted or the coordinator restarted; it joins again without an
         id. The first member of an empty group picks the assignor; a different one
         from another member raises InconsistentGroupProtocolError. A join that
-        changes nothing (a retry) does not start a new generation.
+        changes nothing (a retry) does not start a new generation. A new member of
+        an empty group, or of one still in its initial rebalance delay, starts or
+        extends that delay and gets an empty assignment with ``rebalancing`` True.
         """
         _check_group_id(group_id)
         self._check_session_timeout(session_timeout_ms)
@@ -243,6 +277,7 @@ class GroupCoordinator:
             )
         if group is None:
             group = self._groups[group_id] = _Group(group_id)
+        self._end_initial_delay_if_due(group, now_ms)
 
         changed = group.assignor != assignor
         group.assignor = assignor
@@ -258,11 +293,16 @@ class GroupCoordinator:
             new_id = self._new_member_id(client_id)
             if any(new_id in g.members for g in self._groups.values()):
                 raise RuntimeError(f"member id factory returned a duplicate id {new_id!r}")
+            if not group.members and self.initial_rebalance_delay_ms > 0:
+                group.initial_delay_start_ms = now_ms
+                group.initial_delay_end_ms = now_ms
             member = _Member(new_id, client_id, subscription, session_timeout_ms, now_ms)
             group.members[new_id] = member
             changed = True
+            if group.initial_delay_end_ms is not None:
+                self._extend_initial_delay(group, now_ms)
         if changed:
-            self._reassign(group, membership_changed=True)
+            self._membership_changed(group)
         return self._view(group, member)
 
     def heartbeat(
@@ -282,6 +322,7 @@ class GroupCoordinator:
         """
         _check_group_id(group_id)
         group, member = self._member(group_id, member_id)
+        self._end_initial_delay_if_due(group, now_ms)
         if generation_id > group.generation_id:
             raise IllegalGenerationError(
                 f"generation {generation_id} is newer than group {group_id!r}'s "
@@ -295,17 +336,20 @@ class GroupCoordinator:
         """Remove a member: its partitions are free at once, the group rebalances.
 
         The member is expected to have committed and stopped fetching first.
+        During the initial rebalance delay the wait goes on for the others.
         """
         _check_group_id(group_id)
         group, _ = self._member(group_id, member_id)
         del group.members[member_id]
-        self._reassign(group, membership_changed=True)
+        self._membership_changed(group)
 
     def expire(self, now_ms: int) -> list[tuple[str, str]]:
         """Evict every member whose session has run out; return (group, member) pairs.
 
         A member expires when ``now_ms >= last join/heartbeat + session_timeout_ms``.
-        Its partitions are free at once and its group rebalances.
+        Its partitions are free at once and its group rebalances. Then every group
+        whose initial rebalance delay has ended gets its first generation, so the
+        members' next heartbeats carry their assignments.
         """
         evicted: list[tuple[str, str]] = []
         for group_id in sorted(self._groups):
@@ -315,12 +359,19 @@ class GroupCoordinator:
                 del group.members[member_id]
                 evicted.append((group_id, member_id))
             if dead:
-                self._reassign(group, membership_changed=True)
+                self._membership_changed(group)
+            self._end_initial_delay_if_due(group, now_ms)
         return evicted
 
     def next_deadline_ms(self) -> int | None:
-        """The earliest session expiry of any member, or None with no members."""
+        """When ``expire`` next has work: the earliest session expiry of any member
+        or end of an initial rebalance delay; None with no members."""
         deadlines = [m.deadline_ms for g in self._groups.values() for m in g.members.values()]
+        deadlines += [
+            g.initial_delay_end_ms
+            for g in self._groups.values()
+            if g.initial_delay_end_ms is not None
+        ]
         return min(deadlines) if deadlines else None
 
     # ------------------------------------------------------------------ commits
@@ -361,12 +412,14 @@ class GroupCoordinator:
 
         Call after a topic is created or deleted or gains partitions. Returns the
         ids of the groups whose target assignment changed (their generation bumps).
+        A group in its initial rebalance delay reads the counts when the delay ends.
         """
         changed: list[str] = []
         for group_id in sorted(self._groups):
             group = self._groups[group_id]
             if (
                 group.members
+                and group.initial_delay_end_ms is None
                 and self._counts(group) != group.partition_counts
                 and self._reassign(group, membership_changed=False)
             ):
@@ -378,8 +431,10 @@ class GroupCoordinator:
     def describe(self, group_id: str) -> dict[str, Any]:
         """The group's state, assignor, generation and members.
 
-        ``state`` is "Empty" (no members), "Stable" (every member owns exactly its
-        target), "Reconciling" (partitions are moving between members) or, for a
+        ``state`` is "Empty" (no members), "PreparingRebalance" (the first
+        generation waits for the initial rebalance delay; no member has partitions
+        yet), "Stable" (every member owns exactly its target), "Reconciling"
+        (partitions are moving between members) or, for a
         group this coordinator does not know, "Dead" with no members, as Kafka's
         DescribeGroups answers (error NONE) for an unknown group.
         Per member: ``assignment`` (its target), ``owned`` (what it holds now, as
@@ -475,6 +530,31 @@ class GroupCoordinator:
             n = self._partitions_for(topic)
             counts[topic] = n if isinstance(n, int) and n > 0 else 0
         return counts
+
+    def _extend_initial_delay(self, group: _Group, now_ms: int) -> None:
+        """A new member joined during the wait: wait ``delay`` more from now, capped
+        at the first join plus the members' largest session timeout (Kafka caps the
+        wait by the rebalance timeout, which Ringlog's members do not send)."""
+        assert group.initial_delay_start_ms is not None and group.initial_delay_end_ms is not None
+        delay = self.initial_rebalance_delay_ms
+        longest = max(m.session_timeout_ms for m in group.members.values())
+        cap = group.initial_delay_start_ms + max(delay, longest)
+        group.initial_delay_end_ms = max(group.initial_delay_end_ms, min(now_ms + delay, cap))
+
+    def _end_initial_delay_if_due(self, group: _Group, now_ms: int) -> None:
+        if group.initial_delay_end_ms is not None and now_ms >= group.initial_delay_end_ms:
+            group.initial_delay_start_ms = group.initial_delay_end_ms = None
+            self._reassign(group, membership_changed=True)
+
+    def _membership_changed(self, group: _Group) -> None:
+        """Rebalance for a join, leave or eviction, unless the group is in its
+        initial rebalance delay: its first generation will count every member
+        there is when the delay ends. A group whose last member went stops waiting."""
+        if group.initial_delay_end_ms is not None:
+            if group.members:
+                return
+            group.initial_delay_start_ms = group.initial_delay_end_ms = None
+        self._reassign(group, membership_changed=True)
 
     def _reassign(self, group: _Group, *, membership_changed: bool) -> bool:
         """Recompute the group's target assignment; bump the generation when the

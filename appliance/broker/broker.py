@@ -53,7 +53,9 @@ class Broker:
         self.committed = CommittedOffsets(metadata, readers, self.produce)
         coordinator = GroupCoordinator(metadata_partition_count(metadata),
                                        int(config["group.min.session.timeout.ms"]),
-                                       int(config["group.max.session.timeout.ms"]))
+                                       int(config["group.max.session.timeout.ms"]),
+                                       initial_rebalance_delay_ms=int(
+                                           config["group.initial.rebalance.delay.ms"]))
         self.topics.on_change = coordinator.topics_changed
         self.groups = Groups(coordinator, self.committed, readers, self.outbox)
         self.status = Status(metadata, readers, self.groups, self.calls, process_table)

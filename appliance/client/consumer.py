@@ -114,8 +114,19 @@ class Consumer:
             coordinator.poll()
         while not fetcher.has_fetched():
             remaining_ms = int((deadline - time.monotonic()) * 1000)
-            if remaining_ms <= 0 or not fetcher.assignment:
+            if remaining_ms <= 0 or (coordinator is None and not fetcher.assignment):
                 break
+            if not fetcher.assignment:
+                # A member without partitions (its group's first generation waits
+                # out group.initial.rebalance.delay.ms, or the group has more members
+                # than partitions) gets them from a heartbeat: wait for the next one
+                # rather than return at once, as Kafka's poll() waits out its timeout.
+                wait_s = min(remaining_ms / 1000, coordinator.next_heartbeat - time.monotonic())
+                if wait_s <= 0:  # not a member, or a release to report at the next poll
+                    break
+                time.sleep(wait_s)
+                coordinator.poll()
+                continue
             wait_ms = min(remaining_ms, self.fetch_max_wait_ms)
             if coordinator is not None:  # wake up in time for the next heartbeat
                 heartbeat_ms = int((coordinator.next_heartbeat - time.monotonic()) * 1000)

@@ -162,3 +162,53 @@ def test_a_zombie_member_is_fenced(topic):
                                              "generation_id": other["generation_id"],
                                              "offsets": [[TOPIC, 0, 5, ""]]})
     connection.close()
+
+
+INITIAL_DELAY_MS = 1000  # group.initial.rebalance.delay.ms, real but shorter than Kafka's 3000
+HEARTBEAT_INTERVAL_MS = 6000  # long, so that waiting a whole one for the assignment shows
+
+
+def test_consumers_started_together_share_the_partitions_from_the_first_generation(tmp_path):
+    """The first member of a new group does not drain every partition before the
+    second joins: the group waits for both, then splits the partitions once."""
+    from tests.integration.conftest import start_appliance
+
+    appliance = start_appliance(tmp_path, f"group.initial.rebalance.delay.ms={INITIAL_DELAY_MS}")
+    try:
+        with Admin(appliance.bootstrap) as admin:
+            admin.create_topic(TOPIC, partitions=6)
+        with Producer(appliance.bootstrap, acks="all") as producer:
+            for partition in range(6):
+                for i in range(5):
+                    producer.send(TOPIC, b"p%d-%d" % (partition, i), partition=partition)
+            producer.flush(30)
+        started = time.monotonic()
+        consumers = [Consumer(TOPIC, bootstrap_servers=appliance.bootstrap, group_id="together",
+                              auto_offset_reset="earliest",
+                              heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS) for _ in range(2)]
+        got: dict[int, list] = {0: [], 1: []}
+        first_record_s: dict[int, float] = {}
+        deadline = time.monotonic() + 30
+        while sum(map(len, got.values())) < 30 and time.monotonic() < deadline:
+            for i, consumer in enumerate(consumers):
+                messages = consumer.poll(timeout_ms=100)
+                if messages and i not in first_record_s:
+                    first_record_s[i] = time.monotonic() - started
+                got[i] += [(m.partition, m.value) for m in messages]
+        partitions = [{p for p, _ in got[i]} for i in (0, 1)]
+        assert partitions[0] and partitions[1], f"one member read everything: {partitions}"
+        assert partitions[0].isdisjoint(partitions[1])
+        assert len(partitions[0]) == len(partitions[1]) == 3  # an even split, each whole
+        everything = sorted(got[0] + got[1])
+        assert everything == sorted((p, b"p%d-%d" % (p, i)) for p in range(6) for i in range(5))
+        with Admin(appliance.bootstrap) as admin:
+            group = admin.describe_group("together")
+        assert group["generation_id"] == 1, group  # no rebalance after the first generation
+        # The assignment came with a heartbeat soon after the delay (members heartbeat
+        # more often while a rebalance is pending), not a whole interval later.
+        soon_s = (INITIAL_DELAY_MS + HEARTBEAT_INTERVAL_MS / 2) / 1000
+        assert max(first_record_s.values()) < soon_s, first_record_s
+        for consumer in consumers:
+            consumer.close()
+    finally:
+        assert appliance.stop() == 0, appliance.stderr()

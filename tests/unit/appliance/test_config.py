@@ -86,6 +86,7 @@ EXPECTED_DEFAULTS = {
     "queued.max.requests": 500,
     "group.min.session.timeout.ms": 6000,
     "group.max.session.timeout.ms": 1_800_000,
+    "group.initial.rebalance.delay.ms": 3000,
     "offsets.topic.num.partitions": 8,
     "offsets.retention.minutes": 10080,
 }

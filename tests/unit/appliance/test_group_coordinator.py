@@ -64,7 +64,7 @@ class Member:
     """A consumer that follows the protocol; `offsets` is the group's committed store."""
 
     def __init__(self, coord, group, topics, now=0, assignor="cooperative-sticky",
-                 client_id="", offsets=None):
+                 client_id="", offsets=None, session=SESSION):
         self.coord, self.group = coord, group
         self.topics = list(topics)
         if offsets is None:
@@ -73,7 +73,7 @@ class Member:
         self.position: dict[tuple[str, int], int] = {}
         self.consuming: set[tuple[str, int]] = set()
         self.uncommitted: set[tuple[str, int]] = set()  # revoked, offsets not committed yet
-        view = coord.join(group, None, self.topics, SESSION, assignor, now, client_id)
+        view = coord.join(group, None, self.topics, session, assignor, now, client_id)
         self.id = view.member_id
         self.apply(view)
 
@@ -308,6 +308,157 @@ def test_a_late_heartbeat_counts_until_the_timer_runs_expire():
     a = Member(coord, "g", ["t"], now=0)
     a.heartbeat(SESSION + 5)
     assert coord.expire(SESSION + 5) == []
+
+
+# --------------------------------------------------------------------------- initial delay
+
+DELAY = 3_000
+
+
+def test_the_first_generation_of_an_empty_group_waits_for_the_initial_delay():
+    coord = make({"t": 4}, initial_rebalance_delay_ms=DELAY)
+    a = Member(coord, "g", ["t"], now=0)
+    assert a.view == MemberView(a.id, 0, (), (), True, 1, ())  # nothing yet, rebalance pending
+    assert coord.describe("g")["state"] == "PreparingRebalance"
+    assert coord.next_deadline_ms() == DELAY  # the server's timer wakes for the delay's end
+    assert a.heartbeat(DELAY - 1).assignment == () and a.view.rebalancing
+    assert coord.expire(DELAY - 1) == [] and coord.describe("g")["state"] == "PreparingRebalance"
+    view = a.heartbeat(DELAY)
+    assert view.assignment == tps("tp0", "tp1", "tp2", "tp3") and view.generation_id == 1
+    assert not view.rebalancing and coord.describe("g")["state"] == "Stable"
+
+
+def test_members_that_join_during_the_delay_share_the_first_generation_without_handover():
+    coord = make({"t": 4}, initial_rebalance_delay_ms=DELAY)
+    a = Member(coord, "g", ["t"], now=0)
+    b = Member(coord, "g", ["t"], now=1_000)  # extends the wait to 1_000 + DELAY
+    assert b.view.assignment == () and b.view.rebalancing and b.view.members == 2
+    assert coord.next_deadline_ms() == 1_000 + DELAY
+    assert a.heartbeat(DELAY).assignment == ()  # a's original deadline passed: still waiting
+    first = a.heartbeat(1_000 + DELAY)
+    second = b.heartbeat(1_000 + DELAY)
+    assert first.generation_id == second.generation_id == 1  # one generation for both
+    assert sorted(first.assignment + second.assignment) == list(tps("tp0", "tp1", "tp2", "tp3"))
+    assert len(first.assignment) == len(second.assignment) == 2
+    assert first.revoke == second.revoke == () and not first.rebalancing  # nothing moved
+    assert coord.describe("g")["state"] == "Stable"
+
+
+def test_the_delay_ends_without_a_heartbeat_when_the_timer_calls_expire():
+    coord = make({"t": 2}, initial_rebalance_delay_ms=DELAY)
+    a = Member(coord, "g", ["t"], now=0)
+    b = Member(coord, "g", ["t"], now=500)
+    assert coord.expire(500 + DELAY) == []
+    desc = coord.describe("g")  # assigned; the members pick it up with their next heartbeat
+    assert desc["state"] == "Reconciling" and desc["generation_id"] == 1
+    assert [m["assignment"] for m in desc["members"]] == [tps("tp0"), tps("tp1")]
+    assert coord.next_deadline_ms() == 0 + SESSION  # only sessions are left to watch
+    # a late heartbeat (after the end, before the timer) would have made it too:
+    assert a.heartbeat(600 + DELAY).assignment == tps("tp0")
+    assert b.heartbeat(600 + DELAY).assignment == tps("tp1")
+    assert coord.describe("g")["state"] == "Stable"
+
+
+def test_joins_extend_the_delay_only_up_to_the_largest_session_timeout():
+    coord = make({"t": 4}, initial_rebalance_delay_ms=DELAY)
+    members = [Member(coord, "g", ["t"], now=0, session=6_000)]
+    for now in (2_500, 5_000, 5_900):  # each alone would push the end past 6_000
+        for m in members:
+            m.heartbeat(now)
+        members.append(Member(coord, "g", ["t"], now=now, session=6_000))
+        assert coord.next_deadline_ms() == min(now + DELAY, 6_000)
+    assert coord.expire(6_000) == []  # the sessions were refreshed; the first generation is made
+    assert all(len(m.heartbeat(6_000).assignment) == 1 for m in members)
+    # a longer session timeout among the members allows a longer wait, as Kafka's
+    # rebalance timeout does
+    coord = make({"t": 4}, initial_rebalance_delay_ms=DELAY)
+    first = Member(coord, "h", ["t"], now=0, session=6_000)
+    Member(coord, "h", ["t"], now=2_500, session=SESSION)
+    first.heartbeat(5_000)
+    Member(coord, "h", ["t"], now=5_000, session=6_000)
+    assert coord.next_deadline_ms() == 5_000 + DELAY  # past 6_000, within SESSION
+
+
+def test_a_delay_longer_than_the_session_timeouts_is_waited_in_full():
+    coord = make({"t": 1}, initial_rebalance_delay_ms=8_000)
+    a = Member(coord, "g", ["t"], now=0, session=6_000)
+    b = Member(coord, "g", ["t"], now=1_000, session=6_000)
+    assert coord.next_deadline_ms() == 6_000  # a's session, then the delay's end
+    a.heartbeat(5_000)
+    assert coord.describe("g")["state"] == "PreparingRebalance"
+    assert coord.expire(7_000) == [("g", b.id)]  # the silent one goes; the wait goes on
+    assert coord.describe("g")["state"] == "PreparingRebalance"
+    a.heartbeat(7_999)
+    assert a.view.assignment == () and coord.next_deadline_ms() == 8_000
+    assert a.heartbeat(8_000).assignment == tps("tp0")
+
+
+def test_a_group_with_members_rebalances_at_once():
+    coord = make({"t": 4}, initial_rebalance_delay_ms=DELAY)
+    a = Member(coord, "g", ["t"], now=0)
+    coord.expire(DELAY)
+    a.heartbeat(DELAY)
+    b = Member(coord, "g", ["t"], now=DELAY + 100)  # not the first: no wait
+    assert b.view.generation_id == 2 and b.view.pending == tps("tp2", "tp3")
+    assert coord.describe("g")["state"] == "Reconciling"
+    assert coord.next_deadline_ms() == DELAY + SESSION  # a's session; no delay to wait for
+    settle([a, b], DELAY + 200)
+    assert a.consuming == set(tps("tp0", "tp1")) and b.consuming == set(tps("tp2", "tp3"))
+
+
+def test_a_join_after_the_delay_ended_but_before_the_timer_ran_is_not_delayed():
+    coord = make({"t": 2}, initial_rebalance_delay_ms=DELAY)
+    a = Member(coord, "g", ["t"], now=0)
+    b = Member(coord, "g", ["t"], now=DELAY + 50)  # the first generation was due at DELAY
+    assert b.view.generation_id == 2 and b.view.assignment == tps("tp1")
+    assert a.heartbeat(DELAY + 60).assignment == tps("tp0")
+    assert coord.next_deadline_ms() == DELAY + 50 + SESSION  # b's session; no delay left
+
+
+def test_a_group_that_empties_waits_again_for_its_next_first_generation():
+    coord = make({"t": 2}, initial_rebalance_delay_ms=DELAY)
+    a = Member(coord, "g", ["t"], now=0)
+    a.leave(1_000)  # the last member goes during the wait: the wait is over
+    assert coord.describe("g")["state"] == "Empty" and coord.next_deadline_ms() is None
+    b = Member(coord, "g", ["t"], now=2_000)
+    assert b.view.assignment == () and coord.next_deadline_ms() == 2_000 + DELAY
+    assert b.heartbeat(2_000 + DELAY).assignment == tps("tp0", "tp1")
+    b.leave(6_000)
+    c = Member(coord, "g", ["t"], now=7_000)
+    assert c.view.assignment == () and c.view.rebalancing
+    with pytest.raises(UnknownMemberIdError):  # the old generation's members stay fenced
+        coord.check_commit("g", b.id, b.generation)
+
+
+def test_during_the_delay_leaves_rejoins_and_new_topics_do_not_end_or_extend_it():
+    topics: dict[str, int | None] = {"t": 2, "u": 1}
+    coord = make(topics, initial_rebalance_delay_ms=DELAY)
+    a = Member(coord, "g", ["t"], now=0)
+    b = Member(coord, "g", ["t"], now=100)
+    b.leave(200)
+    assert coord.next_deadline_ms() == 100 + DELAY
+    assert a.rejoin(["t", "u"], 300).assignment == ()  # a new subscription is no new member
+    topics["t"] = 3
+    assert coord.topics_changed() == []
+    assert coord.describe("g")["state"] == "PreparingRebalance"
+    assert coord.next_deadline_ms() == 100 + DELAY
+    view = a.heartbeat(100 + DELAY)
+    assert view.assignment == tps("tp0", "tp1", "tp2", "up0") and view.generation_id == 1
+
+
+def test_a_delay_of_zero_makes_the_first_generation_at_the_first_join():
+    for coord in (make({"t": 2}), make({"t": 2}, initial_rebalance_delay_ms=0)):
+        a = Member(coord, "g", ["t"], now=0)
+        assert a.view == MemberView(a.id, 1, tps("tp0", "tp1"), (), False, 1, ())
+        assert coord.next_deadline_ms() == SESSION
+        b = Member(coord, "g", ["t"], now=10)
+        assert b.view.generation_id == 2 and b.view.pending == tps("tp1")
+
+
+@pytest.mark.parametrize("delay", [-1, 1.5, None])
+def test_an_invalid_initial_delay_is_refused(delay):
+    with pytest.raises(ValueError, match="initial_rebalance_delay_ms"):
+        GroupCoordinator({"t": 1}.get, initial_rebalance_delay_ms=delay)
 
 
 # --------------------------------------------------------------------------- fencing
@@ -564,13 +715,16 @@ TOPIC_NAMES = ["t0", "t1", "t2"]
 
 class GroupMachine(RuleBasedStateMachine):
     """Members join, heartbeat, consume, change subscriptions, leave and crash while
-    topics grow, in any order. At every step no partition is consumed by two live
-    members; after a clean handover the next owner starts at the committed offset."""
+    topics grow and the timer runs, in any order, with or without an initial
+    rebalance delay. At every step no partition is consumed by two live members;
+    after a clean handover the next owner starts at the committed offset."""
 
-    @initialize(assignor=st.sampled_from(["cooperative-sticky", "range", "roundrobin"]))
-    def setup(self, assignor):
+    @initialize(assignor=st.sampled_from(["cooperative-sticky", "range", "roundrobin"]),
+                delay=st.sampled_from([0, 150, 450]))
+    def setup(self, assignor, delay):
         self.topics: dict[str, int | None] = {"t0": 3, "t1": 2, "t2": None}
-        self.coord = make(self.topics)
+        self.coord = make(self.topics, initial_rebalance_delay_ms=delay)
+        self.delay = delay
         self.assignor = assignor
         self.offsets: dict = {}
         self.delivered: dict = {}  # partition -> next offset never delivered before
@@ -653,6 +807,11 @@ class GroupMachine(RuleBasedStateMachine):
         with pytest.raises(UnknownMemberIdError):
             self.coord.check_commit("g", m.id, m.generation)
 
+    @rule()
+    def timer(self):
+        self.tick()
+        assert self.coord.expire(self.now) == []  # every live member is within its session
+
     @rule(topic=st.sampled_from(TOPIC_NAMES))
     def add_partition(self, topic):
         self.topics[topic] = min((self.topics[topic] or 0) + 1, 8)
@@ -661,6 +820,7 @@ class GroupMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.members)
     @rule()
     def settle_completely(self):
+        self.tick(self.delay)  # past any initial rebalance delay
         for _ in range(3):
             for m in self.members:
                 self.tick()
