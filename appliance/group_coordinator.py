@@ -62,11 +62,19 @@ such a group (offsets-only consumers), which is outside this module.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
-from uuid import uuid4
 
-from appliance.assignors import ASSIGNORS, DEFAULT_ASSIGNOR, TopicPartition
+from appliance.assignors import ASSIGNORS, TopicPartition
+from appliance.consumer_group import (
+    Group,
+    Member,
+    MemberView,
+    check_group_id,
+    dead_group,
+    default_member_id,
+    partition_set,
+    topic_tuple,
+)
 from shm.errors import (
     GroupIdNotFoundError,
     IllegalGenerationError,
@@ -93,108 +101,6 @@ __all__ = [
     "UnsupportedAssignorError",
 ]
 
-PROTOCOL_TYPE = "consumer"
-
-
-# --------------------------------------------------------------------------- errors
-
-
-
-
-# --------------------------------------------------------------------------- views
-
-
-@dataclass(frozen=True)
-class MemberView:
-    """What one member learns from a join or heartbeat.
-
-    ``assignment``: the partitions it may consume now, sorted.
-    ``revoke``: partitions it owns but must give up: commit, stop, report released.
-    ``rebalancing``: some partition in the group still waits to be released by its
-    previous owner, or the group's first generation waits for the initial
-    rebalance delay to end (members may heartbeat more often until it is False).
-    ``members``: how many members the group has.
-    ``pending``: target partitions it will get once their previous owner releases
-    them (not in ``assignment`` yet).
-    """
-
-    member_id: str
-    generation_id: int
-    assignment: tuple[TopicPartition, ...]
-    revoke: tuple[TopicPartition, ...]
-    rebalancing: bool
-    members: int
-    pending: tuple[TopicPartition, ...] = ()
-
-
-@dataclass
-class _Member:
-    member_id: str
-    client_id: str
-    topics: tuple[str, ...]
-    session_timeout_ms: int
-    last_seen_ms: int
-    target: set[TopicPartition] = field(default_factory=set)
-    owned: set[TopicPartition] = field(default_factory=set)
-
-    @property
-    def deadline_ms(self) -> int:
-        return self.last_seen_ms + self.session_timeout_ms
-
-
-@dataclass
-class _Group:
-    group_id: str
-    generation_id: int = 0
-    assignor: str | None = None
-    members: dict[str, _Member] = field(default_factory=dict)  # in join order
-    partition_counts: dict[str, int] = field(default_factory=dict)
-    # While the first generation waits for more members: when the wait began
-    # and when it ends (None otherwise).
-    initial_delay_start_ms: int | None = None
-    initial_delay_end_ms: int | None = None
-
-    def rebalancing(self) -> bool:
-        return self.initial_delay_end_ms is not None or any(
-            m.owned - m.target for m in self.members.values()
-        )
-
-    def state(self) -> str:
-        if not self.members:
-            return "Empty"
-        if self.initial_delay_end_ms is not None:
-            return "PreparingRebalance"
-        if all(m.owned == m.target for m in self.members.values()):
-            return "Stable"
-        return "Reconciling"
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _sorted(tps: Iterable[TopicPartition]) -> tuple[TopicPartition, ...]:
-    return tuple(sorted(tps))
-
-
-def _partition_set(owned: Iterable[Any]) -> set[TopicPartition]:
-    result: set[TopicPartition] = set()
-    for item in owned:
-        try:
-            topic, partition = item
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"owned partitions must be (topic, partition) pairs, got {item!r}"
-            ) from None
-        if not isinstance(topic, str) or not isinstance(partition, int) or isinstance(
-            partition, bool
-        ):
-            raise TypeError(f"owned partitions must be (str, int) pairs, got {item!r}")
-        result.add((topic, partition))
-    return result
-
-
-def _default_member_id(client_id: str) -> str:
-    return f"{client_id or 'member'}-{uuid4().hex}"
 
 
 # --------------------------------------------------------------------------- coordinator
@@ -217,7 +123,7 @@ class GroupCoordinator:
         max_session_timeout_ms: int = 1800000,
         *,
         initial_rebalance_delay_ms: int = 0,
-        member_id_factory: Callable[[str], str] = _default_member_id,
+        member_id_factory: Callable[[str], str] = default_member_id,
     ) -> None:
         if not 0 < min_session_timeout_ms <= max_session_timeout_ms:
             raise ValueError(
@@ -233,7 +139,7 @@ class GroupCoordinator:
         self.max_session_timeout_ms = max_session_timeout_ms
         self.initial_rebalance_delay_ms = initial_rebalance_delay_ms
         self._new_member_id = member_id_factory
-        self._groups: dict[str, _Group] = {}
+        self._groups: dict[str, Group] = {}
 
     # ------------------------------------------------------------------ membership
 
@@ -258,13 +164,13 @@ class GroupCoordinator:
         an empty group, or of one still in its initial rebalance delay, starts or
         extends that delay and gets an empty assignment with ``rebalancing`` True.
         """
-        _check_group_id(group_id)
+        check_group_id(group_id)
         self._check_session_timeout(session_timeout_ms)
         if assignor not in ASSIGNORS:
             raise UnsupportedAssignorError(
                 f"unknown assignor {assignor!r}; supported: {', '.join(sorted(ASSIGNORS))}"
             )
-        subscription = _topic_tuple(topics)
+        subscription = topic_tuple(topics)
         group = self._groups.get(group_id)
         if member_id and (group is None or member_id not in group.members):
             raise UnknownMemberIdError(
@@ -276,7 +182,7 @@ class GroupCoordinator:
                 f"group {group_id!r} uses assignor {group.assignor!r}, not {assignor!r}"
             )
         if group is None:
-            group = self._groups[group_id] = _Group(group_id)
+            group = self._groups[group_id] = Group(group_id)
         self._end_initial_delay_if_due(group, now_ms)
 
         changed = group.assignor != assignor
@@ -296,14 +202,14 @@ class GroupCoordinator:
             if not group.members and self.initial_rebalance_delay_ms > 0:
                 group.initial_delay_start_ms = now_ms
                 group.initial_delay_end_ms = now_ms
-            member = _Member(new_id, client_id, subscription, session_timeout_ms, now_ms)
+            member = Member(new_id, client_id, subscription, session_timeout_ms, now_ms)
             group.members[new_id] = member
             changed = True
             if group.initial_delay_end_ms is not None:
-                self._extend_initial_delay(group, now_ms)
+                group.extend_initial_delay(self.initial_rebalance_delay_ms, now_ms)
         if changed:
             self._membership_changed(group)
-        return self._view(group, member)
+        return group.view(member)
 
     def heartbeat(
         self,
@@ -320,7 +226,7 @@ class GroupCoordinator:
         never handed is ignored. A generation older than the group's is fine (the
         view carries the new one); a newer one raises IllegalGenerationError.
         """
-        _check_group_id(group_id)
+        check_group_id(group_id)
         group, member = self._member(group_id, member_id)
         self._end_initial_delay_if_due(group, now_ms)
         if generation_id > group.generation_id:
@@ -328,9 +234,9 @@ class GroupCoordinator:
                 f"generation {generation_id} is newer than group {group_id!r}'s "
                 f"{group.generation_id}"
             )
-        member.owned &= _partition_set(owned)
+        member.owned &= partition_set(owned)
         member.last_seen_ms = now_ms
-        return self._view(group, member)
+        return group.view(member)
 
     def leave(self, group_id: str, member_id: str, now_ms: int) -> None:
         """Remove a member: its partitions are free at once, the group rebalances.
@@ -338,7 +244,7 @@ class GroupCoordinator:
         The member is expected to have committed and stopped fetching first.
         During the initial rebalance delay the wait goes on for the others.
         """
-        _check_group_id(group_id)
+        check_group_id(group_id)
         group, _ = self._member(group_id, member_id)
         del group.members[member_id]
         self._membership_changed(group)
@@ -388,7 +294,7 @@ class GroupCoordinator:
           generation (else IllegalGenerationError: a zombie of an older generation).
           A member learns the current generation from its heartbeat view.
         """
-        _check_group_id(group_id)
+        check_group_id(group_id)
         group = self._groups.get(group_id)
         if not member_id and generation_id < 0:
             if group is None or not group.members:
@@ -420,8 +326,8 @@ class GroupCoordinator:
             if (
                 group.members
                 and group.initial_delay_end_ms is None
-                and self._counts(group) != group.partition_counts
-                and self._reassign(group, membership_changed=False)
+                and group.subscribed_counts(self._partitions_for) != group.partition_counts
+                and group.reassign(self._partitions_for, membership_changed=False)
             ):
                 changed.append(group_id)
         return changed
@@ -440,55 +346,15 @@ class GroupCoordinator:
         Per member: ``assignment`` (its target), ``owned`` (what it holds now, as
         far as the coordinator knows), ``pending`` and ``revoke``.
         """
-        _check_group_id(group_id)
+        check_group_id(group_id)
         group = self._groups.get(group_id)
         if group is None:
-            return {
-                "group_id": group_id,
-                "state": "Dead",
-                "protocol_type": "",
-                "assignor": "",
-                "generation_id": -1,
-                "members": [],
-            }
-        owners = self._owners(group)
-        return {
-            "group_id": group_id,
-            "state": group.state(),
-            "protocol_type": PROTOCOL_TYPE if group.members else "",
-            "assignor": group.assignor or "",
-            "generation_id": group.generation_id,
-            "members": [
-                {
-                    "member_id": m.member_id,
-                    "client_id": m.client_id,
-                    "topics": list(m.topics),
-                    "session_timeout_ms": m.session_timeout_ms,
-                    "last_heartbeat_ms": m.last_seen_ms,
-                    "assignment": _sorted(m.target),
-                    "owned": _sorted(m.owned),
-                    "pending": _sorted(
-                        tp for tp in m.target if owners.get(tp, m.member_id) != m.member_id
-                    ),
-                    "revoke": _sorted(m.owned - m.target),
-                }
-                for m in sorted(group.members.values(), key=lambda m: m.member_id)
-            ],
-        }
+            return dead_group(group_id)
+        return group.describe()
 
     def list_groups(self) -> list[dict[str, Any]]:
         """Every group this coordinator knows (including Empty ones), by group id."""
-        return [
-            {
-                "group_id": g.group_id,
-                "state": g.state(),
-                "protocol_type": PROTOCOL_TYPE if g.members else "",
-                "assignor": g.assignor or "",
-                "generation_id": g.generation_id,
-                "members": len(g.members),
-            }
-            for g in sorted(self._groups.values(), key=lambda g: g.group_id)
-        ]
+        return [g.summary() for g in sorted(self._groups.values(), key=lambda g: g.group_id)]
 
     def delete_group(self, group_id: str) -> None:
         """Forget an Empty group (Kafka's DeleteGroups; the server drops its offsets).
@@ -496,7 +362,7 @@ class GroupCoordinator:
         Raises GroupIdNotFoundError for an unknown group, NonEmptyGroupError while
         it has members.
         """
-        _check_group_id(group_id)
+        check_group_id(group_id)
         group = self._groups.get(group_id)
         if group is None:
             raise GroupIdNotFoundError(f"group {group_id!r} does not exist")
@@ -517,36 +383,19 @@ class GroupCoordinator:
                 f"[{self.min_session_timeout_ms}, {self.max_session_timeout_ms}]"
             )
 
-    def _member(self, group_id: str, member_id: str) -> tuple[_Group, _Member]:
+    def _member(self, group_id: str, member_id: str) -> tuple[Group, Member]:
         group = self._groups.get(group_id)
         member = group.members.get(member_id) if group is not None and member_id else None
         if group is None or member is None:
             raise UnknownMemberIdError(f"member {member_id!r} is not in group {group_id!r}")
         return group, member
 
-    def _counts(self, group: _Group) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for topic in sorted({t for m in group.members.values() for t in m.topics}):
-            n = self._partitions_for(topic)
-            counts[topic] = n if isinstance(n, int) and n > 0 else 0
-        return counts
-
-    def _extend_initial_delay(self, group: _Group, now_ms: int) -> None:
-        """A new member joined during the wait: wait ``delay`` more from now, capped
-        at the first join plus the members' largest session timeout (Kafka caps the
-        wait by the rebalance timeout, which Ringlog's members do not send)."""
-        assert group.initial_delay_start_ms is not None and group.initial_delay_end_ms is not None
-        delay = self.initial_rebalance_delay_ms
-        longest = max(m.session_timeout_ms for m in group.members.values())
-        cap = group.initial_delay_start_ms + max(delay, longest)
-        group.initial_delay_end_ms = max(group.initial_delay_end_ms, min(now_ms + delay, cap))
-
-    def _end_initial_delay_if_due(self, group: _Group, now_ms: int) -> None:
+    def _end_initial_delay_if_due(self, group: Group, now_ms: int) -> None:
         if group.initial_delay_end_ms is not None and now_ms >= group.initial_delay_end_ms:
             group.initial_delay_start_ms = group.initial_delay_end_ms = None
-            self._reassign(group, membership_changed=True)
+            group.reassign(self._partitions_for, membership_changed=True)
 
-    def _membership_changed(self, group: _Group) -> None:
+    def _membership_changed(self, group: Group) -> None:
         """Rebalance for a join, leave or eviction, unless the group is in its
         initial rebalance delay: its first generation will count every member
         there is when the delay ends. A group whose last member went stops waiting."""
@@ -554,64 +403,4 @@ class GroupCoordinator:
             if group.members:
                 return
             group.initial_delay_start_ms = group.initial_delay_end_ms = None
-        self._reassign(group, membership_changed=True)
-
-    def _reassign(self, group: _Group, *, membership_changed: bool) -> bool:
-        """Recompute the group's target assignment; bump the generation when the
-        membership changed or the target did. Returns whether the target changed."""
-        if not group.members:
-            group.partition_counts = {}
-            group.assignor = None  # the next first member picks again, as in Kafka
-            group.generation_id += 1
-            return True
-        group.partition_counts = self._counts(group)
-        assign = ASSIGNORS[group.assignor or DEFAULT_ASSIGNOR]
-        new = assign(
-            {m.member_id: m.topics for m in group.members.values()},
-            group.partition_counts,
-            {m.member_id: set(m.target) for m in group.members.values()},
-        )
-        target_changed = False
-        for member in group.members.values():
-            target = new.get(member.member_id, set())
-            if target != member.target:
-                member.target = set(target)
-                target_changed = True
-        if membership_changed or target_changed:
-            group.generation_id += 1
-        return target_changed
-
-    @staticmethod
-    def _owners(group: _Group) -> dict[TopicPartition, str]:
-        return {tp: m.member_id for m in group.members.values() for tp in m.owned}
-
-    def _view(self, group: _Group, member: _Member) -> MemberView:
-        owners = self._owners(group)
-        mine = member.member_id
-        assignment = {tp for tp in member.target if owners.get(tp, mine) == mine}
-        revoke = member.owned - member.target
-        member.owned |= assignment  # handed out: owned until the member reports otherwise
-        return MemberView(
-            member_id=mine,
-            generation_id=group.generation_id,
-            assignment=_sorted(assignment),
-            revoke=_sorted(revoke),
-            rebalancing=group.rebalancing(),
-            members=len(group.members),
-            pending=_sorted(member.target - assignment),
-        )
-
-
-def _check_group_id(group_id: object) -> None:
-    if not isinstance(group_id, str) or not group_id:
-        raise InvalidGroupIdError(f"invalid group id {group_id!r}: a non-empty string is needed")
-
-
-def _topic_tuple(topics: Iterable[str]) -> tuple[str, ...]:
-    if isinstance(topics, str):
-        raise TypeError("topics must be a list of topic names, not a string")
-    topics = list(topics)
-    for topic in topics:
-        if not isinstance(topic, str) or not topic:
-            raise TypeError(f"topic names must be non-empty strings, got {topic!r}")
-    return tuple(sorted(set(topics)))
+        group.reassign(self._partitions_for, membership_changed=True)

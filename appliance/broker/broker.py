@@ -152,8 +152,12 @@ class Broker:
         self.groups.expire()
 
     def next_deadline(self) -> float | None:
-        """When expire() next has work (time.monotonic()), None if nothing waits."""
-        return self.fetch.next_deadline()
+        """When expire() next has work (time.monotonic()), None if nothing waits:
+        a parked fetch's wait, a member's session or a group's initial
+        rebalance delay (the coordinator counts in wall-clock ms)."""
+        deadlines = [d for d in (self.fetch.next_deadline(), self.groups.next_deadline())
+                     if d is not None]
+        return min(deadlines, default=None)
 
     def reconfigure(self, config: ServerConfig) -> None:
         """New dynamic settings: new log settings for every partition."""

@@ -105,6 +105,13 @@ class Groups:
                 log.info("group %s: member %s missed its session timeout; evicted", group,
                          member)
 
+    def next_deadline(self) -> float | None:
+        """The coordinator's next deadline on the time.monotonic() clock."""
+        deadline_ms = self.coordinator.next_deadline_ms()
+        if deadline_ms is None:
+            return None
+        return time.monotonic() + max(deadline_ms - now_ms(), 0) / 1000
+
     def _state(self, group: str, state: str | None) -> str | None:
         """A group the coordinator does not know but that has committed offsets
         is Empty, as Kafka reports an offsets-only group."""

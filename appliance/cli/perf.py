@@ -264,7 +264,11 @@ def consume(group: str | None, max_poll_records: int, **options: Any) -> None:
     try:
         joining = time.perf_counter_ns()
         consumer.subscribe([s.topic])
-        started = last = time.perf_counter_ns()
+        # The clock starts with the first poll that returns records: before it the
+        # group is joining (a new group waits group.initial.rebalance.delay.ms),
+        # which join_ms reports apart, as Kafka's consumer perf tool reports its
+        # rebalance time apart from its fetch time.
+        started = last = None
         while count < s.num_records:
             remaining_ms = int((deadline - time.monotonic()) * 1000)
             if remaining_ms <= 0:
@@ -274,6 +278,7 @@ def consume(group: str | None, max_poll_records: int, **options: Any) -> None:
                                      max_records=min(max_poll_records, s.num_records - count))
             if messages:
                 last = time.perf_counter_ns()
+                started = polled if started is None else started
                 latencies.append((last - polled) / 1e6)
                 polls += 1
                 count += len(messages)
@@ -282,6 +287,8 @@ def consume(group: str | None, max_poll_records: int, **options: Any) -> None:
     finally:
         progress.close(count)
         _close(consumer)
+    if started is None or last is None:  # no records at all: nothing was timed
+        started = last = joining
     _emit(Result("consume", count, size, (last - started) / 1e9, latencies,
                  {"group": group, "polls": polls,
                   "join_ms": round((started - joining) / 1e6, 3)}), options["as_json"])

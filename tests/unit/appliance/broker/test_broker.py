@@ -3,6 +3,8 @@ parked fetches woken and expired, offset commits, status, errors."""
 
 from __future__ import annotations
 
+import time
+
 from appliance.broker import replies as r
 from appliance.broker import requests as q
 from shm.errors import (
@@ -188,3 +190,15 @@ def test_a_restarted_workers_partitions_are_not_read_until_it_has_opened_them(cl
     cluster.release()  # the worker answers Opened
     [_, reply] = cluster.call("c", q.ListOffsetsRequest([("t", 1, q.LATEST)]))
     assert reply.partitions[0].error is None and reply.partitions[0].offset == 1
+
+
+def test_the_loop_is_woken_when_a_new_groups_initial_rebalance_delay_ends(cluster):
+    """group.initial.rebalance.delay.ms is 3000 by default: the first
+    generation is due then, not at the loop's next idle turn."""
+    create(cluster, "t", 1)
+    assert cluster.broker.next_deadline() is None
+    before = time.monotonic()
+    [view] = cluster.call("m", q.JoinGroupRequest("g", ["t"], session_timeout_ms=6000))
+    assert view.rebalancing and view.assignment == []
+    deadline = cluster.broker.next_deadline()
+    assert deadline is not None and before + 2.9 < deadline <= time.monotonic() + 3.1
