@@ -156,11 +156,7 @@ class Group:
         what it waits for and what it must give up (GroupCoordinator.describe)."""
         owners = self.owners()
         return {
-            "group_id": self.group_id,
-            "state": self.state(),
-            "protocol_type": PROTOCOL_TYPE if self.members else "",
-            "assignor": self.assignor or "",
-            "generation_id": self.generation_id,
+            **self._heading(),
             "members": [
                 {
                     "member_id": m.member_id,
@@ -181,13 +177,16 @@ class Group:
 
     def summary(self) -> dict[str, Any]:
         """One line of a group listing."""
+        return {**self._heading(), "members": len(self.members)}
+
+    def _heading(self) -> dict[str, Any]:
+        """What a description and a listing both begin with."""
         return {
             "group_id": self.group_id,
             "state": self.state(),
             "protocol_type": PROTOCOL_TYPE if self.members else "",
             "assignor": self.assignor or "",
             "generation_id": self.generation_id,
-            "members": len(self.members),
         }
 
 
