@@ -207,8 +207,13 @@ class Supervisor:
         self._send_outbox()
 
     def _on_worker_message(self, frames: list) -> None:
-        worker = worker_protocol.worker_index(frames[0].bytes)
-        self.broker.on_worker_message(worker, worker_protocol.parse(frames[1:]))
+        try:
+            worker = worker_protocol.worker_index(frames[0].bytes)
+            message = worker_protocol.parse(frames[1:])
+        except ValueError as exc:  # not a worker of ours (the ipc socket is local, not private)
+            log.warning("dropped a message on the workers' socket: %s", exc)
+            return
+        self.broker.on_worker_message(worker, message)
         self._send_outbox()
 
     def _send_outbox(self) -> None:

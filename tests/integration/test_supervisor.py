@@ -71,3 +71,38 @@ def test_a_bad_setting_stops_start_up_with_one_line(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "log.retention.hours" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def _workers_endpoint(pid: int) -> str:
+    """The supervisor's workers' socket: an abstract ipc name that begins with its pid."""
+    with open("/proc/net/unix") as table:
+        for line in table:
+            path = line.split()[-1]
+            if path.startswith(f"@ringlog-{pid}-") and path.endswith("-workers"):
+                return f"ipc://{path}"
+    raise AssertionError(f"no workers' socket of pid {pid} in /proc/net/unix")
+
+
+def test_garbage_on_the_workers_socket_is_dropped_and_serving_goes_on(appliance):
+    import zmq
+
+    from appliance.client import Admin, Producer
+
+    context = zmq.Context.instance()
+    for identity, frames in ((b"intruder", [b"hello"]), (b"worker-9", [b"nonsense", b"{"]),
+                             (b"worker-8", [b"produced"])):
+        intruder = context.socket(zmq.DEALER)
+        intruder.setsockopt(zmq.IDENTITY, identity)
+        intruder.setsockopt(zmq.LINGER, 1000)
+        intruder.connect(_workers_endpoint(appliance.process.pid))
+        intruder.send_multipart(frames)
+        intruder.close()
+    deadline = time.monotonic() + 10
+    while "dropped a message on the workers' socket" not in appliance.stderr():
+        assert time.monotonic() < deadline, appliance.stderr()
+        time.sleep(0.05)
+    assert appliance.process.poll() is None
+    with Producer(appliance.bootstrap) as producer:
+        assert producer.send("after-garbage", b"still here").result(10).offset == 0
+    with Admin(appliance.bootstrap) as admin:
+        assert admin.status()["serving"]
