@@ -76,7 +76,7 @@ class Broker:
             q.HeartbeatRequest: reply(self.groups.heartbeat),
             q.LeaveGroupRequest: reply(self.groups.leave),
             q.OffsetCommitRequest: self.groups.commit,
-            q.OffsetFetchRequest: reply(self._offset_fetch),
+            q.OffsetFetchRequest: reply(self.committed.fetch),
             q.DescribeGroupsRequest: reply(self.groups.describe),
             q.ListGroupsRequest: reply(lambda _request: self.groups.list_groups()),
             q.StatusRequest: reply(self.status.status),
@@ -181,8 +181,6 @@ class Broker:
         self._next_producer_id += 1
         return r.InitProducerIdReply(self._next_producer_id, 0)
 
-    def _offset_fetch(self, request: q.OffsetFetchRequest) -> r.OffsetFetchReply:
-        return self.committed.fetch(request)
 
 
 def metadata_partition_count(metadata: Metadata) -> Callable[[str], int | None]:

@@ -55,15 +55,12 @@ class Fetch:
         for wanted in request.partitions:
             topic, partition = wanted.topic, wanted.partition
             try:
-                offsets, _ = self.readers.offsets(topic, partition)
                 budget = min(wanted.max_bytes, request.max_bytes - total)
-                data = None
-                if budget > 0 or total == 0:
-                    data = self.readers.read(topic, partition, wanted.offset, max(budget, 1))
-                    if data:
-                        total += len(data)
-                    else:
-                        data = None
+                # The first partition reads at least one batch, whatever the budget.
+                wanted_bytes = max(budget, 1) if budget > 0 or total == 0 else 0
+                offsets, data = self.readers.fetch(topic, partition, wanted.offset, wanted_bytes)
+                if data is not None:
+                    total += len(data)
                 results.append(r.PartitionFetchResult(topic, partition, offsets, data))
             except RinglogError as exc:
                 results.append(r.PartitionFetchResult(topic, partition, error=exc))

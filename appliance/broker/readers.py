@@ -68,6 +68,22 @@ class PartitionReaders:
             raise LeaderNotAvailableError(
                 f"partition {topic}-{partition} is reopening; retry") from None
 
+    def fetch(self, topic: str, partition: int, offset: int, max_bytes: int
+              ) -> tuple[PartitionOffsets, memoryview | None]:
+        """A fetch's read of one partition with one reader lookup: its positions
+        and whole batches from `offset` (None when there are none, or when
+        `max_bytes` is 0: positions only)."""
+        reader = self.reader(topic, partition)
+        try:
+            position = reader.position()
+            data = reader.read(offset, max_bytes) if max_bytes > 0 else None
+        except FileNotFoundError:
+            self.forget(topic, partition)
+            raise LeaderNotAvailableError(
+                f"partition {topic}-{partition} is reopening; retry") from None
+        return PartitionOffsets(position.log_start_offset, position.log_end_offset,
+                                position.high_watermark), data or None
+
     def offsets(self, topic: str, partition: int) -> tuple[PartitionOffsets, LogPosition]:
         position = self.position(topic, partition)
         return PartitionOffsets(position.log_start_offset, position.log_end_offset,
