@@ -1,6 +1,7 @@
 """python -m loadtest.peers: install what the chosen peers need, then for each
 peer in turn start it, run the workloads, stop it and remove its data, and
-print one table comparing them with Ringlog."""
+print one table comparing them with Ringlog; with --runs N all of that N times
+back to back, each run's table as it ends, then the runs side by side."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from loadtest.peers.nats_jetstream import NatsJetStream
 from loadtest.peers.peer import Peer, PeerUnavailable
 from loadtest.peers.rabbitmq_streams import RabbitMQStreams
 from loadtest.peers.redis_streams import RedisStreams
-from loadtest.peers.report import report, write_json
+from loadtest.peers.report import closing, heading, run_report, write_json
 from loadtest.peers.ringlog import Ringlog
 from loadtest.peers.workload import (
     VALUE_BYTES,
@@ -29,6 +30,7 @@ from loadtest.peers.workload import (
     Deadline,
     Measurement,
     Plan,
+    Run,
     deadline_for,
 )
 
@@ -40,6 +42,7 @@ PEERS: dict[str, Callable[[], Peer]] = {
     "rabbitmq": RabbitMQStreams,
 }
 STREAMS = {"W1": "peers-w1", "W3": "peers-w3", "W4": "peers-w4"}  # W2 reads W1's
+MAX_RUNS = 100
 # Redis with appendfsync always took 244 s for W4 on this host under load (one fsync per
 # 16 KiB it reads from the connection): 300 s, the appliance bench's bound, is too tight.
 TIMEOUT_S = 600.0
@@ -65,6 +68,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Plan, list[s
                         help="W3 duration in seconds (default 10; --quick 1)")
     parser.add_argument("--timeout", type=float, default=TIMEOUT_S,
                         help=f"seconds one workload may take on one peer (default {TIMEOUT_S:.0f})")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="run the whole comparison N times back to back and show the "
+                        "runs side by side with their spread (default 1)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 2,000 records, W3 at 1,000/s for 1 s")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH",
@@ -89,8 +95,10 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, Plan, list[s
         parser.error("--rate must be 1..1,000,000 and --seconds 0.1..3600")
     if args.timeout <= 0:
         parser.error("--timeout must be positive")
+    if not 1 <= args.runs <= MAX_RUNS:
+        parser.error(f"--runs must be between 1 and {MAX_RUNS}")
     plan = Plan(records=records, rate=rate, seconds=seconds, timeout=args.timeout,
-                workloads=tuple(w for w in WORKLOADS if w in workloads))
+                workloads=tuple(w for w in WORKLOADS if w in workloads), runs=args.runs)
     return args, plan, names
 
 
@@ -105,14 +113,34 @@ def prepare(peer: Peer, say: Callable[[str], None]) -> None:
     install.install_python_clients(list(peer.python_modules), say)
 
 
-def run_workload(peer: Peer, workload: str, plan: Plan, deadline: Deadline) -> Measurement:
+def steps(peer: Peer, plan: Plan) -> list[tuple[str, str]]:
+    """(workload, producer call) in run order: a W1 step per call the peer reports."""
+    return [(workload, call) for workload in plan.workloads
+            for call in (peer.producer_calls if workload == "W1" else ("",))]
+
+
+def w1_stream(call: str) -> str:
+    """Each W1 call writes a stream of its own."""
+    return f"{STREAMS['W1']}-{call.replace('_', '-')}" if call else STREAMS["W1"]
+
+
+def run_workload(peer: Peer, workload: str, call: str, plan: Plan,
+                 deadline: Deadline) -> Measurement:
     if workload == "W1":
-        return peer.produce("W1", STREAMS["W1"], plan.records, VALUE_BYTES, deadline)
-    if workload == "W2":
-        return peer.consume(STREAMS["W1"], plan.records, VALUE_BYTES, deadline)
+        return peer.produce("W1", w1_stream(call), plan.records, VALUE_BYTES, deadline, call)
+    if workload == "W2":  # the last W1 call's stream (Ringlog: send_many's)
+        return peer.consume(w1_stream(peer.producer_calls[-1]), plan.records, VALUE_BYTES,
+                            deadline)
     if workload == "W3":
         return peer.latency(STREAMS["W3"], plan.rate, plan.seconds, VALUE_BYTES, deadline)
     return peer.produce("W4", STREAMS["W4"], plan.records, W4_VALUE_BYTES, deadline)
+
+
+def not_run(peer: Peer, pending: list[tuple[str, str]], first: str,
+            rest: str) -> list[Measurement]:
+    """Failed rows for steps that did not run: `first` on the first, `rest` on the others."""
+    return [Measurement(w, peer.name, error=first if i == 0 else rest, call=call)
+            for i, (w, call) in enumerate(pending)]
 
 
 def run_peer(peer: Peer, plan: Plan, workdir: Path) -> list[Measurement]:
@@ -122,27 +150,26 @@ def run_peer(peer: Peer, plan: Plan, workdir: Path) -> list[Measurement]:
     results: list[Measurement] = []
     peer_dir = workdir / peer.name
     peer_dir.mkdir()
-    pending = list(plan.workloads)
+    pending = steps(peer, plan)
     try:
         progress(f"{peer.name}: starting")
         peer.start(peer_dir)
-        if "W2" in pending and "W1" not in pending:  # W2 reads back what W1 writes
+        if "W2" in plan.workloads and "W1" not in plan.workloads:  # W2 reads W1's records
             progress(f"{peer.name}: writing {plan.records:,} records for W2")
-            run_workload(peer, "W1", plan, deadline_for("W2 (writing its records)", peer.name,
-                                                        plan))
+            run_workload(peer, "W1", peer.producer_calls[-1], plan,
+                         deadline_for("W2 (writing its records)", peer.name, plan))
         while pending:
-            workload = pending[0]
-            progress(f"{peer.name}: {workload}")
-            results.append(run_workload(peer, workload, plan,
-                                        deadline_for(workload, peer.name, plan)))
+            workload, call = pending[0]
+            name = f"{workload} ({call})" if call else workload
+            progress(f"{peer.name}: {name}")
+            results.append(run_workload(peer, workload, call, plan,
+                                        deadline_for(name, peer.name, plan)))
             pending.pop(0)
     except Exception as exc:  # any client's error: reported as one line, next peer runs
         if "\n" in str(exc):  # a server's log tail: shown now, its directory goes next
             progress("")
             print(f"{peer.name}: {exc}", file=sys.stderr)
-        results += [Measurement(w, peer.name, error=one_line(exc) if i == 0
-                                else "not run: an earlier workload failed")
-                    for i, w in enumerate(pending)]
+        results += not_run(peer, pending, one_line(exc), "not run: an earlier workload failed")
     finally:
         progress(f"{peer.name}: stopping")
         try:
@@ -152,14 +179,17 @@ def run_peer(peer: Peer, plan: Plan, workdir: Path) -> list[Measurement]:
     return results
 
 
-def space_needed(plan: Plan, peers: int) -> int:
-    """Bytes one peer at a time may write (each peer's data is removed before the next)."""
+def space_needed(plan: Plan, peers: list[Peer]) -> int:
+    """Bytes one peer at a time may write (each peer's data is removed before the
+    next); a peer with several W1 calls writes a W1 stream per call."""
+    if not peers:
+        return 0
     per_record = 0
     if "W1" in plan.workloads or "W2" in plan.workloads:
-        per_record += VALUE_BYTES + 100
+        per_record += (VALUE_BYTES + 100) * max(len(p.producer_calls) for p in peers)
     if "W4" in plan.workloads:
         per_record += W4_VALUE_BYTES + 100
-    return 2 * plan.records * per_record + 512 * MiB if peers else 0
+    return 2 * plan.records * per_record + 512 * MiB
 
 
 class Interrupted(KeyboardInterrupt):
@@ -197,35 +227,45 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + getattr(exc, "signum", signal.SIGINT)
 
 
+def run_once(peers: list[Peer], blocked: list[Measurement], plan: Plan, workdir: Path,
+             names: list[str]) -> Run:
+    """One pass of the comparison: every ready peer in turn."""
+    load0 = os.getloadavg()[0]
+    began = time.perf_counter()
+    measurements = list(blocked)
+    for peer in peers:
+        measurements += run_peer(peer, plan, workdir)
+    progress("")
+    measurements.sort(key=lambda m: names.index(m.peer))  # stable: W1 calls keep their order
+    return Run(measurements, (load0, os.getloadavg()[0]), time.perf_counter() - began)
+
+
 def compare(args: argparse.Namespace, plan: Plan, names: list[str]) -> int:
-    """Install, run every peer, print the table; the exit status of the command."""
+    """Install, run every peer --runs times, print the tables; the exit status."""
     peers = [PEERS[name]() for name in names]
-    measurements: list[Measurement] = []
+    blocked: list[Measurement] = []
     ready = []
     for peer in peers:
         try:
             prepare(peer, progress)
             ready.append(peer)
         except PeerUnavailable as exc:
-            measurements += [Measurement(w, peer.name, error=f"blocked: {one_line(exc)}"
-                                         if i == 0 else "not run: the peer is blocked")
-                             for i, w in enumerate(plan.workloads)]
+            blocked += not_run(peer, steps(peer, plan), f"blocked: {one_line(exc)}",
+                               "not run: the peer is blocked")
+    runs: list[Run] = []
     try:
-        with work_directory(args.dir, "peers-", space_needed(plan, len(ready))) as workdir:
+        with work_directory(args.dir, "peers-", space_needed(plan, ready)) as workdir:
             stop_on_signals()  # work_directory installed its own SIGTERM handler
-            load0 = os.getloadavg()[0]
             began = time.perf_counter()
-            for peer in ready:
-                measurements += run_peer(peer, plan, workdir)
-            progress("")
-            load = (load0, os.getloadavg()[0])
-            elapsed = time.perf_counter() - began
-            measurements.sort(key=lambda m: names.index(m.peer))
-            print(report(plan, peers, measurements, workdir, load, elapsed))
+            print(heading(plan, workdir), flush=True)
+            for number in range(1, plan.runs + 1):
+                runs.append(run_once(ready, blocked, plan, workdir, names))
+                print("\n" + run_report(plan, runs[-1], number), flush=True)
+            print("\n" + closing(plan, peers, runs, time.perf_counter() - began))
             if args.json:
-                write_json(args.json, plan, peers, measurements, workdir, load)
+                write_json(args.json, plan, peers, runs, workdir)
     except NotEnoughSpace as exc:
         print(f"error: {exc}; pass --dir on a larger filesystem or lower --records",
               file=sys.stderr)
         return 2
-    return 1 if any(m.error for m in measurements) else 0
+    return 1 if any(m.error for r in runs for m in r.measurements) else 0

@@ -78,7 +78,7 @@ class NatsJetStream(Peer):
             self.server = None
 
     def produce(self, workload: str, stream: str, records: int, value_bytes: int,
-                deadline: Deadline) -> Measurement:
+                deadline: Deadline, call: str = "") -> Measurement:
         values = make_values(value_bytes, seed=len(stream))
         seconds = asyncio.run(within(deadline, self._produce(stream, records, values,
                                                              deadline)))

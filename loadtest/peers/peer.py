@@ -95,6 +95,10 @@ class Peer:
     ack = ""  # what the peer's acknowledgement of a produced record means
     debian_packages: tuple[str, ...] = ()
     python_modules: tuple[str, ...] = ()  # imported by the client; from the `peers` extra
+    # W1 runs once per producer call, a row each: one call ("") for a peer whose
+    # client has one way to produce; Ringlog reports send() and send_many().
+    # W2 reads back what the last one wrote.
+    producer_calls: tuple[str, ...] = ("",)
 
     def __init__(self) -> None:
         self.version = "?"
@@ -107,8 +111,9 @@ class Peer:
         raise NotImplementedError
 
     def produce(self, workload: str, stream: str, records: int, value_bytes: int,
-                deadline: Deadline) -> Measurement:
-        """W1/W4: `records` values to one stream, timed until the last is acknowledged."""
+                deadline: Deadline, call: str = "") -> Measurement:
+        """W1/W4: `records` values to one stream, timed until the last is acknowledged;
+        `call` is one of producer_calls for W1, "" for W4."""
         raise NotImplementedError
 
     def consume(self, stream: str, records: int, value_bytes: int,

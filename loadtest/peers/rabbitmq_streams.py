@@ -121,7 +121,7 @@ class RabbitMQStreams(Peer):
         return Consumer(LOOPBACK, self.port, username=USER, password=PASSWORD)
 
     def produce(self, workload: str, stream: str, records: int, value_bytes: int,
-                deadline: Deadline) -> Measurement:
+                deadline: Deadline, call: str = "") -> Measurement:
         values = make_values(value_bytes, seed=len(stream))
         batch = max(1, min(BATCH_RECORDS, BATCH_BYTES // value_bytes))
         seconds = asyncio.run(within(deadline, self._produce(stream, records, values, batch,

@@ -83,7 +83,7 @@ class RedisStreams(Peer):
             self.server = None
 
     def produce(self, workload: str, stream: str, records: int, value_bytes: int,
-                deadline: Deadline) -> Measurement:
+                deadline: Deadline, call: str = "") -> Measurement:
         values = make_values(value_bytes, seed=len(stream))
         mask = VALUE_POOL - 1
         client = connect(self.port)

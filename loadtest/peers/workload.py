@@ -50,6 +50,7 @@ class Plan:
     seconds: float
     timeout: float
     workloads: tuple[str, ...]
+    runs: int = 1  # the whole comparison, back to back, to see its spread
 
 
 @dataclass
@@ -65,6 +66,9 @@ class Measurement:
     latency_ms: dict[str, float] | None = None
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The producer call of a W1 row when the peer reports W1 more than once
+    # (Ringlog: "send", one call per record, and "send_many"); "" otherwise.
+    call: str = ""
 
     @property
     def rate(self) -> float:
@@ -73,6 +77,20 @@ class Measurement:
     @property
     def mbps(self) -> float:
         return self.rate * self.value_bytes / MB
+
+    @property
+    def label(self) -> str:
+        """The row's name in the tables: the peer, and the call if it has one."""
+        return f"{self.peer} ({self.call})" if self.call else self.peer
+
+
+@dataclass
+class Run:
+    """One pass of the whole comparison: every peer's measurements in peer order."""
+
+    measurements: list[Measurement]
+    load: tuple[float, float]  # load average at its start and end
+    seconds: float
 
 
 def deadline_for(workload: str, peer: str, plan: Plan) -> Deadline:
