@@ -42,7 +42,7 @@ PEERS: dict[str, Callable[[], Peer]] = {
     "rabbitmq": RabbitMQStreams,
 }
 STREAMS = {"W1": "peers-w1", "W3": "peers-w3", "W4": "peers-w4"}  # W2 reads W1's
-MAX_RUNS = 100
+MAX_RUNS = 100  # a full run takes 6-14 minutes here: 100 is most of a day
 # Redis with appendfsync always took 244 s for W4 on this host under load (one fsync per
 # 16 KiB it reads from the connection): 300 s, the appliance bench's bound, is too tight.
 TIMEOUT_S = 600.0
