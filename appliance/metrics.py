@@ -101,6 +101,25 @@ class RequestMetrics:
             child = self._out_children[topic] = self._bytes_out.labels(topic)
         child.inc(size)
 
+    def add(self, traffic: Any) -> None:
+        """Count what a worker's door served (a workers.protocol.Traffic)."""
+        for api, count in traffic.requests.items():
+            child = self._request_children.get(api)
+            if child is None:
+                child = self._request_children[api] = self._requests.labels(api)
+            child.inc(count)
+        for api, error, count in traffic.errors:
+            self._errors.labels(api or "unknown", error).inc(count)
+        for api, seconds in traffic.latencies.items():
+            histogram = self.latency.get(api)
+            if histogram is not None:
+                for value in seconds:
+                    histogram.observe(value)
+        for topic, size in traffic.bytes_in.items():
+            self.bytes_in(topic, size)
+        for topic, size in traffic.bytes_out.items():
+            self.bytes_out(topic, size)
+
     def topic_deleted(self, topic: str) -> None:
         """A deleted topic's series go, so names that come and go do not pile up."""
         for children, metric in ((self._in_children, self._bytes_in),

@@ -43,6 +43,7 @@ class _Child:
     quick_deaths: int = 0
     respawn_at: float = 0.0
     restarts: int = 0
+    door_port: int = 0  # its client door's, kept so that a respawn binds it again
 
 
 class Supervisor:
@@ -169,9 +170,11 @@ class Supervisor:
     # --- workers ----------------------------------------------------------------------
 
     def _spawn(self, child: _Child) -> None:
+        host, _ = self.config.listener_host_port("listeners")
         command = [sys.executable, "-m", "workers", "--index", str(child.index),
                    "--endpoint", self.worker_endpoint, "--retention-check-ms",
-                   str(self.config["log.retention.check.interval.ms"])]
+                   str(self.config["log.retention.check.interval.ms"]),
+                   "--door-host", host, "--door-port", str(child.door_port)]
         child.process = subprocess.Popen(command)
         child.started = time.monotonic()
 
@@ -213,6 +216,8 @@ class Supervisor:
         except ValueError as exc:  # not a worker of ours (the ipc socket is local, not private)
             log.warning("dropped a message on the workers' socket: %s", exc)
             return
+        if isinstance(message, worker_protocol.Ready) and 0 <= worker < len(self.children):
+            self.children[worker].door_port = _port_of(message.door)
         self.broker.on_worker_message(worker, message)
         self._send_outbox()
 
@@ -303,6 +308,12 @@ def raise_open_file_limit() -> int:
         log.warning("could not raise the open-file limit from %d to %d: %s", soft, hard, exc)
         return soft
     return hard
+
+
+def _port_of(endpoint: str) -> int:
+    """The port of tcp://HOST:PORT (0 if there is none)."""
+    _, _, port = endpoint.rpartition(":")
+    return int(port) if port.isdigit() else 0
 
 
 def _name_process(title: str) -> None:

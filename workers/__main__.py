@@ -26,6 +26,10 @@ def main() -> None:
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--endpoint", required=True, help="the supervisor's worker socket")
     parser.add_argument("--retention-check-ms", type=int, default=300_000)
+    parser.add_argument("--door-host", default="127.0.0.1",
+                        help="where the client door binds (the front end's host)")
+    parser.add_argument("--door-port", type=int, default=0,
+                        help="the client door's port; 0: one the kernel picks")
     args = parser.parse_args()
     die_with_parent()
     try:
@@ -34,7 +38,8 @@ def main() -> None:
         pass
     else:
         setproctitle(f"ringlog: worker {args.index}")
-    Worker(args.index, args.endpoint, args.retention_check_ms).run()
+    Worker(args.index, args.endpoint, args.retention_check_ms, args.door_host,
+           args.door_port).run()
 
 
 if __name__ == "__main__":

@@ -11,12 +11,17 @@ identity frame, `worker_identity(index)`; every message that follows is::
     frame rest   record sets, one per partition (produce only), untouched
 
     supervisor -> worker                      worker -> supervisor
-      Open       open or reconfigure          Ready      started, pid
+      Open       open or reconfigure          Ready      started, pid, its client door
       Close      close, maybe delete          Opened     per partition: error or None
       Produce    append record sets           Produced   per partition: base offset or error
       ListOffsetsForTimes                     OffsetsForTimes  per partition: offset or error
-      Stop       flush, close and exit        Positions  high watermarks that moved
+      Watch      long polls wait on these     Positions  watched high watermarks that moved
+      Stop       flush, close and exit        Traffic    what its door served (metrics)
                                               Closed     partitions closed (and removed)
+
+Clients also produce and fetch straight to a worker, at its door (a ROUTER
+of its own speaking the native protocol, workers/door.py): the supervisor
+hands the door's endpoint out in metadata and is not on that path.
 
 Errors cross as classes of the shared registry (shm.errors): encoded as the
 Kafka error name and a message, parsed back into the exception instance.
@@ -169,18 +174,39 @@ class Stop:
         return cls()
 
 
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """A long poll of the front end waits on these partitions: announce their
+    high watermarks once they pass these offsets (at once if they already
+    have). One-shot: Positions clears the watch, and a fetch that still waits
+    watches again. Without a watch a worker sends no Positions at all, so a
+    produce at the door costs the supervisor nothing."""
+
+    KIND: ClassVar[bytes] = b"watch"
+    partitions: list[tuple[str, int, int]]  # topic, partition, offset the fetch waits past
+
+    def encode(self) -> list[Frame]:
+        return [self.KIND, orjson.dumps(self.partitions)]
+
+    @classmethod
+    def parse(cls, frames: Sequence[Frame]) -> Watch:
+        return cls([tuple(p) for p in _body(frames[1])])
+
+
 # --- worker -> supervisor ------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class Ready:
-    """The worker started and connected; it owns nothing until told to open."""
+    """The worker started and connected; it owns nothing until told to open.
+    `door` is where clients reach it for produce and fetch (tcp://HOST:PORT)."""
 
     KIND: ClassVar[bytes] = b"ready"
     index: int
     pid: int
+    door: str = ""
 
     def encode(self) -> list[Frame]:
-        return [self.KIND, orjson.dumps([self.index, self.pid])]
+        return [self.KIND, orjson.dumps([self.index, self.pid, self.door])]
 
     @classmethod
     def parse(cls, frames: Sequence[Frame]) -> Ready:
@@ -283,6 +309,28 @@ class Positions:
 
 
 @dataclass(frozen=True, slots=True)
+class Traffic:
+    """What the worker's door served since the last Traffic: the supervisor
+    adds it to /metrics. Per request and per topic, never per record."""
+
+    KIND: ClassVar[bytes] = b"traffic"
+    requests: dict[str, int] = field(default_factory=dict)  # api -> requests
+    errors: list[tuple[str, str, int]] = field(default_factory=list)  # api, error, count
+    latencies: dict[str, list[float]] = field(default_factory=dict)  # api -> seconds
+    bytes_in: dict[str, int] = field(default_factory=dict)  # topic -> record-set bytes
+    bytes_out: dict[str, int] = field(default_factory=dict)
+
+    def encode(self) -> list[Frame]:
+        return [self.KIND, orjson.dumps([self.requests, self.errors, self.latencies,
+                                         self.bytes_in, self.bytes_out])]
+
+    @classmethod
+    def parse(cls, frames: Sequence[Frame]) -> Traffic:
+        requests, errors, latencies, bytes_in, bytes_out = _body(frames[1])
+        return cls(requests, [tuple(e) for e in errors], latencies, bytes_in, bytes_out)
+
+
+@dataclass(frozen=True, slots=True)
 class Closed:
     KIND: ClassVar[bytes] = b"closed"
     partitions: list[TopicPartition]
@@ -295,13 +343,13 @@ class Closed:
         return cls([tuple(p) for p in _body(frames[1])])
 
 
-ToWorker = Open | Close | Produce | ListOffsetsForTimes | Stop
-FromWorker = Ready | Opened | Produced | OffsetsForTimes | Positions | Closed
+ToWorker = Open | Close | Produce | ListOffsetsForTimes | Watch | Stop
+FromWorker = Ready | Opened | Produced | OffsetsForTimes | Positions | Traffic | Closed
 Message = ToWorker | FromWorker
 
 _KINDS: dict[bytes, type] = {cls.KIND: cls for cls in (
-    Open, Close, Produce, ListOffsetsForTimes, Stop,
-    Ready, Opened, Produced, OffsetsForTimes, Positions, Closed)}
+    Open, Close, Produce, ListOffsetsForTimes, Watch, Stop,
+    Ready, Opened, Produced, OffsetsForTimes, Positions, Traffic, Closed)}
 
 
 class ProtocolError(ValueError):

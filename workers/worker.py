@@ -1,14 +1,17 @@
 """A partition worker: the one writer of the partitions the supervisor gives it.
 
 It talks to the supervisor over one DEALER socket (ipc) in the messages of
-workers/protocol.py. The loop drains every waiting message, appends each
-record set, then makes the tick's appends durable with one fdatasync per
-partition (group commit) before it acknowledges any of them: an
-acknowledgement is a promise.
+workers/protocol.py, and to clients at its door (workers/door.py: a ROUTER
+of its own for produce and fetch). The loop drains every waiting message of
+both, appends each record set, then makes the tick's appends durable with
+one fdatasync per partition (group commit) before it acknowledges any of
+them: an acknowledgement is a promise. The same commit wakes the long polls
+parked at the door.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import os
@@ -31,9 +34,11 @@ from shm.errors import (
 )
 from shm.record_batch import HEADER_SIZE, parse_header
 from workers import protocol
+from workers.door import ClientDoor, DoorProduce
 from workers.producer_state import ProducerStateTable
 
 POLL_MS = 100
+TRAFFIC_EVERY_S = 0.2  # how fresh the door's share of /metrics is
 FLUSH_THREADS = 16  # fdatasyncs in flight at once; more gained little on this host's disk
 
 
@@ -41,12 +46,14 @@ FLUSH_THREADS = 16  # fdatasyncs in flight at once; more gained little on this h
 class _PendingAck:
     """A produce request appended this tick, answered once the tick is durable."""
 
-    token: bytes
+    token: bytes  # the supervisor's; empty for a request that came in at the door
     results: list[protocol.ProduceResult] = field(default_factory=list)
+    door: DoorProduce | None = None
 
 
 class Worker:
-    def __init__(self, index: int, endpoint: str, retention_check_ms: int = 300_000):
+    def __init__(self, index: int, endpoint: str, retention_check_ms: int = 300_000,
+                 door_host: str = "127.0.0.1", door_port: int = 0):
         self.index = index
         self.retention_check_ms = retention_check_ms
         self.logs: dict[tuple[str, int], PartitionLog] = {}
@@ -56,6 +63,10 @@ class Worker:
         self.socket.setsockopt(zmq.IDENTITY, protocol.worker_identity(index))
         self.socket.setsockopt(zmq.LINGER, 1000)
         self.socket.connect(endpoint)
+        self.door_socket, self.door_endpoint = _bind_door(self._context, door_host, door_port)
+        self.door = ClientDoor(self.logs, index)
+        self._traffic_at = time.monotonic() + TRAFFIC_EVERY_S
+        self._watched: set[tuple[str, int]] = set()  # front-end long polls wait on these
         self._running = True
         self._flusher: ThreadPoolExecutor | None = None  # started at the first multi-log flush
         self._next_retention = time.monotonic() + retention_check_ms / 1000
@@ -65,15 +76,29 @@ class Worker:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self._stop())
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
-        self._send(protocol.Ready(self.index, os.getpid()))
+        self._send(protocol.Ready(self.index, os.getpid(), self.door_endpoint))
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
+        poller.register(self.door_socket, zmq.POLLIN)
         while self._running:
-            if poller.poll(POLL_MS):
+            if poller.poll(self._poll_ms()):
                 self._tick()
-            if time.monotonic() >= self._next_retention:
+            now = time.monotonic()
+            self.door.expire(now)
+            self._send_door_replies()
+            if now >= self._traffic_at:
+                self._report_traffic(now)
+            if now >= self._next_retention:
                 self._apply_retention()
+        self._report_traffic(time.monotonic())
         self._close_all()
+
+    def _poll_ms(self) -> int:
+        """Until the next parked fetch is due, at most POLL_MS."""
+        deadline = self.door.next_deadline()
+        if deadline is None:
+            return POLL_MS
+        return max(0, min(POLL_MS, int((deadline - time.monotonic()) * 1000) + 1))
 
     def _stop(self) -> None:
         self._running = False
@@ -87,7 +112,16 @@ class Worker:
             except zmq.Again:
                 break
             self._handle(frames, pending)
+        for _ in range(10_000):
+            try:
+                identity, *frames = self.door_socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            job = self.door.request(identity.bytes, frames)
+            if job is not None:
+                pending.append(self._produce_at_door(job))
         self._flush_and_ack(pending)
+        self._send_door_replies()
 
     def _handle(self, frames: list, pending: list[_PendingAck]) -> None:
         message = protocol.parse(frames)
@@ -99,6 +133,8 @@ class Worker:
             self._open(message.partitions)
         elif isinstance(message, protocol.Close):
             self._close(message.partitions, message.delete)
+        elif isinstance(message, protocol.Watch):
+            self._watch(message.partitions)
         elif isinstance(message, protocol.Stop):
             self._running = False
 
@@ -162,18 +198,30 @@ class Worker:
         ack = _PendingAck(request.token)
         for (topic, partition), record_set in zip(request.partitions, request.record_sets,
                                                   strict=False):
-            log = self.logs.get((topic, partition))
-            if log is None:  # moved or deleted since the supervisor routed it
-                ack.results.append(protocol.ProduceResult(
-                    topic, partition, error=_not_here(topic, partition)))
-                continue
-            try:
-                base_offset = self._append(topic, partition, log, record_set.buffer)
-            except RinglogError as exc:
-                ack.results.append(protocol.ProduceResult(topic, partition, error=exc))
-            else:
-                ack.results.append(protocol.ProduceResult(topic, partition, base_offset))
+            ack.results.append(self._append_part(topic, partition, record_set))
         return ack
+
+    def _produce_at_door(self, job: DoorProduce) -> _PendingAck:
+        """A client's produce from the door: appended as the supervisor's are."""
+        ack = _PendingAck(b"", door=job)
+        for i, (topic, partition, record_set) in enumerate(job.parts):
+            refused = job.refused.get(i)
+            if refused is not None:
+                ack.results.append(protocol.ProduceResult(topic, partition, error=refused))
+                continue
+            ack.results.append(self._append_part(topic, partition, record_set))
+        return ack
+
+    def _append_part(self, topic: str, partition: int, record_set) -> protocol.ProduceResult:
+        log = self.logs.get((topic, partition))
+        if log is None:  # moved or deleted since the client (or supervisor) routed it
+            return protocol.ProduceResult(topic, partition, error=_not_here(topic, partition))
+        data = record_set.buffer if hasattr(record_set, "buffer") else record_set
+        try:
+            base_offset = self._append(topic, partition, log, data)
+        except RinglogError as exc:
+            return protocol.ProduceResult(topic, partition, error=exc)
+        return protocol.ProduceResult(topic, partition, base_offset)
 
     def _append(self, topic: str, partition: int, log: PartitionLog, data) -> int:
         """Append, unless the batch is an idempotent producer's retry of one
@@ -207,9 +255,26 @@ class Worker:
                 results = [dataclasses.replace(r, base_offset=-1,
                                                error=failed[(r.topic, r.partition)])
                            if (r.topic, r.partition) in failed else r for r in results]
-            self._send(protocol.Produced(ack.token, results))
+            if ack.door is not None:
+                self.door.produced(ack.door, results)
+            else:
+                self._send(protocol.Produced(ack.token, results))
         if advanced:
-            self._announce(advanced)
+            self.door.advanced(set(advanced))
+            self._announce_watched(advanced)
+
+    def _send_door_replies(self) -> None:
+        for identity, frames in self.door.drain():
+            # Never block: a client that does not read costs only its own replies.
+            with contextlib.suppress(zmq.ZMQError):  # gone, or not reading
+                self.door_socket.send_multipart([identity, *frames], zmq.NOBLOCK, copy=False)
+
+    def _report_traffic(self, now: float) -> None:
+        """The door's requests, bytes and latencies, for the supervisor's /metrics."""
+        self._traffic_at = now + TRAFFIC_EVERY_S
+        traffic = self.door.traffic.take()
+        if traffic is not None:
+            self._send(traffic)
 
     def _flush_due_logs(self) -> list[tuple[tuple[str, int], int, OSError | None]]:
         """Flush every log whose policy says so: (key, high watermark before, error).
@@ -232,6 +297,29 @@ class Worker:
             self._flusher = ThreadPoolExecutor(FLUSH_THREADS, thread_name_prefix="flush")
         return list(self._flusher.map(function, *zip(*items, strict=True)))
 
+    def _watch(self, partitions: list[tuple[str, int, int]]) -> None:
+        """The front end parked a fetch: announce these partitions once they pass
+        its offsets; those already past are announced now (the data may have
+        come between the front end's read and this message)."""
+        past = []
+        for topic, partition, offset in partitions:
+            log = self.logs.get((topic, partition))
+            if log is None:
+                continue
+            if log.high_watermark > offset:
+                past.append((topic, partition))
+            else:
+                self._watched.add((topic, partition))
+        self._announce(past)
+
+    def _announce_watched(self, advanced: list[tuple[str, int]]) -> None:
+        """Positions only for what a front-end long poll watches, once each."""
+        if not self._watched:
+            return
+        due = [key for key in advanced if key in self._watched]
+        self._watched.difference_update(due)
+        self._announce(due)
+
     def _announce(self, keys) -> None:
         """Tell the supervisor where high watermarks stand: it wakes long polls."""
         positions = [(t, p, self.logs[(t, p)].high_watermark) for t, p in keys]
@@ -252,7 +340,25 @@ class Worker:
         if self._flusher is not None:
             self._flusher.shutdown()
         self.logs.clear()
+        self.door_socket.close()
         self.socket.close()
+
+
+def _bind_door(context: zmq.Context, host: str, port: int) -> tuple[zmq.Socket, str]:
+    """The door's ROUTER on HOST:PORT (PORT 0: one the kernel picks, which the
+    supervisor then hands back on a respawn, so clients reconnect to the
+    same endpoint); its endpoint as clients should dial it."""
+    socket = context.socket(zmq.ROUTER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # an unroutable reply raises, and is dropped
+    try:
+        socket.bind(f"tcp://{host}:{port}" if port else f"tcp://{host}:*")
+    except zmq.ZMQError:
+        if not port:
+            raise
+        socket.bind(f"tcp://{host}:*")  # the old port is taken: clients ask metadata again
+    endpoint = socket.getsockopt_string(zmq.LAST_ENDPOINT)
+    return socket, endpoint
 
 
 def _open_one(key: tuple[str, int], directory: str, config: dict) -> tuple:

@@ -45,10 +45,12 @@ class Broker:
         self.metrics = metrics
         self.outbox = Outbox()
         self.calls = WorkerCalls(self.outbox)
-        self.topics = Topics(config, metadata, readers, self.outbox)
+        # Each ready worker's client door (tcp://HOST:PORT), handed out in metadata.
+        self.doors: dict[int, str] = {}
+        self.topics = Topics(config, metadata, readers, self.outbox, self.doors)
         self.produce = Produce(metadata, self.topics, self.calls, self.outbox, metrics,
                                int(config["queued.max.requests"]))
-        self.fetch = Fetch(readers, self.outbox, metrics)
+        self.fetch = Fetch(readers, self.outbox, metrics, on_park=self._watch)
         self.list_offsets = ListOffsets(metadata, readers, self.calls, self.outbox)
         self.committed = CommittedOffsets(metadata, readers, self.produce)
         coordinator = GroupCoordinator(metadata_partition_count(metadata),
@@ -111,7 +113,11 @@ class Broker:
             self.calls.answered(message.token, message)
         elif isinstance(message, wp.Positions):
             self.fetch.on_positions({(t, p) for t, p, _ in message.partitions})
+        elif isinstance(message, wp.Traffic):
+            self.metrics.add(message)
         elif isinstance(message, wp.Ready):
+            if message.door:
+                self.doors[worker] = message.door
             self._worker_ready(worker)
         elif isinstance(message, wp.Closed):
             self.topics.on_closed(message.partitions)
@@ -133,6 +139,18 @@ class Broker:
         if deletions is not None:
             self.outbox.to_worker(worker, deletions)
 
+    def _watch(self, partitions: list[tuple[str, int, int]]) -> None:
+        """A long poll parked: ask each owner to announce these partitions."""
+        by_owner: dict[int, list[tuple[str, int, int]]] = {}
+        for topic, partition, offset in partitions:
+            try:
+                owner = self.metadata.owner(topic, partition)
+            except RinglogError:  # unknown: the fetch's own answer says so
+                continue
+            by_owner.setdefault(owner, []).append((topic, partition, offset))
+        for owner, watched in by_owner.items():
+            self.outbox.to_worker(owner, wp.Watch(watched))
+
     def undeliverable(self, worker: int, message: wp.ToWorker) -> None:
         """The loop could not hand `message` to its worker (restarting, or its
         queue is full): what waited on it fails retriably."""
@@ -144,6 +162,7 @@ class Broker:
     def worker_lost(self, worker: int) -> None:
         """A worker died: its unanswered parts fail retriably."""
         self.readers.opening.discard(worker)
+        self.doors.pop(worker, None)
         self.calls.worker_lost(worker)
 
     def expire(self, now: float) -> None:

@@ -11,6 +11,7 @@ memoryview of the segment map, up to the published high watermark.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,11 +34,19 @@ class _ParkedFetch:
     started: float  # perf_counter at arrival, for the fetch latency histogram
 
 
+Watcher = Callable[[list[tuple[str, int, int]]], None]
+
+
 class Fetch:
-    def __init__(self, readers: PartitionReaders, outbox: Outbox, metrics: RequestMetrics):
+    """`on_park(partitions)` hears of every (topic, partition, offset) a parked
+    fetch waits past, so that whoever writes them knows to announce them."""
+
+    def __init__(self, readers: PartitionReaders, outbox: Outbox, metrics: RequestMetrics,
+                 on_park: Watcher | None = None):
         self.readers = readers
         self.outbox = outbox
         self.metrics = metrics
+        self.on_park = on_park
         self._parked: list[_ParkedFetch] = []
 
     def fetch(self, client: Any, request: FetchRequest, now: float) -> None:
@@ -47,6 +56,7 @@ class Fetch:
             self._parked.append(_ParkedFetch(
                 client, request, now + wait_ms / 1000,
                 {(p.topic, p.partition) for p in request.partitions}, started))
+            self._watch(request, None)
 
     def _try(self, client: Any, request: FetchRequest, final: bool, started: float) -> bool:
         """Read every partition; reply and return True when min_bytes is met, an
@@ -79,11 +89,19 @@ class Fetch:
         """High watermarks moved: retry the long polls waiting on them."""
         still = []
         for parked in self._parked:
-            if parked.partitions & advanced and self._try(
-                    parked.client, parked.request, final=False, started=parked.started):
+            woken = parked.partitions & advanced
+            if woken and self._try(parked.client, parked.request, final=False,
+                                   started=parked.started):
                 continue
+            if woken:  # not enough yet: the watch was spent, watch again
+                self._watch(parked.request, woken)
             still.append(parked)
         self._parked = still
+
+    def _watch(self, request: FetchRequest, only: set[tuple[str, int]] | None) -> None:
+        if self.on_park is not None:
+            self.on_park([(p.topic, p.partition, p.offset) for p in request.partitions
+                          if only is None or (p.topic, p.partition) in only])
 
     def expire(self, now: float) -> None:
         still = []

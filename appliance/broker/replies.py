@@ -42,6 +42,7 @@ class PartitionMetadata:
     leader: int
     replicas: list[int]
     isr: list[int]
+    endpoint: str | None = None  # the owning worker's door for produce and fetch
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,11 +37,12 @@ from workers import protocol as wp
 
 class Topics:
     def __init__(self, config: ServerConfig, metadata: Metadata, readers: PartitionReaders,
-                 outbox: Outbox):
+                 outbox: Outbox, doors: dict[int, str] | None = None):
         self.config = config
         self.metadata = metadata
         self.readers = readers
         self.outbox = outbox
+        self.doors = doors if doors is not None else {}  # worker -> its client door
         # Deleted topics whose owners have not yet closed and removed every
         # partition: the name cannot be reused until they have.
         self._deleting: dict[str, dict[int, int]] = {}  # topic -> partition -> owner
@@ -121,10 +122,19 @@ class Topics:
                 topics.append(r.TopicMetadata(name, error=exc))
                 continue
             topics.append(r.TopicMetadata(name, [
-                r.PartitionMetadata(p, broker_id, [broker_id], [broker_id])
+                r.PartitionMetadata(p, broker_id, [broker_id], [broker_id],
+                                    self._door(name, p))
                 for p in range(topic.partitions)]))
         host, port = self.config.listener_host_port("listeners")
         return r.MetadataReply([r.BrokerInfo(broker_id, host, port)], topics)
+
+    def _door(self, topic: str, partition: int) -> str | None:
+        """Where clients produce and fetch the partition directly: its owner's
+        door, once the owner has opened it (None: through the front end)."""
+        owner = self.metadata.owner(topic, partition)
+        if owner in self.readers.opening:
+            return None
+        return self.doors.get(owner)
 
     def create_topics(self, request: CreateTopicsRequest) -> r.CreateTopicsReply:
         results = []

@@ -91,7 +91,8 @@ def _metadata(reply: r.MetadataReply) -> dict:
     return {"brokers": [{"id": b.id, "host": b.host, "port": b.port} for b in reply.brokers],
             "topics": [{"name": t.name, **_error(t.error), "partitions": [
                 {"partition": p.partition, "leader": p.leader, "replicas": p.replicas,
-                 "isr": p.isr} for p in t.partitions]} for t in reply.topics]}
+                 "isr": p.isr, "endpoint": p.endpoint} for p in t.partitions]}
+                for t in reply.topics]}
 
 
 def _topic_results(reply: r.CreateTopicsReply | r.DeleteTopicsReply) -> dict:

@@ -14,14 +14,17 @@ MESSAGES = [
     wp.Close([], delete=False),
     wp.Produce(b"17", -1, [("t", 0), ("t", 1)], [b"batch-0", b"batch-1"]),
     wp.ListOffsetsForTimes(b"18", [("t", 0, 1_700_000_000_000)]),
+    wp.Watch([("t", 0, 42)]),
     wp.Stop(),
-    wp.Ready(3, 4242),
+    wp.Ready(3, 4242, "tcp://127.0.0.1:40123"),
     wp.Opened([wp.OpenResult("t", 0), wp.OpenResult("t", 1, KafkaStorageError("disk"))]),
     wp.Produced(b"17", [wp.ProduceResult("t", 0, 10, -1),
                         wp.ProduceResult("t", 1, error=NotLeaderOrFollowerError("moved"))]),
     wp.OffsetsForTimes(b"18", [wp.OffsetForTime("t", 0, 5, 1_700_000_000_001),
                                wp.OffsetForTime("t", 1, error=NotLeaderOrFollowerError("x"))]),
     wp.Positions([("t", 0, 11)]),
+    wp.Traffic({"produce": 3, "fetch": 1}, [("produce", "NOT_LEADER_OR_FOLLOWER", 1)],
+               {"produce": [0.0004, 0.0011]}, {"t": 300}, {"t": 120}),
     wp.Closed([("t", 0)]),
 ]
 
@@ -51,7 +54,8 @@ def test_every_kind_has_a_round_trip_case():
 
 
 def test_errors_cross_as_registry_classes_not_strings():
-    parsed = wp.parse(MESSAGES[8].encode())
+    produced = next(m for m in MESSAGES if isinstance(m, wp.Produced))
+    parsed = wp.parse(produced.encode())
     error = parsed.results[1].error
     assert isinstance(error, NotLeaderOrFollowerError) and error.retriable
 
