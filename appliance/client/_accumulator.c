@@ -1,0 +1,1125 @@
+/*
+ * appliance.client._accumulator: the producer's per-record path in C.
+ *
+ * One Producer.send() per record costs ~3 us in CPython (a Python frame,
+ * murmur2 or the sticky lookup, the size sum, the lock, a future object, the
+ * column appends): ~300k records/s, a third of the W1 target. This module
+ * keeps the same objects and the same rules and does the common case in C:
+ *
+ *   Accumulator  base of record_accumulator.RecordAccumulator. Its fields
+ *                (_open, _partitions, _buffered, _unfinished, _closing,
+ *                batch_size, buffer_memory, partitioner, _lock) are C members
+ *                that the Python code reads and writes as attributes, and
+ *                send() is a C method (METH_FASTCALL: no Python frame).
+ *   Batch        base of producer_batch.ProducerBatch: the columns (values,
+ *                keys, timestamps, headers, callbacks), size and keyed.
+ *   Future       base of producer_batch.RecordFuture: (_batch, _index); the
+ *                methods stay in Python.
+ *   RLock        a re-entrant lock that the accumulator's threading.Condition
+ *                is built on, so that send() takes the very lock the sender
+ *                thread and the Python methods take, without a Python call.
+ *   murmur2      Kafka's Utils.murmur2 (appliance.partitioner.murmur2).
+ *
+ * send() hands the call, unchanged, to the Python path (Producer._python_send,
+ * the reference) whenever the record is not the common case: a topic whose
+ * partition count is not known yet, a partitioner that is not exactly the
+ * DefaultPartitioner, a keyless record whose topic has no usable sticky
+ * partition, a key, value, header or timestamp of another type than
+ * bytes/None, str, int (or out of range), a closed producer, a full buffer
+ * (the Python path blocks in _wait_for_room), or an unusual call (unknown or
+ * repeated keywords). It decides that before changing anything, so the
+ * Python path sees the state as if it had been called directly.
+ *
+ * Locking: everything send() reads and writes under the lock is what the
+ * Python side changes under `_lock` (the Condition on an RLock of this
+ * module). The lock is taken without the GIL held while blocked, as
+ * _thread.RLock does; the allocations a record needs (future, key tuple,
+ * timestamp) are made before taking it, so that in the common case no Python
+ * code (a garbage collection's finalizer) runs while it is held.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <pythread.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#define RECORD_OVERHEAD 16 /* record_accumulator.RECORD_OVERHEAD */
+#define SEND_ARGS 7        /* topic, value, key, partition, timestamp, headers, on_delivery */
+
+/* Set once by configure(): the Python classes send() makes and recognises. */
+static PyTypeObject *record_future_type;   /* producer_batch.RecordFuture */
+static PyTypeObject *default_partitioner;  /* partitioner.DefaultPartitioner */
+static PyObject *delivery_factory;         /* producer._on_delivery */
+
+static PyObject *send_names[SEND_ARGS];    /* interned parameter names */
+static PyObject *str_python_send, *str_open_batch, *str_close_batch, *str_wake, *str_sticky,
+    *str_lock;
+static PyObject *empty_tuple;
+
+/* --- murmur2 ------------------------------------------------------------- */
+
+/* Kafka's Utils.murmur2 (seed 0x9747b28c, m 0x5bd1e995, r 24) as uint32. */
+static uint32_t
+murmur2_hash(const unsigned char *data, Py_ssize_t length)
+{
+    const uint32_t m = 0x5bd1e995;
+    uint32_t h = 0x9747b28cu ^ (uint32_t)length;
+    Py_ssize_t words = length >> 2;
+    for (Py_ssize_t i = 0; i < words; i++) {
+        const unsigned char *p = data + 4 * i; /* little-endian words, as Java reads them */
+        uint32_t k = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                     (uint32_t)p[3] << 24;
+        k *= m;
+        k ^= k >> 24;
+        k *= m;
+        h *= m;
+        h ^= k;
+    }
+    const unsigned char *tail = data + (words << 2);
+    switch (length & 3) {
+    case 3:
+        h ^= (uint32_t)tail[2] << 16;
+        /* fall through */
+    case 2:
+        h ^= (uint32_t)tail[1] << 8;
+        /* fall through */
+    case 1:
+        h ^= tail[0];
+        h *= m;
+    }
+    h ^= h >> 13;
+    h *= m;
+    h ^= h >> 15;
+    return h;
+}
+
+PyDoc_STRVAR(murmur2_doc,
+"murmur2($module, data, /)\n--\n\n"
+"Kafka's Utils.murmur2 of a bytes-like object, as a signed 32-bit int\n"
+"(appliance.partitioner.murmur2, in C).");
+
+static PyObject *
+murmur2(PyObject *module, PyObject *data)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    uint32_t h = murmur2_hash(view.buf, view.len);
+    PyBuffer_Release(&view);
+    return PyLong_FromLong((long)(int32_t)h);
+}
+
+/* --- RLock --------------------------------------------------------------- */
+
+/* _thread.RLock's logic (CPython 3.11 Modules/_threadmodule.c), with the
+ * methods threading.Condition looks for, so that send() can take it in C.
+ * owner and count are only read and written with the GIL held. */
+typedef struct {
+    PyObject_HEAD
+    PyThread_type_lock lock;
+    unsigned long owner;
+    unsigned long count;
+    PyObject *weakreflist;
+} RLockObject;
+
+static long long
+monotonic_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
+/* Acquire `lock` within timeout_us (-1: no limit), the GIL released while
+ * waiting, signal handlers run when interrupted. PY_LOCK_INTR: an exception
+ * from a handler is set. */
+static PyLockStatus
+acquire_timed(PyThread_type_lock lock, long long timeout_us)
+{
+    PyLockStatus r = PyThread_acquire_lock_timed(lock, 0, 0);
+    if (r != PY_LOCK_FAILURE || timeout_us == 0)
+        return r;
+    long long deadline = timeout_us > 0 ? monotonic_us() + timeout_us : 0;
+    for (;;) {
+        Py_BEGIN_ALLOW_THREADS
+        r = PyThread_acquire_lock_timed(lock, (PY_TIMEOUT_T)timeout_us, 1);
+        Py_END_ALLOW_THREADS
+        if (r != PY_LOCK_INTR)
+            return r;
+        if (Py_MakePendingCalls() < 0)
+            return PY_LOCK_INTR;
+        if (timeout_us > 0) {
+            timeout_us = deadline - monotonic_us();
+            if (timeout_us <= 0)
+                return PY_LOCK_FAILURE;
+        }
+    }
+}
+
+/* Take `self` for this thread, however long it takes; -1 with an exception
+ * set only when a signal handler raised. */
+static int
+rlock_enter(RLockObject *self)
+{
+    unsigned long tid = PyThread_get_thread_ident();
+    if (self->count > 0 && self->owner == tid) {
+        self->count++;
+        return 0;
+    }
+    if (acquire_timed(self->lock, -1) != PY_LOCK_ACQUIRED)
+        return -1;
+    self->owner = tid;
+    self->count = 1;
+    return 0;
+}
+
+/* Release once; the caller holds it. */
+static void
+rlock_exit(RLockObject *self)
+{
+    if (--self->count == 0) {
+        self->owner = 0;
+        PyThread_release_lock(self->lock);
+    }
+}
+
+static PyObject *
+rlock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    if (PyTuple_GET_SIZE(args) || (kwds != NULL && PyDict_GET_SIZE(kwds))) {
+        PyErr_SetString(PyExc_TypeError, "RLock() takes no arguments");
+        return NULL;
+    }
+    RLockObject *self = (RLockObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->lock = PyThread_allocate_lock();
+    if (self->lock == NULL) {
+        Py_DECREF(self);
+        PyErr_SetString(PyExc_MemoryError, "cannot allocate lock");
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static void
+rlock_dealloc(RLockObject *self)
+{
+    if (self->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    if (self->lock != NULL) {
+        /* Unlock before freeing, as _thread does: some pthread
+         * implementations refuse to destroy a held mutex. */
+        if (self->count)
+            PyThread_release_lock(self->lock);
+        PyThread_free_lock(self->lock);
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+rlock_acquire(RLockObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"blocking", "timeout", NULL};
+    int blocking = 1;
+    double timeout = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pd:acquire", kwlist, &blocking, &timeout))
+        return NULL;
+    if (!blocking && timeout != -1) {
+        PyErr_SetString(PyExc_ValueError, "can't specify a timeout for a non-blocking call");
+        return NULL;
+    }
+    if (timeout < 0 && timeout != -1) {
+        PyErr_SetString(PyExc_ValueError, "timeout value must be a non-negative number");
+        return NULL;
+    }
+    long long timeout_us = -1;
+    if (!blocking)
+        timeout_us = 0;
+    else if (timeout >= 0) {
+        if (timeout * 1e6 >= (double)PY_TIMEOUT_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "timeout value is too large");
+            return NULL;
+        }
+        timeout_us = (long long)(timeout * 1e6 + 0.999);
+    }
+    unsigned long tid = PyThread_get_thread_ident();
+    if (self->count > 0 && self->owner == tid) {
+        self->count++;
+        Py_RETURN_TRUE;
+    }
+    PyLockStatus r = acquire_timed(self->lock, timeout_us);
+    if (r == PY_LOCK_INTR)
+        return NULL;
+    if (r == PY_LOCK_ACQUIRED) {
+        self->owner = tid;
+        self->count = 1;
+    }
+    return PyBool_FromLong(r == PY_LOCK_ACQUIRED);
+}
+
+static PyObject *
+rlock_release(RLockObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->count == 0 || self->owner != PyThread_get_thread_ident()) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot release un-acquired lock");
+        return NULL;
+    }
+    rlock_exit(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+rlock_exit_method(RLockObject *self, PyObject *args)
+{
+    return rlock_release(self, NULL);
+}
+
+static PyObject *
+rlock_is_owned(RLockObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->count > 0 && self->owner == PyThread_get_thread_ident());
+}
+
+/* Condition.wait(): let go of every level at once, and take them back. */
+static PyObject *
+rlock_release_save(RLockObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->count == 0) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot release un-acquired lock");
+        return NULL;
+    }
+    unsigned long owner = self->owner, count = self->count;
+    self->count = 0;
+    self->owner = 0;
+    PyThread_release_lock(self->lock);
+    return Py_BuildValue("kk", count, owner);
+}
+
+static PyObject *
+rlock_acquire_restore(RLockObject *self, PyObject *state)
+{
+    unsigned long count, owner;
+    if (!PyArg_ParseTuple(state, "kk:_acquire_restore", &count, &owner))
+        return NULL;
+    int r = 1;
+    if (!PyThread_acquire_lock(self->lock, 0)) {
+        Py_BEGIN_ALLOW_THREADS
+        r = PyThread_acquire_lock(self->lock, 1);
+        Py_END_ALLOW_THREADS
+    }
+    if (!r) {
+        PyErr_SetString(PyExc_RuntimeError, "couldn't acquire lock");
+        return NULL;
+    }
+    self->owner = owner;
+    self->count = count;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+rlock_repr(RLockObject *self)
+{
+    return PyUnicode_FromFormat("<%s %s owner=%lu count=%lu at %p>",
+                                self->count ? "locked" : "unlocked", Py_TYPE(self)->tp_name,
+                                self->owner, self->count, self);
+}
+
+static PyMethodDef rlock_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))rlock_acquire, METH_VARARGS | METH_KEYWORDS,
+     "acquire(blocking=True, timeout=-1): as threading.RLock.acquire."},
+    {"release", (PyCFunction)rlock_release, METH_NOARGS, "As threading.RLock.release."},
+    {"__enter__", (PyCFunction)(void (*)(void))rlock_acquire, METH_VARARGS | METH_KEYWORDS,
+     NULL},
+    {"__exit__", (PyCFunction)rlock_exit_method, METH_VARARGS, NULL},
+    {"_is_owned", (PyCFunction)rlock_is_owned, METH_NOARGS, NULL},
+    {"_release_save", (PyCFunction)rlock_release_save, METH_NOARGS, NULL},
+    {"_acquire_restore", (PyCFunction)rlock_acquire_restore, METH_O, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject RLockType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "appliance.client._accumulator.RLock",
+    .tp_doc = "A re-entrant lock like threading.RLock, that the C send() takes directly.",
+    .tp_basicsize = sizeof(RLockObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = rlock_new,
+    .tp_dealloc = (destructor)rlock_dealloc,
+    .tp_repr = (reprfunc)rlock_repr,
+    .tp_weaklistoffset = offsetof(RLockObject, weakreflist),
+    .tp_methods = rlock_methods,
+};
+
+/* --- Batch: the columns of a ProducerBatch --------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *values;     /* list */
+    PyObject *keys;       /* list */
+    PyObject *timestamps; /* list */
+    PyObject *headers;    /* list, or NULL/None until a record has headers */
+    PyObject *callbacks;  /* list of (index, callable) */
+    Py_ssize_t size;
+    char keyed;
+} BatchObject;
+
+static int
+batch_traverse(BatchObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->values);
+    Py_VISIT(self->keys);
+    Py_VISIT(self->timestamps);
+    Py_VISIT(self->headers);
+    Py_VISIT(self->callbacks);
+    return 0;
+}
+
+static int
+batch_clear(BatchObject *self)
+{
+    Py_CLEAR(self->values);
+    Py_CLEAR(self->keys);
+    Py_CLEAR(self->timestamps);
+    Py_CLEAR(self->headers);
+    Py_CLEAR(self->callbacks);
+    return 0;
+}
+
+static void
+batch_dealloc(BatchObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    batch_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef batch_members[] = {
+    {"values", T_OBJECT_EX, offsetof(BatchObject, values), 0, "the records' values"},
+    {"keys", T_OBJECT_EX, offsetof(BatchObject, keys), 0, "the records' keys"},
+    {"timestamps", T_OBJECT_EX, offsetof(BatchObject, timestamps), 0,
+     "the records' timestamps, ms"},
+    {"headers", T_OBJECT, offsetof(BatchObject, headers), 0,
+     "the records' header tuples; None until a record has headers"},
+    {"callbacks", T_OBJECT_EX, offsetof(BatchObject, callbacks), 0,
+     "(index, callable) to run when the batch settles"},
+    {"size", T_PYSSIZET, offsetof(BatchObject, size), 0, "bytes, as the accumulator counts"},
+    {"keyed", T_BOOL, offsetof(BatchObject, keyed), 0, "some key is not None"},
+    {NULL},
+};
+
+static PyTypeObject BatchType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "appliance.client._accumulator.Batch",
+    .tp_doc = "The columns of a producer batch, kept where the C send() appends to them.",
+    .tp_basicsize = sizeof(BatchObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)batch_dealloc,
+    .tp_traverse = (traverseproc)batch_traverse,
+    .tp_clear = (inquiry)batch_clear,
+    .tp_members = batch_members,
+};
+
+/* --- Future: one record's handle ------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *batch;
+    Py_ssize_t index;
+} FutureObject;
+
+static PyObject *
+future_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"batch", "index", NULL};
+    PyObject *batch;
+    Py_ssize_t index;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "On:RecordFuture", kwlist, &batch, &index))
+        return NULL;
+    FutureObject *self = (FutureObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->batch = Py_NewRef(batch);
+    self->index = index;
+    return (PyObject *)self;
+}
+
+static int
+future_traverse(FutureObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->batch);
+    return 0;
+}
+
+static int
+future_clear(FutureObject *self)
+{
+    Py_CLEAR(self->batch);
+    return 0;
+}
+
+static void
+future_dealloc(FutureObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->batch);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef future_members[] = {
+    {"_batch", T_OBJECT_EX, offsetof(FutureObject, batch), READONLY, "the record's batch"},
+    {"_index", T_PYSSIZET, offsetof(FutureObject, index), READONLY,
+     "the record's place in its batch"},
+    {NULL},
+};
+
+static PyTypeObject FutureType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "appliance.client._accumulator.Future",
+    .tp_doc = "Future(batch, index): where a record's outcome will be; the base of RecordFuture.",
+    .tp_basicsize = sizeof(FutureObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = future_new,
+    .tp_dealloc = (destructor)future_dealloc,
+    .tp_traverse = (traverseproc)future_traverse,
+    .tp_clear = (inquiry)future_clear,
+    .tp_members = future_members,
+};
+
+/* --- Accumulator ---------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *open;        /* _open: {(topic, partition): batch} */
+    PyObject *partitions;  /* _partitions: {topic: partition count} */
+    PyObject *condition;   /* _lock */
+    RLockObject *rlock;    /* the condition's lock, when it is an RLock of this module */
+    PyObject *partitioner;
+    PyObject *sticky;      /* a DefaultPartitioner's _sticky {topic: partition}, else NULL */
+    PyObject *batch_key;   /* the last (topic, partition) looked up, reused when it repeats */
+    Py_ssize_t buffered;
+    Py_ssize_t unfinished;
+    Py_ssize_t batch_size;
+    Py_ssize_t buffer_memory;
+    Py_ssize_t fallbacks;  /* send() calls handed to the Python path */
+    char closing;
+} AccumulatorObject;
+
+static int
+accumulator_traverse(AccumulatorObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->open);
+    Py_VISIT(self->partitions);
+    Py_VISIT(self->condition);
+    Py_VISIT(self->rlock);
+    Py_VISIT(self->partitioner);
+    Py_VISIT(self->sticky);
+    Py_VISIT(self->batch_key);
+    return 0;
+}
+
+static int
+accumulator_clear(AccumulatorObject *self)
+{
+    Py_CLEAR(self->open);
+    Py_CLEAR(self->partitions);
+    Py_CLEAR(self->condition);
+    Py_CLEAR(self->rlock);
+    Py_CLEAR(self->partitioner);
+    Py_CLEAR(self->sticky);
+    Py_CLEAR(self->batch_key);
+    return 0;
+}
+
+static void
+accumulator_dealloc(AccumulatorObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    accumulator_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+accumulator_get_lock(AccumulatorObject *self, void *closure)
+{
+    if (self->condition == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "_lock");
+        return NULL;
+    }
+    return Py_NewRef(self->condition);
+}
+
+/* _lock is a threading.Condition; send() takes its underlying lock (the
+ * Condition's `_lock`) itself when that is an RLock of this module. */
+static int
+accumulator_set_lock(AccumulatorObject *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete _lock");
+        return -1;
+    }
+    PyObject *inner = PyObject_GetAttr(value, str_lock);
+    if (inner == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return -1;
+        PyErr_Clear();
+    }
+    else if (!Py_IS_TYPE(inner, &RLockType))
+        Py_CLEAR(inner);
+    Py_XSETREF(self->rlock, (RLockObject *)inner);
+    Py_XSETREF(self->condition, Py_NewRef(value));
+    return 0;
+}
+
+static PyObject *
+accumulator_get_partitioner(AccumulatorObject *self, void *closure)
+{
+    if (self->partitioner == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "partitioner");
+        return NULL;
+    }
+    return Py_NewRef(self->partitioner);
+}
+
+/* The DefaultPartitioner's rules are done in C (its sticky table read as
+ * its own __call__ reads it); any other partitioner is called by the Python
+ * path. */
+static int
+accumulator_set_partitioner(AccumulatorObject *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete partitioner");
+        return -1;
+    }
+    PyObject *sticky = NULL;
+    if (default_partitioner != NULL && Py_IS_TYPE(value, default_partitioner)) {
+        sticky = PyObject_GetAttr(value, str_sticky);
+        if (sticky == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+                return -1;
+            PyErr_Clear();
+        }
+        else if (!PyDict_CheckExact(sticky))
+            Py_CLEAR(sticky);
+    }
+    Py_XSETREF(self->sticky, sticky);
+    Py_XSETREF(self->partitioner, Py_NewRef(value));
+    return 0;
+}
+
+/* Wall-clock milliseconds as time.time_ns() // 1_000_000 gives them; the
+ * int is reused while the millisecond lasts. */
+static PyObject *
+now_ms(void)
+{
+    static long long cached_ms = -1;
+    static PyObject *cached;
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    long long ms = (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+    if (ms != cached_ms || cached == NULL) {
+        PyObject *fresh = PyLong_FromLongLong(ms);
+        if (fresh == NULL)
+            return NULL;
+        Py_XSETREF(cached, fresh);
+        cached_ms = ms;
+    }
+    return Py_NewRef(cached);
+}
+
+/* The call as it came, to Producer._python_send. */
+static PyObject *
+fall_back(AccumulatorObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    self->fallbacks++;
+    Py_ssize_t total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    PyObject *small[1 + 16];
+    PyObject **stack = small;
+    if (total > 16) {
+        stack = PyMem_Malloc((size_t)(total + 1) * sizeof(PyObject *));
+        if (stack == NULL)
+            return PyErr_NoMemory();
+    }
+    stack[0] = (PyObject *)self;
+    if (total)
+        memcpy(stack + 1, args, (size_t)total * sizeof(PyObject *));
+    PyObject *result = PyObject_VectorcallMethod(str_python_send, stack, (size_t)nargs + 1,
+                                                 kwnames);
+    if (stack != small)
+        PyMem_Free(stack);
+    return result;
+}
+
+/* The arguments by position; 0 when the call is not a plain one (too many,
+ * an unknown or repeated keyword, no topic): the Python path then says so. */
+static int
+place_arguments(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                PyObject *slots[SEND_ARGS])
+{
+    if (nargs > SEND_ARGS)
+        return 0;
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        slots[i] = args[i];
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t j = 0; j < nkw; j++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, j);
+        int at = -1;
+        for (int i = 0; i < SEND_ARGS && at < 0; i++)
+            if (name == send_names[i])
+                at = i;
+        for (int i = 0; i < SEND_ARGS && at < 0; i++)
+            if (PyUnicode_Compare(name, send_names[i]) == 0)
+                at = i;
+        if (at < 0 || slots[at] != NULL)
+            return 0;
+        slots[at] = args[nargs + j];
+    }
+    return slots[0] != NULL;
+}
+
+/* What a record needs before the lock, each an owned reference. */
+typedef struct {
+    PyObject *chosen;   /* partition */
+    PyObject *ts;       /* timestamp */
+    PyObject *header;   /* tuple(headers), or NULL for no headers */
+    PyObject *delivery; /* the batch callback for on_delivery, or NULL */
+    PyObject *future;
+    PyObject *key;      /* (topic, partition) */
+    Py_ssize_t size;
+} Pending;
+
+static void
+pending_clear(Pending *p)
+{
+    Py_CLEAR(p->chosen);
+    Py_CLEAR(p->ts);
+    Py_CLEAR(p->header);
+    Py_CLEAR(p->delivery);
+    Py_CLEAR(p->future);
+    Py_CLEAR(p->key);
+}
+
+/* The partition, as choose_partition(partitioner, topic, key, count, partition)
+ * picks it: 1 with p->chosen set, 0 for the Python path. */
+static int
+choose(AccumulatorObject *self, PyObject *topic, PyObject *key, PyObject *partition,
+       long count, Pending *p)
+{
+    int overflow;
+    long chosen;
+    if (partition != Py_None) {
+        if (!PyLong_CheckExact(partition))
+            return 0;
+        chosen = PyLong_AsLongAndOverflow(partition, &overflow);
+        if (overflow || chosen < 0 || chosen >= count)
+            return 0; /* the Python path raises the "invalid partition" */
+        p->chosen = Py_NewRef(partition);
+        return 1;
+    }
+    if (self->sticky == NULL)
+        return 0; /* not the DefaultPartitioner: call it from Python */
+    if (key != Py_None) {
+        /* partition_for_key: to_positive(murmur2(key)) % count */
+        if (!PyBytes_CheckExact(key))
+            return 0;
+        uint32_t h = murmur2_hash((const unsigned char *)PyBytes_AS_STRING(key),
+                                  PyBytes_GET_SIZE(key));
+        p->chosen = PyLong_FromLong((long)((h & 0x7FFFFFFFu) % (unsigned long)count));
+        return p->chosen != NULL ? 1 : -1;
+    }
+    /* Keyless: the topic's sticky partition while it is usable; picking a
+     * new one (random, under the partitioner's lock) is the Python path's. */
+    PyObject *sticky = PyDict_GetItemWithError(self->sticky, topic);
+    if (sticky == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (!PyLong_CheckExact(sticky))
+        return 0;
+    chosen = PyLong_AsLongAndOverflow(sticky, &overflow);
+    if (overflow || chosen < 0 || chosen >= count)
+        return 0;
+    p->chosen = Py_NewRef(sticky);
+    return 1;
+}
+
+/* Size (the Python path's sum) and tuple(headers), for a list or tuple of
+ * (str, bytes | None) pairs: 1, or 0 for the Python path. */
+static int
+measure_headers(PyObject *headers, Pending *p)
+{
+    if (headers == Py_None)
+        return 1;
+    if (!PyList_CheckExact(headers) && !PyTuple_CheckExact(headers))
+        return 0;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(headers);
+    PyObject **items = PySequence_Fast_ITEMS(headers);
+    if (n == 0)
+        return 1; /* falsy: no headers */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = items[i];
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2)
+            return 0;
+        PyObject *name = PyTuple_GET_ITEM(item, 0), *value = PyTuple_GET_ITEM(item, 1);
+        if (!PyUnicode_CheckExact(name))
+            return 0;
+        Py_ssize_t length = PyUnicode_GetLength(name); /* len(str): code points */
+        if (length < 0)
+            return -1;
+        p->size += length;
+        if (value != Py_None) {
+            if (!PyBytes_CheckExact(value))
+                return 0;
+            p->size += PyBytes_GET_SIZE(value);
+        }
+    }
+    p->header = PySequence_Tuple(headers); /* a tuple comes back as itself */
+    return p->header != NULL ? 1 : -1;
+}
+
+/* (topic, partition), the last one again if it repeats. */
+static PyObject *
+batch_key_for(AccumulatorObject *self, PyObject *topic, PyObject *chosen)
+{
+    PyObject *last = self->batch_key;
+    if (last != NULL && PyTuple_GET_ITEM(last, 0) == topic) {
+        PyObject *was = PyTuple_GET_ITEM(last, 1);
+        if (was == chosen ||
+            (PyLong_CheckExact(was) && PyLong_AsLong(was) == PyLong_AsLong(chosen)))
+            return Py_NewRef(last);
+    }
+    PyObject *key = PyTuple_Pack(2, topic, chosen);
+    if (key != NULL)
+        Py_XSETREF(self->batch_key, Py_NewRef(key));
+    return key;
+}
+
+/* Everything up to the lock: 1 ready, 0 for the Python path, -1 error. */
+static int
+prepare(AccumulatorObject *self, PyObject *const a[SEND_ARGS], Pending *p)
+{
+    PyObject *topic = a[0];
+    PyObject *value = a[1] ? a[1] : Py_None, *key = a[2] ? a[2] : Py_None;
+    PyObject *partition = a[3] ? a[3] : Py_None, *timestamp = a[4] ? a[4] : Py_None;
+    PyObject *headers = a[5] ? a[5] : Py_None, *on_delivery = a[6] ? a[6] : Py_None;
+    if (!PyUnicode_CheckExact(topic) || self->rlock == NULL || self->open == NULL ||
+        !PyDict_CheckExact(self->open) || self->partitions == NULL ||
+        !PyDict_CheckExact(self->partitions) || record_future_type == NULL)
+        return 0;
+    /* partitions_for_topic: known topics only; the first record asks */
+    PyObject *count_obj = PyDict_GetItemWithError(self->partitions, topic);
+    if (count_obj == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (!PyLong_CheckExact(count_obj))
+        return 0;
+    int overflow;
+    long count = PyLong_AsLongAndOverflow(count_obj, &overflow);
+    if (overflow || count < 1)
+        return 0;
+    int r = choose(self, topic, key, partition, count, p);
+    if (r <= 0)
+        return r;
+    p->size = RECORD_OVERHEAD;
+    if (value != Py_None) {
+        if (!PyBytes_CheckExact(value))
+            return 0;
+        p->size += PyBytes_GET_SIZE(value);
+    }
+    if (key != Py_None) {
+        if (!PyBytes_CheckExact(key))
+            return 0;
+        p->size += PyBytes_GET_SIZE(key);
+    }
+    r = measure_headers(headers, p);
+    if (r <= 0)
+        return r;
+    if (timestamp == Py_None) {
+        if ((p->ts = now_ms()) == NULL)
+            return -1;
+    }
+    else {
+        if (!PyLong_CheckExact(timestamp))
+            return 0;
+        long long t = PyLong_AsLongLongAndOverflow(timestamp, &overflow);
+        if (overflow || t < 0)
+            return 0; /* _checked raises the ValueError */
+        p->ts = Py_NewRef(timestamp);
+    }
+    if (on_delivery != Py_None) {
+        if (delivery_factory == NULL)
+            return 0;
+        if ((p->delivery = PyObject_CallOneArg(delivery_factory, on_delivery)) == NULL)
+            return -1;
+    }
+    if ((p->future = record_future_type->tp_alloc(record_future_type, 0)) == NULL)
+        return -1;
+    if ((p->key = batch_key_for(self, topic, p->chosen)) == NULL)
+        return -1;
+    return 1;
+}
+
+static int
+call_method(PyObject *self, PyObject *name, PyObject *arg)
+{
+    PyObject *stack[2] = {self, arg};
+    PyObject *r = PyObject_VectorcallMethod(name, stack, arg ? 2 : 1, NULL);
+    Py_XDECREF(r);
+    return r != NULL ? 0 : -1;
+}
+
+/* Under the lock: put the record in its partition's open batch. 1 done, 0
+ * for the Python path (nothing changed), -1 error. */
+static int
+append(AccumulatorObject *self, PyObject *const a[SEND_ARGS], Pending *p)
+{
+    PyObject *topic = a[0];
+    PyObject *value = a[1] ? a[1] : Py_None, *key = a[2] ? a[2] : Py_None;
+    if (self->closing)
+        return 0; /* the Python path fails the record's future */
+    if (self->buffered + p->size > self->buffer_memory && self->buffered)
+        return 0; /* the Python path waits for room */
+    PyObject *found = PyDict_GetItemWithError(self->open, p->key);
+    PyObject *batch;
+    if (found != NULL)
+        batch = Py_NewRef(found);
+    else if (PyErr_Occurred())
+        return -1;
+    else {
+        PyObject *stack[3] = {(PyObject *)self, topic, p->chosen};
+        batch = PyObject_VectorcallMethod(str_open_batch, stack, 3, NULL);
+        if (batch == NULL)
+            return -1;
+    }
+    int r = 0;
+    BatchObject *b = (BatchObject *)batch;
+    if (!PyObject_TypeCheck(batch, &BatchType) || b->values == NULL ||
+        !PyList_CheckExact(b->values) || b->keys == NULL || !PyList_CheckExact(b->keys) ||
+        b->timestamps == NULL || !PyList_CheckExact(b->timestamps) ||
+        (b->headers != NULL && b->headers != Py_None && !PyList_CheckExact(b->headers)) ||
+        (p->delivery != NULL && (b->callbacks == NULL || !PyList_CheckExact(b->callbacks))))
+        goto done; /* not a batch this module made: the Python path's to handle */
+    r = -1;
+    Py_ssize_t index = PyList_GET_SIZE(b->values);
+    if (PyList_Append(b->values, value) < 0 || PyList_Append(b->keys, key) < 0 ||
+        PyList_Append(b->timestamps, p->ts) < 0)
+        goto done;
+    if (key != Py_None)
+        b->keyed = 1;
+    if (b->headers != NULL && b->headers != Py_None) {
+        if (PyList_Append(b->headers, p->header ? p->header : empty_tuple) < 0)
+            goto done;
+    }
+    else if (p->header != NULL) {
+        /* ProducerBatch.set_headers: the column exists once a record has some */
+        PyObject *column = PyList_New(index + 1);
+        if (column == NULL)
+            goto done;
+        for (Py_ssize_t i = 0; i < index; i++)
+            PyList_SET_ITEM(column, i, Py_NewRef(empty_tuple));
+        PyList_SET_ITEM(column, index, Py_NewRef(p->header));
+        Py_XSETREF(b->headers, column);
+    }
+    if (p->delivery != NULL) {
+        PyObject *at = PyLong_FromSsize_t(index);
+        PyObject *entry = at ? PyTuple_Pack(2, at, p->delivery) : NULL;
+        Py_XDECREF(at);
+        if (entry == NULL)
+            goto done;
+        int failed = PyList_Append(b->callbacks, entry);
+        Py_DECREF(entry);
+        if (failed)
+            goto done;
+    }
+    self->buffered += p->size;
+    b->size += p->size;
+    self->unfinished += 1;
+    FutureObject *future = (FutureObject *)p->future;
+    future->batch = Py_NewRef(batch);
+    future->index = index;
+    if (b->size >= self->batch_size) {
+        if (call_method((PyObject *)self, str_close_batch, batch) < 0 ||
+            call_method((PyObject *)self, str_wake, NULL) < 0)
+            goto done;
+    }
+    else if (index == 0) {
+        /* the sender must learn this batch's linger deadline */
+        if (call_method((PyObject *)self, str_wake, NULL) < 0)
+            goto done;
+    }
+    r = 1;
+done:
+    Py_DECREF(batch);
+    return r;
+}
+
+PyDoc_STRVAR(send_doc,
+"send($self, /, topic, value=None, key=None, partition=None, timestamp=None,\n"
+"     headers=None, on_delivery=None)\n--\n\n"
+"Queue one record; its RecordFuture resolves to its RecordMetadata.\n\n"
+"`on_delivery(error, metadata)` is called once it is acknowledged or\n"
+"has failed, from the producer's own thread. (The C path of\n"
+"Producer._python_send, which it hands unusual records to.)");
+
+static PyObject *
+accumulator_send(AccumulatorObject *self, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames)
+{
+    PyObject *a[SEND_ARGS] = {NULL};
+    if (!place_arguments(args, nargs, kwnames, a))
+        return fall_back(self, args, nargs, kwnames);
+    Pending p = {NULL};
+    int r = prepare(self, a, &p);
+    if (r <= 0) {
+        pending_clear(&p);
+        return r == 0 ? fall_back(self, args, nargs, kwnames) : NULL;
+    }
+    RLockObject *lock = (RLockObject *)Py_NewRef(self->rlock);
+    if (rlock_enter(lock) < 0) {
+        Py_DECREF(lock);
+        pending_clear(&p);
+        return NULL;
+    }
+    r = append(self, a, &p);
+    rlock_exit(lock);
+    Py_DECREF(lock);
+    PyObject *future = r == 1 ? Py_NewRef(p.future) : NULL;
+    pending_clear(&p);
+    if (r == 0)
+        return fall_back(self, args, nargs, kwnames);
+    return future;
+}
+
+static PyMethodDef accumulator_methods[] = {
+    {"send", (PyCFunction)(void (*)(void))accumulator_send, METH_FASTCALL | METH_KEYWORDS,
+     send_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef accumulator_members[] = {
+    {"_open", T_OBJECT_EX, offsetof(AccumulatorObject, open), 0,
+     "{(topic, partition): open batch}"},
+    {"_partitions", T_OBJECT_EX, offsetof(AccumulatorObject, partitions), 0,
+     "{topic: partition count}"},
+    {"_buffered", T_PYSSIZET, offsetof(AccumulatorObject, buffered), 0,
+     "bytes of records sent but not yet acknowledged or failed"},
+    {"_unfinished", T_PYSSIZET, offsetof(AccumulatorObject, unfinished), 0,
+     "records not yet acknowledged or failed"},
+    {"batch_size", T_PYSSIZET, offsetof(AccumulatorObject, batch_size), 0,
+     "bytes at which a batch is closed"},
+    {"buffer_memory", T_PYSSIZET, offsetof(AccumulatorObject, buffer_memory), 0,
+     "bytes that may wait for acknowledgement"},
+    {"_closing", T_BOOL, offsetof(AccumulatorObject, closing), 0, "close() has begun"},
+    {"_fallbacks", T_PYSSIZET, offsetof(AccumulatorObject, fallbacks), READONLY,
+     "send() calls the C path handed to the Python path"},
+    {NULL},
+};
+
+static PyGetSetDef accumulator_getset[] = {
+    {"_lock", (getter)accumulator_get_lock, (setter)accumulator_set_lock,
+     "the Condition both sides work under", NULL},
+    {"partitioner", (getter)accumulator_get_partitioner, (setter)accumulator_set_partitioner,
+     "picks the partition of a record without one", NULL},
+    {NULL},
+};
+
+static PyTypeObject AccumulatorType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "appliance.client._accumulator.Accumulator",
+    .tp_doc = "The record accumulator's state, kept where the C send() reaches it.",
+    .tp_basicsize = sizeof(AccumulatorObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)accumulator_dealloc,
+    .tp_traverse = (traverseproc)accumulator_traverse,
+    .tp_clear = (inquiry)accumulator_clear,
+    .tp_methods = accumulator_methods,
+    .tp_members = accumulator_members,
+    .tp_getset = accumulator_getset,
+};
+
+/* --- module -------------------------------------------------------------- */
+
+PyDoc_STRVAR(configure_doc,
+"configure($module, /, record_future, default_partitioner, on_delivery)\n--\n\n"
+"Name the Python classes send() makes and recognises: the RecordFuture\n"
+"(a subclass of Future), the DefaultPartitioner whose rules it does in C,\n"
+"and on_delivery(callback), which makes a batch callback from send()'s\n"
+"on_delivery. Until then every send() takes the Python path.");
+
+static PyObject *
+configure(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"record_future", "default_partitioner", "on_delivery", NULL};
+    PyObject *future, *partitioner, *delivery;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O:configure", kwlist, &PyType_Type,
+                                     &future, &PyType_Type, &partitioner, &delivery))
+        return NULL;
+    if (!PyType_IsSubtype((PyTypeObject *)future, &FutureType)) {
+        PyErr_SetString(PyExc_TypeError, "record_future must be a subclass of Future");
+        return NULL;
+    }
+    if (!PyCallable_Check(delivery)) {
+        PyErr_SetString(PyExc_TypeError, "on_delivery must be callable");
+        return NULL;
+    }
+    Py_XSETREF(record_future_type, (PyTypeObject *)Py_NewRef(future));
+    Py_XSETREF(default_partitioner, (PyTypeObject *)Py_NewRef(partitioner));
+    Py_XSETREF(delivery_factory, Py_NewRef(delivery));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"murmur2", (PyCFunction)murmur2, METH_O, murmur2_doc},
+    {"configure", (PyCFunction)(void (*)(void))configure, METH_VARARGS | METH_KEYWORDS,
+     configure_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef accumulator_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "appliance.client._accumulator",
+    .m_doc = "The producer's per-record send() path in C (record_accumulator.py).",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+static int
+intern(PyObject **slot, const char *text)
+{
+    *slot = PyUnicode_InternFromString(text);
+    return *slot != NULL ? 0 : -1;
+}
+
+PyMODINIT_FUNC
+PyInit__accumulator(void)
+{
+    static const char *names[SEND_ARGS] = {"topic",     "value",   "key",        "partition",
+                                           "timestamp", "headers", "on_delivery"};
+    for (int i = 0; i < SEND_ARGS; i++)
+        if (intern(&send_names[i], names[i]) < 0)
+            return NULL;
+    if (intern(&str_python_send, "_python_send") < 0 ||
+        intern(&str_open_batch, "_open_batch") < 0 ||
+        intern(&str_close_batch, "_close_batch") < 0 || intern(&str_wake, "_wake") < 0 ||
+        intern(&str_sticky, "_sticky") < 0 || intern(&str_lock, "_lock") < 0)
+        return NULL;
+    if ((empty_tuple = PyTuple_New(0)) == NULL)
+        return NULL;
+    PyTypeObject *types[] = {&RLockType, &BatchType, &FutureType, &AccumulatorType};
+    const char *type_names[] = {"RLock", "Batch", "Future", "Accumulator"};
+    for (int i = 0; i < 4; i++)
+        if (PyType_Ready(types[i]) < 0)
+            return NULL;
+    PyObject *module = PyModule_Create(&accumulator_module);
+    if (module == NULL)
+        return NULL;
+    for (int i = 0; i < 4; i++) {
+        if (PyModule_AddObjectRef(module, type_names[i], (PyObject *)types[i]) < 0) {
+            Py_DECREF(module);
+            return NULL;
+        }
+    }
+    return module;
+}
