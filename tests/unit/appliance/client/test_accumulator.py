@@ -64,7 +64,9 @@ def discard(producer: Producer) -> None:
 header_values = st.one_of(st.none(), st.binary(max_size=12))
 header_lists = st.lists(st.tuples(st.text(max_size=6), header_values), max_size=3)
 unusual = st.sampled_from(["bytearray value", "memoryview key", "list header",
-                           "bytes header name", "bool partition", "bool timestamp"])
+                           "bytes header name", "bool partition", "bool timestamp",
+                           "unknown keyword", "argument twice"])
+PARAMETERS = ("topic", "value", "key", "partition", "timestamp", "headers", "on_delivery")
 
 
 @st.composite
@@ -98,13 +100,31 @@ def records(draw: st.DrawFn) -> dict:
             call["headers"] = [("fine", None), (b"name", b"value")]
         elif oddity == "bool partition":
             call["partition"] = True
-        else:
+        elif oddity == "bool timestamp":
             call["timestamp"] = True
+        else:
+            call[oddity] = True  # a TypeError on both paths, and nothing queued
+    # How many leading parameters go by position (the rest by keyword).
+    call["positional"] = draw(st.integers(1, len(PARAMETERS)))
     return call
+
+
+def arguments(call: dict, on_delivery) -> tuple[list, dict]:
+    """A call's positional and keyword arguments, the missing leading ones as
+    their defaults (None)."""
+    given = {k: v for k, v in call.items() if k not in ("positional", "argument twice")}
+    if given.get("on_delivery"):
+        given["on_delivery"] = on_delivery
+    args = [given.pop(name, None) for name in PARAMETERS[:call["positional"]]]
+    if "argument twice" in call:
+        given["topic"] = call["topic"]
+    return args, given
 
 
 def c_should_take(producer: Producer, call: dict) -> bool:
     """Whether the C path does this record itself (see _accumulator.c)."""
+    if "unknown keyword" in call or "argument twice" in call:
+        return False
     count = PARTITIONS[call["topic"]]
     key, partition, ts = call.get("key"), call.get("partition"), call.get("timestamp")
     headers = call.get("headers") or ()
@@ -124,12 +144,11 @@ def run(producer: Producer, send, calls: list[dict], delivered: list) -> list:
     """Each call's outcome: ("future", future, now window) or ("raised", exception)."""
     outcomes = []
     for i, call in enumerate(calls):
-        args = dict(call)
-        if args.get("on_delivery"):
-            args["on_delivery"] = lambda error, md, i=i: delivered.append((i, error, md))
+        args, kwargs = arguments(
+            call, lambda error, md, i=i: delivered.append((i, error, md)))
         before = time.time_ns() // 1_000_000
         try:
-            future = send(**args)
+            future = send(*args, **kwargs)
         except Exception as exc:  # the refusal is what is compared
             outcomes.append(("raised", exc))
             continue
