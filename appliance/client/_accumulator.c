@@ -114,14 +114,31 @@ murmur2(PyObject *module, PyObject *data)
 
 /* --- RLock --------------------------------------------------------------- */
 
-/* _thread.RLock's logic (CPython 3.11 Modules/_threadmodule.c), with the
- * methods threading.Condition looks for, so that send() can take it in C.
- * owner and count are only read and written with the GIL held. */
+/* A re-entrant lock with _thread.RLock's interface and the methods
+ * threading.Condition looks for, cheap enough to take per record.
+ *
+ * Every acquire and release happens with the GIL held (from Python, or from
+ * send()), so the GIL guards owner, count and waiters: taking a free lock
+ * or leaving one nobody waits for is a few plain stores, no atomic
+ * instruction (a semaphore round costs ~70 ns on the reference machine, a
+ * fifth of send()). Only a thread that finds the lock taken sleeps, on
+ * `wakeup`, with the GIL released. A release that leaves the lock free with
+ * waiters posts `wakeup`, unless a post is still unconsumed (`signalled`):
+ * a woken waiter may wait a while for the GIL, while the owner takes and
+ * leaves the lock many times, and one post is enough. The waiter that
+ * consumes the post clears `signalled` (with the GIL), then takes the lock
+ * if it is free and otherwise sleeps again (another thread took it first,
+ * as with a mutex). No wake-up is lost: a waiter sleeps only after seeing an
+ * owner with `signalled` clear or a post pending, and that owner's release
+ * posts. A post nobody consumed (its waiter timed out) costs a later waiter
+ * one spurious wake-up, which it checks. */
 typedef struct {
     PyObject_HEAD
-    PyThread_type_lock lock;
+    PyThread_type_lock wakeup; /* held while nobody is to wake; released to wake one */
     unsigned long owner;
     unsigned long count;
+    Py_ssize_t waiters;
+    char signalled;            /* wakeup posted, not yet consumed */
     PyObject *weakreflist;
 } RLockObject;
 
@@ -133,29 +150,67 @@ monotonic_us(void)
     return (long long)t.tv_sec * 1000000 + t.tv_nsec / 1000;
 }
 
-/* Acquire `lock` within timeout_us (-1: no limit), the GIL released while
- * waiting, signal handlers run when interrupted. PY_LOCK_INTR: an exception
- * from a handler is set. */
+/* Take the lock for thread `tid`, waiting at most timeout_us (-1: no limit,
+ * 0: not at all) with the GIL released; when `interruptible`, signal
+ * handlers run while it waits. PY_LOCK_INTR: a handler raised (or the count
+ * would overflow), the exception is set. */
 static PyLockStatus
-acquire_timed(PyThread_type_lock lock, long long timeout_us)
+rlock_take(RLockObject *self, unsigned long tid, long long timeout_us, int interruptible)
 {
-    PyLockStatus r = PyThread_acquire_lock_timed(lock, 0, 0);
-    if (r != PY_LOCK_FAILURE || timeout_us == 0)
-        return r;
+    if (self->count == 0) {
+        self->owner = tid;
+        self->count = 1;
+        return PY_LOCK_ACQUIRED;
+    }
+    if (self->owner == tid) {
+        if (self->count == (unsigned long)-1) {
+            PyErr_SetString(PyExc_OverflowError, "Internal lock count overflowed");
+            return PY_LOCK_INTR;
+        }
+        self->count++;
+        return PY_LOCK_ACQUIRED;
+    }
+    if (timeout_us == 0)
+        return PY_LOCK_FAILURE;
     long long deadline = timeout_us > 0 ? monotonic_us() + timeout_us : 0;
+    PyLockStatus r;
+    self->waiters++;
     for (;;) {
         Py_BEGIN_ALLOW_THREADS
-        r = PyThread_acquire_lock_timed(lock, (PY_TIMEOUT_T)timeout_us, 1);
+        r = PyThread_acquire_lock_timed(self->wakeup, (PY_TIMEOUT_T)timeout_us, interruptible);
         Py_END_ALLOW_THREADS
-        if (r != PY_LOCK_INTR)
-            return r;
-        if (Py_MakePendingCalls() < 0)
-            return PY_LOCK_INTR;
+        if (r == PY_LOCK_ACQUIRED)
+            self->signalled = 0; /* the post was this thread's */
+        if (self->count == 0) { /* free, whether woken, timed out or interrupted */
+            r = PY_LOCK_ACQUIRED;
+            break;
+        }
+        if (r == PY_LOCK_INTR && Py_MakePendingCalls() < 0)
+            break;
         if (timeout_us > 0) {
             timeout_us = deadline - monotonic_us();
-            if (timeout_us <= 0)
-                return PY_LOCK_FAILURE;
+            if (timeout_us <= 0) {
+                r = PY_LOCK_FAILURE;
+                break;
+            }
         }
+    }
+    self->waiters--;
+    if (r == PY_LOCK_ACQUIRED) {
+        self->owner = tid;
+        self->count = 1;
+    }
+    return r;
+}
+
+/* Leave the lock free for good (count reached 0): wake a waiter. */
+static void
+rlock_freed(RLockObject *self)
+{
+    self->owner = 0;
+    if (self->waiters > 0 && !self->signalled) {
+        self->signalled = 1;
+        PyThread_release_lock(self->wakeup);
     }
 }
 
@@ -164,26 +219,15 @@ acquire_timed(PyThread_type_lock lock, long long timeout_us)
 static int
 rlock_enter(RLockObject *self)
 {
-    unsigned long tid = PyThread_get_thread_ident();
-    if (self->count > 0 && self->owner == tid) {
-        self->count++;
-        return 0;
-    }
-    if (acquire_timed(self->lock, -1) != PY_LOCK_ACQUIRED)
-        return -1;
-    self->owner = tid;
-    self->count = 1;
-    return 0;
+    return rlock_take(self, PyThread_get_thread_ident(), -1, 1) == PY_LOCK_ACQUIRED ? 0 : -1;
 }
 
 /* Release once; the caller holds it. */
 static void
 rlock_exit(RLockObject *self)
 {
-    if (--self->count == 0) {
-        self->owner = 0;
-        PyThread_release_lock(self->lock);
-    }
+    if (--self->count == 0)
+        rlock_freed(self);
 }
 
 static PyObject *
@@ -196,12 +240,13 @@ rlock_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     RLockObject *self = (RLockObject *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
-    self->lock = PyThread_allocate_lock();
-    if (self->lock == NULL) {
+    self->wakeup = PyThread_allocate_lock();
+    if (self->wakeup == NULL) {
         Py_DECREF(self);
         PyErr_SetString(PyExc_MemoryError, "cannot allocate lock");
         return NULL;
     }
+    PyThread_acquire_lock(self->wakeup, 1); /* nobody to wake yet */
     return (PyObject *)self;
 }
 
@@ -210,12 +255,13 @@ rlock_dealloc(RLockObject *self)
 {
     if (self->weakreflist != NULL)
         PyObject_ClearWeakRefs((PyObject *)self);
-    if (self->lock != NULL) {
+    if (self->wakeup != NULL) {
         /* Unlock before freeing, as _thread does: some pthread
-         * implementations refuse to destroy a held mutex. */
-        if (self->count)
-            PyThread_release_lock(self->lock);
-        PyThread_free_lock(self->lock);
+         * implementations refuse to destroy a held mutex. No thread waits:
+         * a waiter holds a reference through the method it called. */
+        if (!self->signalled)
+            PyThread_release_lock(self->wakeup);
+        PyThread_free_lock(self->wakeup);
     }
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -246,18 +292,9 @@ rlock_acquire(RLockObject *self, PyObject *args, PyObject *kwds)
         }
         timeout_us = (long long)(timeout * 1e6 + 0.999);
     }
-    unsigned long tid = PyThread_get_thread_ident();
-    if (self->count > 0 && self->owner == tid) {
-        self->count++;
-        Py_RETURN_TRUE;
-    }
-    PyLockStatus r = acquire_timed(self->lock, timeout_us);
+    PyLockStatus r = rlock_take(self, PyThread_get_thread_ident(), timeout_us, 1);
     if (r == PY_LOCK_INTR)
         return NULL;
-    if (r == PY_LOCK_ACQUIRED) {
-        self->owner = tid;
-        self->count = 1;
-    }
     return PyBool_FromLong(r == PY_LOCK_ACQUIRED);
 }
 
@@ -294,8 +331,7 @@ rlock_release_save(RLockObject *self, PyObject *Py_UNUSED(ignored))
     }
     unsigned long owner = self->owner, count = self->count;
     self->count = 0;
-    self->owner = 0;
-    PyThread_release_lock(self->lock);
+    rlock_freed(self);
     return Py_BuildValue("kk", count, owner);
 }
 
@@ -305,17 +341,13 @@ rlock_acquire_restore(RLockObject *self, PyObject *state)
     unsigned long count, owner;
     if (!PyArg_ParseTuple(state, "kk:_acquire_restore", &count, &owner))
         return NULL;
-    int r = 1;
-    if (!PyThread_acquire_lock(self->lock, 0)) {
-        Py_BEGIN_ALLOW_THREADS
-        r = PyThread_acquire_lock(self->lock, 1);
-        Py_END_ALLOW_THREADS
-    }
-    if (!r) {
-        PyErr_SetString(PyExc_RuntimeError, "couldn't acquire lock");
+    if (count == 0) {
+        PyErr_SetString(PyExc_ValueError, "_acquire_restore needs a count of at least 1");
         return NULL;
     }
-    self->owner = owner;
+    /* As _thread's: no signal stops it (Condition.wait must get the lock back). */
+    if (rlock_take(self, owner, -1, 0) != PY_LOCK_ACQUIRED)
+        return NULL; /* only the count overflow, which a restore cannot meet */
     self->count = count;
     Py_RETURN_NONE;
 }
@@ -432,6 +464,42 @@ typedef struct {
     Py_ssize_t index;
 } FutureObject;
 
+/* RecordFuture, the Python subclass configure() names, adds no slot, dict,
+ * weak reference or finalizer (configure checks), so its instances are
+ * Futures as laid out here: they get this deallocator instead of the generic
+ * one of Python classes, and a free list, since send() makes one per record
+ * and the caller usually drops it at once. */
+#define FREE_FUTURES 128
+static FutureObject *free_futures[FREE_FUTURES];
+static int free_future_count;
+
+static void
+record_future_dealloc(FutureObject *self)
+{
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->batch);
+    if (type == record_future_type && free_future_count < FREE_FUTURES)
+        free_futures[free_future_count++] = self;
+    else
+        type->tp_free((PyObject *)self);
+    Py_DECREF(type); /* an instance of a heap type holds a reference to it */
+}
+
+/* A RecordFuture whose batch is still to be set. */
+static FutureObject *
+new_record_future(void)
+{
+    if (free_future_count > 0) {
+        FutureObject *self = free_futures[--free_future_count];
+        PyObject_Init((PyObject *)self, record_future_type);
+        self->index = 0;
+        PyObject_GC_Track(self);
+        return self;
+    }
+    return (FutureObject *)record_future_type->tp_alloc(record_future_type, 0);
+}
+
 static PyObject *
 future_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
@@ -440,7 +508,8 @@ future_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     Py_ssize_t index;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "On:RecordFuture", kwlist, &batch, &index))
         return NULL;
-    FutureObject *self = (FutureObject *)type->tp_alloc(type, 0);
+    FutureObject *self = type == record_future_type ? new_record_future()
+                                                    : (FutureObject *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
     self->batch = Py_NewRef(batch);
@@ -492,6 +561,15 @@ static PyTypeObject FutureType = {
 
 /* --- Accumulator ---------------------------------------------------------- */
 
+/* Where PEP 509's dict version tag is there to read (it is deprecated from
+ * 3.12), send() remembers the batch it found for the last (topic,
+ * partition) and trusts it while `_open` is unchanged since: every change
+ * to a dict (a batch opened, closed, or the dict cleared) gives it a new,
+ * never reused version. Elsewhere it looks the batch up each time. */
+#if PY_VERSION_HEX < 0x030C0000
+#define OPEN_VERSION(d) (((PyDictObject *)(d))->ma_version_tag)
+#endif
+
 typedef struct {
     PyObject_HEAD
     PyObject *open;        /* _open: {(topic, partition): batch} */
@@ -501,6 +579,9 @@ typedef struct {
     PyObject *partitioner;
     PyObject *sticky;      /* a DefaultPartitioner's _sticky {topic: partition}, else NULL */
     PyObject *batch_key;   /* the last (topic, partition) looked up, reused when it repeats */
+    PyObject *open_batch;  /* _open[batch_key] as of open_version of the dict at open_seen */
+    void *open_seen;       /* only compared, never dereferenced */
+    uint64_t open_version;
     Py_ssize_t buffered;
     Py_ssize_t unfinished;
     Py_ssize_t batch_size;
@@ -519,6 +600,7 @@ accumulator_traverse(AccumulatorObject *self, visitproc visit, void *arg)
     Py_VISIT(self->partitioner);
     Py_VISIT(self->sticky);
     Py_VISIT(self->batch_key);
+    Py_VISIT(self->open_batch);
     return 0;
 }
 
@@ -532,6 +614,7 @@ accumulator_clear(AccumulatorObject *self)
     Py_CLEAR(self->partitioner);
     Py_CLEAR(self->sticky);
     Py_CLEAR(self->batch_key);
+    Py_CLEAR(self->open_batch);
     return 0;
 }
 
@@ -791,8 +874,10 @@ batch_key_for(AccumulatorObject *self, PyObject *topic, PyObject *chosen)
             return Py_NewRef(last);
     }
     PyObject *key = PyTuple_Pack(2, topic, chosen);
-    if (key != NULL)
+    if (key != NULL) {
         Py_XSETREF(self->batch_key, Py_NewRef(key));
+        Py_CLEAR(self->open_batch); /* it was the old key's */
+    }
     return key;
 }
 
@@ -853,7 +938,7 @@ prepare(AccumulatorObject *self, PyObject *const a[SEND_ARGS], Pending *p)
         if ((p->delivery = PyObject_CallOneArg(delivery_factory, on_delivery)) == NULL)
             return -1;
     }
-    if ((p->future = record_future_type->tp_alloc(record_future_type, 0)) == NULL)
+    if ((p->future = (PyObject *)new_record_future()) == NULL)
         return -1;
     if ((p->key = batch_key_for(self, topic, p->chosen)) == NULL)
         return -1;
@@ -869,6 +954,42 @@ call_method(PyObject *self, PyObject *name, PyObject *arg)
     return r != NULL ? 0 : -1;
 }
 
+/* The open batch for p->key, opened if there is none (under the lock). */
+static PyObject *
+find_batch(AccumulatorObject *self, PyObject *topic, Pending *p)
+{
+#ifdef OPEN_VERSION
+    if (self->open_batch != NULL && p->key == self->batch_key &&
+        self->open_seen == (void *)self->open && OPEN_VERSION(self->open) == self->open_version)
+        return Py_NewRef(self->open_batch);
+#endif
+    PyObject *found = PyDict_GetItemWithError(self->open, p->key);
+    PyObject *batch;
+    if (found != NULL)
+        batch = Py_NewRef(found);
+    else if (PyErr_Occurred())
+        return NULL;
+    else {
+        PyObject *stack[3] = {(PyObject *)self, topic, p->chosen};
+        batch = PyObject_VectorcallMethod(str_open_batch, stack, 3, NULL);
+        if (batch == NULL)
+            return NULL;
+        found = PyDict_GetItemWithError(self->open, p->key); /* _open_batch filed it? */
+        if (found == NULL && PyErr_Occurred()) {
+            Py_DECREF(batch);
+            return NULL;
+        }
+    }
+#ifdef OPEN_VERSION
+    if (found == batch && p->key == self->batch_key) {
+        Py_XSETREF(self->open_batch, Py_NewRef(batch));
+        self->open_seen = self->open;
+        self->open_version = OPEN_VERSION(self->open);
+    }
+#endif
+    return batch;
+}
+
 /* Under the lock: put the record in its partition's open batch. 1 done, 0
  * for the Python path (nothing changed), -1 error. */
 static int
@@ -880,26 +1001,19 @@ append(AccumulatorObject *self, PyObject *const a[SEND_ARGS], Pending *p)
         return 0; /* the Python path fails the record's future */
     if (self->buffered + p->size > self->buffer_memory && self->buffered)
         return 0; /* the Python path waits for room */
-    PyObject *found = PyDict_GetItemWithError(self->open, p->key);
-    PyObject *batch;
-    if (found != NULL)
-        batch = Py_NewRef(found);
-    else if (PyErr_Occurred())
+    PyObject *batch = find_batch(self, topic, p);
+    if (batch == NULL)
         return -1;
-    else {
-        PyObject *stack[3] = {(PyObject *)self, topic, p->chosen};
-        batch = PyObject_VectorcallMethod(str_open_batch, stack, 3, NULL);
-        if (batch == NULL)
-            return -1;
-    }
     int r = 0;
     BatchObject *b = (BatchObject *)batch;
     if (!PyObject_TypeCheck(batch, &BatchType) || b->values == NULL ||
         !PyList_CheckExact(b->values) || b->keys == NULL || !PyList_CheckExact(b->keys) ||
         b->timestamps == NULL || !PyList_CheckExact(b->timestamps) ||
         (b->headers != NULL && b->headers != Py_None && !PyList_CheckExact(b->headers)) ||
-        (p->delivery != NULL && (b->callbacks == NULL || !PyList_CheckExact(b->callbacks))))
+        (p->delivery != NULL && (b->callbacks == NULL || !PyList_CheckExact(b->callbacks)))) {
+        Py_CLEAR(self->open_batch);
         goto done; /* not a batch this module made: the Python path's to handle */
+    }
     r = -1;
     Py_ssize_t index = PyList_GET_SIZE(b->values);
     if (PyList_Append(b->values, value) < 0 || PyList_Append(b->keys, key) < 0 ||
@@ -939,6 +1053,7 @@ append(AccumulatorObject *self, PyObject *const a[SEND_ARGS], Pending *p)
     future->batch = Py_NewRef(batch);
     future->index = index;
     if (b->size >= self->batch_size) {
+        Py_CLEAR(self->open_batch); /* closing: _open changes anyway */
         if (call_method((PyObject *)self, str_close_batch, batch) < 0 ||
             call_method((PyObject *)self, str_wake, NULL) < 0)
             goto done;
@@ -1064,6 +1179,18 @@ configure(PyObject *module, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_TypeError, "on_delivery must be callable");
         return NULL;
     }
+    PyTypeObject *t = (PyTypeObject *)future;
+    if (t->tp_basicsize != sizeof(FutureObject) || t->tp_itemsize || t->tp_dictoffset ||
+        t->tp_weaklistoffset || t->tp_finalize || t->tp_del) {
+        PyErr_SetString(PyExc_TypeError,
+                        "record_future must add no slots, __dict__, __weakref__ or __del__");
+        return NULL;
+    }
+    if (record_future_type != NULL && record_future_type != t) {
+        PyErr_SetString(PyExc_RuntimeError, "configure() names one RecordFuture, once");
+        return NULL;
+    }
+    t->tp_dealloc = (destructor)record_future_dealloc;
     Py_XSETREF(record_future_type, (PyTypeObject *)Py_NewRef(future));
     Py_XSETREF(default_partitioner, (PyTypeObject *)Py_NewRef(partitioner));
     Py_XSETREF(delivery_factory, Py_NewRef(delivery));
