@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import os
 import random
+import sys
 import threading
 import time
 
@@ -384,3 +385,42 @@ def test_threads_sending_at_once_lose_no_record():
             sorted(b"%d-%d" % (n, i) for n in range(4) for i in range(2000))
     finally:
         discard(producer)
+
+
+def test_the_lock_excludes_and_wakes_under_forced_thread_switches():
+    """Read-modify-write under the lock from several threads, the GIL handed
+    over as often as CPython allows, and Condition hand-offs: no update is
+    lost and no waiter sleeps through its notify (it would hang here)."""
+    lock = native.RLock()
+    ready = threading.Condition(lock)
+    state = {"count": 0, "turn": 0}
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        def add() -> None:
+            for _ in range(3000):
+                with lock:
+                    seen = state["count"]
+                    for _ in range(5):
+                        pass  # room for a thread switch inside the critical section
+                    state["count"] = seen + 1
+
+        def take_turns(me: int) -> None:
+            for _ in range(300):
+                with ready:
+                    while state["turn"] != me:
+                        ready.wait()
+                    state["turn"] = 1 - me
+                    ready.notify_all()
+
+        threads = [threading.Thread(target=add) for _ in range(3)]
+        threads += [threading.Thread(target=take_turns, args=(me,)) for me in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert state["count"] == 9000 and state["turn"] == 0
+    assert not lock._is_owned() and lock.acquire(blocking=False)
+    lock.release()
