@@ -20,22 +20,36 @@
  *                thread and the Python methods take, without a Python call.
  *   murmur2      Kafka's Utils.murmur2 (appliance.partitioner.murmur2).
  *
+ * The partition is chosen as choose_partition() does: an explicit one is
+ * checked; the DefaultPartitioner's rules (murmur2 of a bytes key, the
+ * topic's sticky partition) are done here; otherwise, a keyless record whose
+ * topic has no sticky partition yet or any partitioner of the user's own,
+ * the partitioner object is called from C with the same arguments, and
+ * what it raises (RinglogError, ValueError) or an answer out of range makes
+ * the same failed future.
+ *
  * send() hands the call, unchanged, to the Python path (Producer._python_send,
  * the reference) whenever the record is not the common case: a topic whose
- * partition count is not known yet, a partitioner that is not exactly the
- * DefaultPartitioner, a keyless record whose topic has no usable sticky
- * partition, a key, value, header or timestamp of another type than
- * bytes/None, str, int (or out of range), a closed producer, a full buffer
- * (the Python path blocks in _wait_for_room), or an unusual call (unknown or
- * repeated keywords). It decides that before changing anything, so the
- * Python path sees the state as if it had been called directly.
+ * partition count is not known yet (the first record asks the appliance),
+ * a key that is not bytes or None, a value other than bytes, bytearray,
+ * memoryview or None, headers other than a list or tuple of (str,
+ * bytes | None) tuples, a timestamp that is not an int in range, a closed
+ * producer, a full buffer (the Python path blocks in _wait_for_room), or an
+ * unusual call (unknown or repeated keywords). It decides that before
+ * changing anything, so the Python path sees the state as if it had been
+ * called directly; when the partitioner was already asked, it hands over to
+ * Producer._place with the answer instead, so no partitioner is asked twice
+ * for a record.
+ *
+ * (An answer that is an int in range but not a plain int, a bool say, is
+ * also carried on with by _place.)
  *
  * Locking: everything send() reads and writes under the lock is what the
  * Python side changes under `_lock` (the Condition on an RLock of this
- * module). The lock is taken without the GIL held while blocked, as
- * _thread.RLock does; the allocations a record needs (future, key tuple,
- * timestamp) are made before taking it, so that in the common case no Python
- * code (a garbage collection's finalizer) runs while it is held.
+ * module, see RLock below: a thread that waits for it does so without the
+ * GIL). The allocations a record needs (future, key tuple, timestamp) are
+ * made before taking it, so that in the common case no Python code (a
+ * garbage collection's finalizer) runs while it is held.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -53,10 +67,11 @@
 static PyTypeObject *record_future_type;   /* producer_batch.RecordFuture */
 static PyTypeObject *default_partitioner;  /* partitioner.DefaultPartitioner */
 static PyObject *delivery_factory;         /* producer._on_delivery */
+static PyObject *refused_errors;           /* (RinglogError, ValueError): a failed future */
 
 static PyObject *send_names[SEND_ARGS];    /* interned parameter names */
 static PyObject *str_python_send, *str_open_batch, *str_close_batch, *str_wake, *str_sticky,
-    *str_lock;
+    *str_lock, *str_place, *str_failed;
 static PyObject *empty_tuple;
 
 /* --- murmur2 ------------------------------------------------------------- */
@@ -772,7 +787,9 @@ typedef struct {
     PyObject *delivery; /* the batch callback for on_delivery, or NULL */
     PyObject *future;
     PyObject *key;      /* (topic, partition) */
+    PyObject *refusal;  /* what the partitioner raised or chose wrongly: a failed future */
     Py_ssize_t size;
+    int asked;          /* the partitioner was called: never again for this record */
 } Pending;
 
 static void
@@ -784,10 +801,12 @@ pending_clear(Pending *p)
     Py_CLEAR(p->delivery);
     Py_CLEAR(p->future);
     Py_CLEAR(p->key);
+    Py_CLEAR(p->refusal);
 }
 
 /* The partition, as choose_partition(partitioner, topic, key, count, partition)
- * picks it: 1 with p->chosen set, 0 for the Python path. */
+ * picks it: 1 with p->chosen set, 0 for the Python path, 2 when only the
+ * partitioner can say (ask_partitioner). */
 static int
 choose(AccumulatorObject *self, PyObject *topic, PyObject *key, PyObject *partition,
        long count, Pending *p)
@@ -804,7 +823,7 @@ choose(AccumulatorObject *self, PyObject *topic, PyObject *key, PyObject *partit
         return 1;
     }
     if (self->sticky == NULL)
-        return 0; /* not the DefaultPartitioner: call it from Python */
+        return 2; /* not the DefaultPartitioner: its rules are its own */
     if (key != Py_None) {
         /* partition_for_key: to_positive(murmur2(key)) % count */
         if (!PyBytes_CheckExact(key))
@@ -815,17 +834,91 @@ choose(AccumulatorObject *self, PyObject *topic, PyObject *key, PyObject *partit
         return p->chosen != NULL ? 1 : -1;
     }
     /* Keyless: the topic's sticky partition while it is usable; picking a
-     * new one (random, under the partitioner's lock) is the Python path's. */
+     * new one (random, under the partitioner's lock) is the partitioner's. */
     PyObject *sticky = PyDict_GetItemWithError(self->sticky, topic);
     if (sticky == NULL)
-        return PyErr_Occurred() ? -1 : 0;
+        return PyErr_Occurred() ? -1 : 2;
     if (!PyLong_CheckExact(sticky))
-        return 0;
+        return 2;
     chosen = PyLong_AsLongAndOverflow(sticky, &overflow);
     if (overflow || chosen < 0 || chosen >= count)
-        return 0;
+        return 2;
     p->chosen = Py_NewRef(sticky);
     return 1;
+}
+
+/* choose_partition's call of the partitioner and its check of the answer:
+ * 1 with p->chosen set; 0 likewise but the answer is not a plain int (the
+ * Python path carries on with it, _place); 2 with p->refusal set (a
+ * RinglogError or ValueError, which send() turns into a failed future); -1
+ * for any other error, which the caller gets, as from the Python path. */
+static int
+ask_partitioner(AccumulatorObject *self, PyObject *topic, PyObject *key, PyObject *count_obj,
+                long count, Pending *p)
+{
+    PyObject *args[4] = {topic, key, count_obj, Py_None}; /* available: not known */
+    PyObject *chosen = PyObject_Vectorcall(self->partitioner, args, 4, NULL);
+    p->asked = 1;
+    if (chosen == NULL) {
+        if (refused_errors == NULL || !PyErr_ExceptionMatches(refused_errors))
+            return -1;
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        PyErr_NormalizeException(&type, &value, &traceback);
+        if (value != NULL && traceback != NULL)
+            PyException_SetTraceback(value, traceback);
+        Py_XDECREF(type);
+        Py_XDECREF(traceback);
+        p->refusal = value;
+        return value != NULL ? 2 : -1;
+    }
+    int in_range, overflow;
+    if (PyLong_CheckExact(chosen)) {
+        long at = PyLong_AsLongAndOverflow(chosen, &overflow);
+        in_range = !overflow && at >= 0 && at < count;
+    }
+    else { /* not 0 <= chosen < num_partitions, as Python compares */
+        PyObject *zero = PyLong_FromLong(0);
+        in_range = zero ? PyObject_RichCompareBool(zero, chosen, Py_LE) : -1;
+        Py_XDECREF(zero);
+        if (in_range == 1)
+            in_range = PyObject_RichCompareBool(chosen, count_obj, Py_LT);
+        if (in_range < 0) {
+            Py_DECREF(chosen);
+            return -1;
+        }
+    }
+    if (!in_range) {
+        p->refusal = PyObject_CallFunction(
+            PyExc_ValueError, "N",
+            PyUnicode_FromFormat("partitioner %R chose partition %S for topic %R, which has "
+                                 "%S partitions", self->partitioner, chosen, topic, count_obj));
+        Py_DECREF(chosen);
+        return p->refusal != NULL ? 2 : -1;
+    }
+    p->chosen = chosen;
+    return PyLong_CheckExact(chosen) ? 1 : 0;
+}
+
+/* len(x or b""), as the Python path sums sizes, for None, bytes, bytearray
+ * and memoryview: -1 for any other object (or a len() that fails), for the
+ * Python path to handle. */
+static Py_ssize_t
+length_of(PyObject *x)
+{
+    if (x == Py_None)
+        return 0;
+    if (PyBytes_CheckExact(x))
+        return PyBytes_GET_SIZE(x);
+    if (PyByteArray_CheckExact(x))
+        return PyByteArray_GET_SIZE(x);
+    if (PyMemoryView_Check(x) && Py_IS_TYPE(x, &PyMemoryView_Type)) {
+        Py_ssize_t n = PyObject_Length(x); /* elements, as len() counts them */
+        if (n < 0)
+            PyErr_Clear();
+        return n;
+    }
+    return -1;
 }
 
 /* Size (the Python path's sum) and tuple(headers), for a list or tuple of
@@ -881,7 +974,8 @@ batch_key_for(AccumulatorObject *self, PyObject *topic, PyObject *chosen)
     return key;
 }
 
-/* Everything up to the lock: 1 ready, 0 for the Python path, -1 error. */
+/* Everything up to the lock: 1 ready, 0 for the Python path (_place when
+ * p->asked), 2 refused (p->refusal), -1 error. */
 static int
 prepare(AccumulatorObject *self, PyObject *const a[SEND_ARGS], Pending *p)
 {
@@ -904,19 +998,14 @@ prepare(AccumulatorObject *self, PyObject *const a[SEND_ARGS], Pending *p)
     if (overflow || count < 1)
         return 0;
     int r = choose(self, topic, key, partition, count, p);
-    if (r <= 0)
+    if (r == 2)
+        r = ask_partitioner(self, topic, key, count_obj, count, p);
+    if (r != 1)
         return r;
-    p->size = RECORD_OVERHEAD;
-    if (value != Py_None) {
-        if (!PyBytes_CheckExact(value))
-            return 0;
-        p->size += PyBytes_GET_SIZE(value);
-    }
-    if (key != Py_None) {
-        if (!PyBytes_CheckExact(key))
-            return 0;
-        p->size += PyBytes_GET_SIZE(key);
-    }
+    Py_ssize_t value_size = length_of(value);
+    if (value_size < 0 || (key != Py_None && !PyBytes_CheckExact(key)))
+        return 0;
+    p->size = RECORD_OVERHEAD + value_size + (key != Py_None ? PyBytes_GET_SIZE(key) : 0);
     r = measure_headers(headers, p);
     if (r <= 0)
         return r;
@@ -1069,6 +1158,35 @@ done:
     return r;
 }
 
+/* A record the C path does not finish (prepare or append said r): the
+ * Python path from the start, or once the partitioner was asked, from
+ * _place with its answer (it is never asked twice); a refusal as the
+ * failed future _failed makes; an error as it is. Clears p. */
+static PyObject *
+finish_elsewhere(AccumulatorObject *self, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames, PyObject *const a[SEND_ARGS], Pending *p, int r)
+{
+    PyObject *result = NULL;
+    PyObject *on_delivery = a[6] ? a[6] : Py_None;
+    if (r == 2) {
+        PyObject *stack[4] = {(PyObject *)self, a[0], p->refusal, on_delivery};
+        result = PyObject_VectorcallMethod(str_failed, stack, 4, NULL);
+    }
+    else if (r == 0 && p->asked) {
+        self->fallbacks++;
+        PyObject *stack[8] = {(PyObject *)self, a[0], a[1] ? a[1] : Py_None,
+                              a[2] ? a[2] : Py_None, p->chosen,
+                              a[4] ? a[4] : Py_None, a[5] ? a[5] : Py_None, on_delivery};
+        result = PyObject_VectorcallMethod(str_place, stack, 8, NULL);
+    }
+    else if (r == 0) {
+        pending_clear(p);
+        return fall_back(self, args, nargs, kwnames);
+    }
+    pending_clear(p);
+    return result;
+}
+
 PyDoc_STRVAR(send_doc,
 "send($self, /, topic, value=None, key=None, partition=None, timestamp=None,\n"
 "     headers=None, on_delivery=None)\n--\n\n"
@@ -1086,10 +1204,8 @@ accumulator_send(AccumulatorObject *self, PyObject *const *args, Py_ssize_t narg
         return fall_back(self, args, nargs, kwnames);
     Pending p = {NULL};
     int r = prepare(self, a, &p);
-    if (r <= 0) {
-        pending_clear(&p);
-        return r == 0 ? fall_back(self, args, nargs, kwnames) : NULL;
-    }
+    if (r != 1)
+        return finish_elsewhere(self, args, nargs, kwnames, a, &p, r);
     RLockObject *lock = (RLockObject *)Py_NewRef(self->rlock);
     if (rlock_enter(lock) < 0) {
         Py_DECREF(lock);
@@ -1099,10 +1215,10 @@ accumulator_send(AccumulatorObject *self, PyObject *const *args, Py_ssize_t narg
     r = append(self, a, &p);
     rlock_exit(lock);
     Py_DECREF(lock);
-    PyObject *future = r == 1 ? Py_NewRef(p.future) : NULL;
+    if (r != 1)
+        return finish_elsewhere(self, args, nargs, kwnames, a, &p, r);
+    PyObject *future = Py_NewRef(p.future);
     pending_clear(&p);
-    if (r == 0)
-        return fall_back(self, args, nargs, kwnames);
     return future;
 }
 
@@ -1157,19 +1273,23 @@ static PyTypeObject AccumulatorType = {
 /* --- module -------------------------------------------------------------- */
 
 PyDoc_STRVAR(configure_doc,
-"configure($module, /, record_future, default_partitioner, on_delivery)\n--\n\n"
+"configure($module, /, record_future, default_partitioner, on_delivery, refused)\n--\n\n"
 "Name the Python classes send() makes and recognises: the RecordFuture\n"
 "(a subclass of Future), the DefaultPartitioner whose rules it does in C,\n"
-"and on_delivery(callback), which makes a batch callback from send()'s\n"
-"on_delivery. Until then every send() takes the Python path.");
+"on_delivery(callback), which makes a batch callback from send()'s\n"
+"on_delivery, and the tuple of exception types a partitioner may raise to\n"
+"refuse a record (its future fails). Until then every send() takes the\n"
+"Python path.");
 
 static PyObject *
 configure(PyObject *module, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"record_future", "default_partitioner", "on_delivery", NULL};
-    PyObject *future, *partitioner, *delivery;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O:configure", kwlist, &PyType_Type,
-                                     &future, &PyType_Type, &partitioner, &delivery))
+    static char *kwlist[] = {"record_future", "default_partitioner", "on_delivery", "refused",
+                             NULL};
+    PyObject *future, *partitioner, *delivery, *refused;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!OO!:configure", kwlist, &PyType_Type,
+                                     &future, &PyType_Type, &partitioner, &delivery,
+                                     &PyTuple_Type, &refused))
         return NULL;
     if (!PyType_IsSubtype((PyTypeObject *)future, &FutureType)) {
         PyErr_SetString(PyExc_TypeError, "record_future must be a subclass of Future");
@@ -1194,6 +1314,7 @@ configure(PyObject *module, PyObject *args, PyObject *kwds)
     Py_XSETREF(record_future_type, (PyTypeObject *)Py_NewRef(future));
     Py_XSETREF(default_partitioner, (PyTypeObject *)Py_NewRef(partitioner));
     Py_XSETREF(delivery_factory, Py_NewRef(delivery));
+    Py_XSETREF(refused_errors, Py_NewRef(refused));
     Py_RETURN_NONE;
 }
 
@@ -1230,7 +1351,8 @@ PyInit__accumulator(void)
     if (intern(&str_python_send, "_python_send") < 0 ||
         intern(&str_open_batch, "_open_batch") < 0 ||
         intern(&str_close_batch, "_close_batch") < 0 || intern(&str_wake, "_wake") < 0 ||
-        intern(&str_sticky, "_sticky") < 0 || intern(&str_lock, "_lock") < 0)
+        intern(&str_sticky, "_sticky") < 0 || intern(&str_lock, "_lock") < 0 ||
+        intern(&str_place, "_place") < 0 || intern(&str_failed, "_failed") < 0)
         return NULL;
     if ((empty_tuple = PyTuple_New(0)) == NULL)
         return NULL;

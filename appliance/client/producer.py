@@ -90,8 +90,15 @@ class Producer(RecordAccumulator):
         try:
             count = self.partitions_for_topic(topic)
             chosen = choose_partition(self.partitioner, topic, key, count, partition)
-        except (RinglogError, ValueError) as exc:
+        except _REFUSED as exc:
             return self._failed(topic, exc, on_delivery)
+        return self._place(topic, value, key, chosen, timestamp, headers, on_delivery)
+
+    def _place(self, topic: str, value: bytes | None, key: bytes | None, chosen: int,
+               timestamp: int | None, headers: list[tuple[str, bytes | None]] | None,
+               on_delivery: Callable | None) -> RecordFuture:
+        """The rest of send() once the partition is chosen: where the C send()
+        hands over a record after asking the partitioner (never asked twice)."""
         size = len(value or b"") + len(key or b"") + RECORD_OVERHEAD
         if headers:
             size += sum(len(k) + len(v or b"") for k, v in headers)
@@ -238,6 +245,10 @@ class Producer(RecordAccumulator):
         self.close()
 
 
+# What a partitioner (or the metadata lookup) may raise to refuse a record: its future fails.
+_REFUSED = (RinglogError, ValueError)
+
+
 def _checked(timestamp: int) -> int:
     """Refuse, as Kafka's send() does, a timestamp a record cannot carry."""
     if not 0 <= timestamp < 2**63:
@@ -260,4 +271,4 @@ if NATIVE is None:
     Producer.send = Producer._python_send
 else:  # Producer.send is the C Accumulator.send; tell it the classes it makes
     NATIVE.configure(record_future=RecordFuture, default_partitioner=DefaultPartitioner,
-                     on_delivery=_on_delivery)
+                     on_delivery=_on_delivery, refused=_REFUSED)

@@ -29,6 +29,7 @@ from appliance.client.producer import Producer
 from appliance.client.producer_batch import NATIVE, ProducerBatch, RecordFuture
 from appliance.client.record_accumulator import RecordAccumulator
 from appliance.partitioner import DefaultPartitioner, murmur2
+from shm.errors import UnknownTopicOrPartitionError
 from shm.records import encode_columns
 
 if os.environ.get("RINGLOG_PYTHON_SEND", "") not in ("", "0"):
@@ -64,7 +65,7 @@ def discard(producer: Producer) -> None:
 
 header_values = st.one_of(st.none(), st.binary(max_size=12))
 header_lists = st.lists(st.tuples(st.text(max_size=6), header_values), max_size=3)
-unusual = st.sampled_from(["bytearray value", "memoryview key", "list header",
+unusual = st.sampled_from(["bytearray value", "memoryview value", "memoryview key", "list header",
                            "bytes header name", "bool partition", "bool timestamp",
                            "unknown keyword", "argument twice"])
 PARAMETERS = ("topic", "value", "key", "partition", "timestamp", "headers", "on_delivery")
@@ -92,7 +93,9 @@ def records(draw: st.DrawFn) -> dict:
     if draw(st.integers(0, 9)) == 0:
         oddity = draw(unusual)
         if oddity == "bytearray value":
-            call["value"] = bytearray(call["value"] or b"x")
+            call["value"] = bytearray(call["value"] or b"")
+        elif oddity == "memoryview value":  # of 4-byte items: len() is not its bytes
+            call["value"] = memoryview(bytes(4 * len(call["value"] or b""))).cast("I")
         elif oddity == "memoryview key":
             call["key"] = memoryview(b"k" + (call.get("key") or b""))
         elif oddity == "list header":
@@ -122,8 +125,37 @@ def arguments(call: dict, on_delivery) -> tuple[list, dict]:
     return args, given
 
 
+class Rotating:
+    """A partitioner of its own, the same on both sides: its answer depends on
+    how often it was called; now and then it refuses (ValueError), answers out
+    of range, or answers with a bool (an int, but not a plain one)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __repr__(self) -> str:  # in the refusal's message: the same on both sides
+        return "Rotating()"
+
+    def answer(self, n: int, key: bytes | None, count: int) -> int | ValueError:
+        if n % 5 == 2:
+            return ValueError(f"no partition for call {n}")
+        if n % 4 == 3:
+            return count
+        if n % 3 == 1:
+            return True
+        return (n + len(key or b"")) % count
+
+    def __call__(self, topic, key, count, available=None):
+        self.calls += 1
+        answer = self.answer(self.calls - 1, key, count)
+        if isinstance(answer, ValueError):
+            raise answer
+        return answer
+
+
 def c_should_take(producer: Producer, call: dict) -> bool:
-    """Whether the C path does this record itself (see _accumulator.c)."""
+    """Whether the C path does this record itself (see _accumulator.c); a
+    refusal it turns into a failed future counts as done."""
     if "unknown keyword" in call or "argument twice" in call:
         return False
     count = PARTITIONS[call["topic"]]
@@ -132,11 +164,16 @@ def c_should_take(producer: Producer, call: dict) -> bool:
     if partition is not None:
         if type(partition) is not int or not 0 <= partition < count:
             return False
-    elif key is None:
-        sticky = producer.partitioner.sticky_partition(call["topic"])
-        if sticky is None or sticky >= count:
-            return False
-    return (type(call["value"]) in (bytes, type(None)) and type(key) in (bytes, type(None))
+    elif isinstance(producer.partitioner, Rotating):
+        answer = producer.partitioner.answer(producer.partitioner.calls, key, count)
+        if isinstance(answer, ValueError) or not 0 <= answer < count:
+            return True  # refused in C
+        if type(answer) is not int:
+            return False  # the Python path carries on with it
+    elif type(key) not in (bytes, type(None)):
+        return False  # the DefaultPartitioner hashes bytes only in C
+    return (type(call["value"]) in (bytes, bytearray, memoryview, type(None))
+            and type(key) in (bytes, type(None))
             and (ts is None or (type(ts) is int and 0 <= ts < 2**63))
             and all(type(h) is tuple and type(h[0]) is str for h in headers))
 
@@ -193,9 +230,11 @@ def encoded(batch: ProducerBatch, timestamps: list[int]) -> bytes | tuple[str, s
 
 @SETTINGS
 @given(calls=st.lists(records(), min_size=1, max_size=60), seed=st.integers(0, 2**32),
-       batch_size=st.sampled_from([64, 300, 2000, 1 << 20]))
-def test_the_c_path_builds_the_batches_the_python_path_builds(calls, seed, batch_size):
-    c_side, py_side = accumulator(seed, batch_size), accumulator(seed, batch_size)
+       batch_size=st.sampled_from([64, 300, 2000, 1 << 20]), own_partitioner=st.booleans())
+def test_the_c_path_builds_the_batches_the_python_path_builds(calls, seed, batch_size,
+                                                              own_partitioner):
+    c_side = accumulator(seed, batch_size, partitioner=Rotating() if own_partitioner else None)
+    py_side = accumulator(seed, batch_size, partitioner=Rotating() if own_partitioner else None)
     try:
         c_delivered: list = []
         expected_fallbacks = []
@@ -217,6 +256,8 @@ def test_the_c_path_builds_the_batches_the_python_path_builds(calls, seed, batch
         assert [comparable(b, c_now) for b in c_batches] == \
             [comparable(b, py_now) for b in py_batches]
         assert (c_side._buffered, c_side._unfinished) == (py_side._buffered, py_side._unfinished)
+        if own_partitioner:  # asked as often: never twice for a record
+            assert c_side.partitioner.calls == py_side.partitioner.calls
 
         c_place = {id(b): i for i, b in enumerate(c_batches)}
         py_place = {id(b): i for i, b in enumerate(py_batches)}
@@ -279,23 +320,60 @@ def test_a_full_buffer_hands_the_record_to_the_python_path_which_waits():
         discard(producer)
 
 
-def test_a_partitioner_of_its_own_is_called_through_the_python_path():
+def test_a_partitioner_of_its_own_is_asked_once_from_c():
     calls = []
 
     def partitioner(topic, key, count, available=None):
-        calls.append((topic, key, count))
+        calls.append((topic, key, count, available))
         return count - 1
 
     producer = accumulator(1, 1 << 20, partitioner=partitioner)
     try:
         future = producer.send("orders", b"v", key=b"k")
-        assert calls == [("orders", b"k", 3)] and future._batch.partition == 2
-        assert producer._fallbacks == 1
+        assert calls == [("orders", b"k", 3, None)] and future._batch.partition == 2
         producer.send("orders", b"v", partition=0)  # an explicit partition needs none
-        assert producer._fallbacks == 1
-        producer.partitioner = DefaultPartitioner()  # the C path takes over again
+        # Python carries on with its answer (a value it sizes with len()), not asking again
+        producer.send("orders", ["not", "bytes"], key=b"k")
+        assert len(calls) == 2 and producer._fallbacks == 1
+        producer.partitioner = DefaultPartitioner()  # its rules are done in C
         producer.send("orders", b"v", key=b"k")
-        assert producer._fallbacks == 1 and len(calls) == 1
+        assert len(calls) == 2 and producer._fallbacks == 1
+    finally:
+        discard(producer)
+
+
+def test_a_partitioner_that_refuses_fails_the_future_from_c():
+    answers = iter([ValueError("no room"), UnknownTopicOrPartitionError("gone"), 7, 0])
+
+    def partitioner(topic, key, count, available=None):
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    producer = accumulator(1, 1 << 20, partitioner=partitioner)
+    try:
+        failed = [producer.send("orders", b"v") for _ in range(3)]
+        assert [type(f.exception(0)) for f in failed] == \
+            [ValueError, UnknownTopicOrPartitionError, ValueError]
+        assert str(failed[2].exception(0)) == (
+            f"partitioner {partitioner!r} chose partition 7 for topic 'orders', "
+            "which has 3 partitions")
+        assert not producer.send("orders", b"v").done()
+        assert producer._fallbacks == 0 and producer._unfinished == 1
+    finally:
+        discard(producer)
+
+
+def test_a_partitioner_that_raises_something_else_raises_to_the_caller():
+    def partitioner(topic, key, count, available=None):
+        raise KeyError("mine")
+
+    producer = accumulator(1, 1 << 20, partitioner=partitioner)
+    try:
+        with pytest.raises(KeyError, match="mine"):
+            producer.send("orders", b"v")
+        assert producer._unfinished == 0 and producer._fallbacks == 0
     finally:
         discard(producer)
 
