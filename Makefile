@@ -1,11 +1,11 @@
 # The two commands of the quick start: `make run` and `make test`.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml setup.py shm/_codec.c | sha1sum | cut -c1-12)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml setup.py shm/_codec.c appliance/client/_accumulator.c | sha1sum | cut -c1-12)
 
 .PHONY: run test lint bench clean
 
-$(STAMP): pyproject.toml setup.py shm/_codec.c
+$(STAMP): pyproject.toml setup.py shm/_codec.c appliance/client/_accumulator.c
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'

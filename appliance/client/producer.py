@@ -3,9 +3,13 @@ KafkaProducer.
 
 `send()` places a record in its partition's open batch and returns a small
 future pointing into that batch (producer_batch.py); `send_many()` places a
-whole list of values at once. The batches wait in the record accumulator
-(record_accumulator.py), which the Producer extends, until the sender thread
-(sender.py) finds them ready, sends them and settles their futures.
+whole list of values at once. Where the C accumulator is built,
+`send()` is its C method (appliance/client/_accumulator.c), which does the
+common record itself and hands every other call to `_python_send()`, the
+reference (RINGLOG_PYTHON_SEND=1 makes every record take the Python path).
+The batches wait in the record accumulator (record_accumulator.py), which
+the Producer extends, until the sender thread (sender.py) finds them ready,
+sends them and settles their futures.
 """
 
 from __future__ import annotations
@@ -19,7 +23,13 @@ from collections.abc import Callable, Sequence
 
 from appliance import protocol
 from appliance.client.connection import DEFAULT_BOOTSTRAP, Connection, raise_for
-from appliance.client.producer_batch import ManyFuture, ProducerBatch, RecordFuture, RecordMetadata
+from appliance.client.producer_batch import (
+    NATIVE,
+    ManyFuture,
+    ProducerBatch,
+    RecordFuture,
+    RecordMetadata,
+)
 from appliance.client.record_accumulator import RECORD_OVERHEAD, RecordAccumulator
 from appliance.client.sender import Sender
 from appliance.partitioner import DefaultPartitioner, Partitioner, choose_partition
@@ -64,21 +74,31 @@ class Producer(RecordAccumulator):
 
     # --- the caller's side -------------------------------------------------------------
 
-    def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
-             partition: int | None = None, timestamp: int | None = None,
-             headers: list[tuple[str, bytes | None]] | None = None,
-             on_delivery: Callable[[Exception | None, RecordMetadata | None], None] | None = None,
-             ) -> RecordFuture:
+    def _python_send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+                     partition: int | None = None, timestamp: int | None = None,
+                     headers: list[tuple[str, bytes | None]] | None = None,
+                     on_delivery: Callable[[Exception | None, RecordMetadata | None], None]
+                     | None = None) -> RecordFuture:
         """Queue one record; its RecordFuture resolves to its RecordMetadata.
 
         `on_delivery(error, metadata)` is called once it is acknowledged or
         has failed, from the producer's own thread.
+
+        The pure-Python send(): the reference the C one follows, and where
+        it hands the records it does not do itself.
         """
         try:
             count = self.partitions_for_topic(topic)
             chosen = choose_partition(self.partitioner, topic, key, count, partition)
-        except (RinglogError, ValueError) as exc:
+        except _REFUSED as exc:
             return self._failed(topic, exc, on_delivery)
+        return self._place(topic, value, key, chosen, timestamp, headers, on_delivery)
+
+    def _place(self, topic: str, value: bytes | None, key: bytes | None, chosen: int,
+               timestamp: int | None, headers: list[tuple[str, bytes | None]] | None,
+               on_delivery: Callable | None) -> RecordFuture:
+        """The rest of send() once the partition is chosen: where the C send()
+        hands over a record after asking the partitioner (never asked twice)."""
         size = len(value or b"") + len(key or b"") + RECORD_OVERHEAD
         if headers:
             size += sum(len(k) + len(v or b"") for k, v in headers)
@@ -91,7 +111,7 @@ class Producer(RecordAccumulator):
             self._buffered += size
             batch = self._open.get((topic, chosen))
             if batch is None:
-                batch = self._open[(topic, chosen)] = ProducerBatch(topic, chosen, time.monotonic())
+                batch = self._open_batch(topic, chosen)
             index = len(batch.values)
             future = RecordFuture(batch, index)
             batch.values.append(value)
@@ -104,7 +124,7 @@ class Producer(RecordAccumulator):
             elif headers:
                 batch.set_headers(index, headers)
             if on_delivery is not None:
-                batch.callbacks.append((index, lambda f: _deliver(f, on_delivery)))
+                batch.callbacks.append((index, _on_delivery(on_delivery)))
             batch.size += size
             self._unfinished += 1
             if batch.size >= self.batch_size:
@@ -177,7 +197,7 @@ class Producer(RecordAccumulator):
                               timestamps=[-1])
         future = RecordFuture(batch, 0)
         if on_delivery is not None:
-            batch.callbacks.append((0, lambda f: _deliver(f, on_delivery)))
+            batch.callbacks.append((0, _on_delivery(on_delivery)))
         batch.settle(-1, error)
         return future
 
@@ -225,6 +245,10 @@ class Producer(RecordAccumulator):
         self.close()
 
 
+# What a partitioner (or the metadata lookup) may raise to refuse a record: its future fails.
+_REFUSED = (RinglogError, ValueError)
+
+
 def _checked(timestamp: int) -> int:
     """Refuse, as Kafka's send() does, a timestamp a record cannot carry."""
     if not 0 <= timestamp < 2**63:
@@ -236,3 +260,15 @@ def _checked(timestamp: int) -> int:
 def _deliver(future: RecordFuture, callback: Callable) -> None:
     error = future.exception()
     callback(error, None if error else future.result())
+
+
+def _on_delivery(callback: Callable) -> Callable[[RecordFuture], None]:
+    """The batch callback that tells send()'s `on_delivery` a record's outcome."""
+    return lambda f: _deliver(f, callback)
+
+
+if NATIVE is None:
+    Producer.send = Producer._python_send
+else:  # Producer.send is the C Accumulator.send; tell it the classes it makes
+    NATIVE.configure(record_future=RecordFuture, default_partitioner=DefaultPartitioner,
+                     on_delivery=_on_delivery, refused=_REFUSED)

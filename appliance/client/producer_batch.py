@@ -6,17 +6,54 @@ record encoder takes. The batch holds the outcome of every record in it, so
 a record's future is a small object pointing into its batch rather than a
 concurrent.futures.Future per record (whose lock and lists cost more than
 the rest of send()).
+
+Where the C accumulator is built (appliance.client._accumulator, NATIVE
+here), a batch's columns and a future's two fields live in its C base
+types, so that the C send() appends to them directly; the Python code reads
+and writes them as the same attributes. RINGLOG_PYTHON_SEND=1 in the
+environment leaves the C module out (as an install without a compiler does):
+plain Python objects and the pure-Python send().
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import TimeoutError as FutureTimeoutError
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from types import ModuleType
 
 _CALLBACKS_LOCK = threading.Lock()  # guards every batch's callback list against settle()
+
+
+def _native_accumulator() -> ModuleType | None:
+    """The C accumulator, unless RINGLOG_PYTHON_SEND asks for the pure-Python
+    path or no compiler built it."""
+    if os.environ.get("RINGLOG_PYTHON_SEND", "") not in ("", "0"):
+        return None
+    try:
+        import appliance.client._accumulator as native
+    except ImportError:  # pragma: no cover - exercised where no compiler is present
+        return None
+    return native
+
+
+NATIVE = _native_accumulator()
+
+
+class _PyFutureFields:
+    """A future's two fields where there is no C base type for them."""
+
+    __slots__ = ("_batch", "_index")
+
+    def __init__(self, batch: ProducerBatch, index: int):
+        self._batch, self._index = batch, index
+
+
+_BatchColumns = object if NATIVE is None else NATIVE.Batch
+_FutureFields = _PyFutureFields if NATIVE is None else NATIVE.Future
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,26 +66,50 @@ class RecordMetadata:
     timestamp: int
 
 
-@dataclass(eq=False)
-class ProducerBatch:
+class ProducerBatch(_BatchColumns):
     """Records bound for one partition, sent and acknowledged together, as columns."""
 
     topic: str
     partition: int
     created: float
-    values: list[bytes | None] = field(default_factory=list)
-    keys: list[bytes | None] = field(default_factory=list)
-    timestamps: list[int] = field(default_factory=list)
-    headers: list[tuple] | None = None  # None until a record has headers
-    keyed: bool = False  # some key is not None
-    callbacks: list[tuple[int, Callable]] = field(default_factory=list)
-    size: int = 0
-    encoded: bytes | None = None
-    deadline: float = 0.0  # delivery timeout
-    retry_at: float = 0.0
-    settled: threading.Event = field(default_factory=threading.Event)
-    base_offset: int = -1
-    error: BaseException | None = None
+    values: list[bytes | None]
+    keys: list[bytes | None]
+    timestamps: list[int]
+    headers: list[tuple] | None  # None until a record has headers
+    keyed: bool  # some key is not None
+    callbacks: list[tuple[int, Callable]]
+    size: int
+    encoded: bytes | None
+    deadline: float  # delivery timeout
+    retry_at: float
+    settled: threading.Event
+    base_offset: int
+    error: BaseException | None
+
+    def __init__(self, topic: str, partition: int, created: float,
+                 values: list[bytes | None] | None = None, keys: list[bytes | None] | None = None,
+                 timestamps: list[int] | None = None, headers: list[tuple] | None = None,
+                 keyed: bool = False, callbacks: list[tuple[int, Callable]] | None = None,
+                 size: int = 0):
+        self.topic, self.partition, self.created = topic, partition, created
+        self.values = [] if values is None else values
+        self.keys = [] if keys is None else keys
+        self.timestamps = [] if timestamps is None else timestamps
+        self.headers = headers
+        self.keyed = keyed
+        self.callbacks = [] if callbacks is None else callbacks
+        self.size = size
+        self.encoded = None
+        self.deadline = 0.0
+        self.retry_at = 0.0
+        self.settled = threading.Event()
+        self.base_offset = -1
+        self.error = None
+
+    def __repr__(self) -> str:
+        return (f"ProducerBatch(topic={self.topic!r}, partition={self.partition}, "
+                f"records={len(self.values)}, size={self.size}, "
+                f"settled={self.settled.is_set()})")
 
     def metadata(self, index: int) -> RecordMetadata:
         offset = self.base_offset + index if self.base_offset >= 0 else -1
@@ -70,13 +131,11 @@ class ProducerBatch:
             callback(RecordFuture(self, index))
 
 
-class RecordFuture:
-    """One record's delivery: the Future-like handle `send()` returns."""
+class RecordFuture(_FutureFields):
+    """One record's delivery: the Future-like handle `send()` returns,
+    RecordFuture(batch, index)."""
 
-    __slots__ = ("_batch", "_index")
-
-    def __init__(self, batch: ProducerBatch, index: int):
-        self._batch, self._index = batch, index
+    __slots__ = ()
 
     def done(self) -> bool:
         return self._batch.settled.is_set()

@@ -5,6 +5,11 @@ or `linger.ms` waited), as Kafka's RecordAccumulator.
 The caller's threads put records in; the sender thread (sender.py) drains
 the ready batches and hands each one's outcome back. Both sides work under
 `_lock`, the one Condition that send(), flush() and the sender wait on.
+
+Where the C accumulator is built (producer_batch.NATIVE), this class extends
+its Accumulator type: the fields send() touches per record are C members
+(read and written here as plain attributes), `_lock` is a Condition on the
+C module's RLock, and send() is a C method that takes that very lock.
 """
 
 from __future__ import annotations
@@ -14,14 +19,14 @@ import os
 import threading
 import time
 
-from appliance.client.producer_batch import ProducerBatch
+from appliance.client.producer_batch import NATIVE, ProducerBatch
 from appliance.partitioner import Partitioner
 from shm.errors import RequestTimedOutError
 
 RECORD_OVERHEAD = 16  # a record's varints and attributes, for sizing batches
 
 
-class RecordAccumulator:
+class RecordAccumulator(object if NATIVE is None else NATIVE.Accumulator):
     """Batches waiting to be sent or retried, and the room left for more.
 
     The Producer extends this class rather than holding one, and its send()
@@ -48,7 +53,10 @@ class RecordAccumulator:
         os.set_blocking(self._wake_w, False)
         self._open: dict[tuple[str, int], ProducerBatch] = {}
         self._retries: list[ProducerBatch] = []  # closed: due now or at their retry_at
-        self._lock = threading.Condition()
+        # Re-entrant (a delivery callback, run by the sender under the lock, may
+        # send()); the C module's RLock when there is one, so that its send()
+        # can take it without a Python call.
+        self._lock = threading.Condition(threading.RLock() if NATIVE is None else NATIVE.RLock())
         self._closing = False
 
     def _wait_for_room(self, size: int) -> None:
@@ -65,6 +73,11 @@ class RecordAccumulator:
                     f"buffer of {self.buffer_memory} bytes stayed full for "
                     f"{self.max_block_s:.0f} s; is the appliance reachable?")
             self._lock.wait(remaining)
+
+    def _open_batch(self, topic: str, partition: int) -> ProducerBatch:
+        """A new open batch for the partition (none is open). Caller holds the lock."""
+        batch = self._open[(topic, partition)] = ProducerBatch(topic, partition, time.monotonic())
+        return batch
 
     def _close_batch(self, batch: ProducerBatch) -> None:
         """Take a batch out of the open set: it is ready to go. Caller holds the lock."""
