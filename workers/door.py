@@ -29,9 +29,8 @@ from appliance import protocol
 from appliance.broker import replies as r
 from appliance.broker.fetch import Fetch
 from appliance.broker.outbox import ClientReply, Outbox
+from appliance.broker.produce import check_produce
 from appliance.broker.requests import (
-    ACKS_ALL,
-    ACKS_LEADER,
     ACKS_NONE,
     FetchRequest,
     ProduceRequest,
@@ -41,7 +40,6 @@ from appliance.native import NativeClient, decode_request, encode_reply
 from shm import PartitionLog
 from shm.errors import (
     InvalidRequestError,
-    InvalidRequiredAcksError,
     NotLeaderOrFollowerError,
     RinglogError,
     UnsupportedVersionError,
@@ -161,12 +159,7 @@ class ClientDoor:
 
     def _produce(self, client: NativeClient, request: ProduceRequest) -> DoorProduce:
         """The front end's checks, then the parts for the worker to append."""
-        if request.acks not in (ACKS_NONE, ACKS_LEADER, ACKS_ALL):
-            raise InvalidRequiredAcksError(f"acks must be 0, 1 or -1 (all), not {request.acks}")
-        if len(request.partitions) != len(request.record_sets):
-            raise InvalidRequestError(
-                f"produce names {len(request.partitions)} partitions but carries "
-                f"{len(request.record_sets)} record sets; send one frame per partition")
+        check_produce(request)
         job = DoorProduce(client, request.acks, time.perf_counter(), [])
         for i, ((topic, partition), record_set) in enumerate(
                 zip(request.partitions, request.record_sets, strict=True)):

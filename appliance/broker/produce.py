@@ -31,6 +31,16 @@ from workers import protocol as wp
 Results = list[r.ProduceResult]
 
 
+def check_produce(request: ProduceRequest) -> None:
+    """What every door refuses before anything is appended."""
+    if request.acks not in (ACKS_NONE, ACKS_LEADER, ACKS_ALL):
+        raise InvalidRequiredAcksError(f"acks must be 0, 1 or -1 (all), not {request.acks}")
+    if len(request.partitions) != len(request.record_sets):
+        raise InvalidRequestError(
+            f"produce names {len(request.partitions)} partitions but carries "
+            f"{len(request.record_sets)} record sets; send one frame per partition")
+
+
 class Produce:
     def __init__(self, metadata: Metadata, topics: Topics, calls: WorkerCalls, outbox: Outbox,
                  metrics: RequestMetrics, max_in_flight: int):
@@ -43,12 +53,7 @@ class Produce:
 
     def produce(self, client: Any, request: ProduceRequest) -> None:
         started = time.perf_counter()
-        if request.acks not in (ACKS_NONE, ACKS_LEADER, ACKS_ALL):
-            raise InvalidRequiredAcksError(f"acks must be 0, 1 or -1 (all), not {request.acks}")
-        if len(request.partitions) != len(request.record_sets):
-            raise InvalidRequestError(
-                f"produce names {len(request.partitions)} partitions but carries "
-                f"{len(request.record_sets)} record sets; send one frame per partition")
+        check_produce(request)
         if len(self.calls) >= self.max_in_flight:
             raise ThrottlingQuotaExceededError(
                 f"{len(self.calls)} produce requests in flight; retry shortly")
