@@ -94,7 +94,7 @@ class TrafficTally:
 
     def take(self) -> Traffic | None:
         """Everything counted since the last take, or None when nothing was."""
-        if not self.requests:
+        if not self.requests and not self.errors:  # malformed frames count only as errors
             return None
         traffic = Traffic(self.requests, [(a, e, n) for (a, e), n in self.errors.items()],
                           self.latencies, self.bytes_in_, self.bytes_out_)
