@@ -47,6 +47,11 @@ class BlockingConnection:
         self._tracker: RequestTracker[None] = RequestTracker()
         self._closed = False
 
+    @property
+    def socket(self) -> zmq.Socket:
+        """The DEALER, for a caller that polls many connections at once (NetworkClient)."""
+        return self._socket
+
     def send(self, api: str, fields: dict[str, Any] | None = None,
              payloads: list | tuple = ()) -> int:
         """Send a request now; its id is what receive() waits for."""

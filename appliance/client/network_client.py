@@ -134,7 +134,9 @@ class NetworkClient:
             connection.forget(request_id)
 
     def close(self) -> None:
-        for monitor in self._monitors:
+        for monitor, endpoint in self._monitors.items():
+            with contextlib.suppress(zmq.ZMQError):
+                self._connections[endpoint].socket.disable_monitor()
             monitor.close(0)
         self._monitors.clear()
         for connection in self._connections.values():
