@@ -9,7 +9,7 @@ common record itself and hands every other call to `_python_send()`, the
 reference (RINGLOG_PYTHON_SEND=1 makes every record take the Python path).
 The batches wait in the record accumulator (record_accumulator.py), which
 the Producer extends, until the sender thread (sender.py) finds them ready,
-sends them and settles their futures.
+sends them to each partition's worker door and settles their futures.
 """
 
 from __future__ import annotations
@@ -202,13 +202,15 @@ class Producer(RecordAccumulator):
         return future
 
     def partitions_for_topic(self, topic: str) -> int:
-        """The topic's partition count (a metadata request the first time)."""
+        """The topic's partition count (a metadata request the first time, which
+        also tells the sender each partition's door)."""
         count = self._partitions.get(topic)
         if count is None:
             response = self._connection.request("metadata", {"topics": [topic]},
                                                  timeout_ms=self.request_timeout_ms)
             entry = response.fields["topics"][0]
             raise_for(entry)
+            self._sender.learn_routes(topic, entry["partitions"])
             count = self._partitions[topic] = len(entry["partitions"])
         return count
 

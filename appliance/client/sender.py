@@ -1,13 +1,18 @@
 """The sender: the producer's thread that turns ready batches into produce
 requests and their replies into outcomes, as Kafka's Sender.
 
-It owns the produce socket (a BlockingConnection), so no I/O thread stands
-between it and the appliance. It encodes each batch once
+Each partition is produced to at its owning worker's door (the endpoint
+metadata gives per partition), or through the front end when metadata names
+none: one produce request per endpoint for the batches ready together. The
+thread owns its sockets (a NetworkClient), so no I/O thread stands between
+it and the appliance. It encodes each batch once
 (shm.records.encode_columns, compressed as asked, with the producer id and
-sequence numbers when idempotent) and sends every ready batch in one produce
-request, at most `max_in_flight_requests` at a time. Retriable errors resend
-the same encoded batch after `retry_backoff_ms`, until `delivery_timeout_ms`;
-other errors fail the batch's futures.
+sequence numbers when idempotent), with at most `max_in_flight_requests`
+requests unanswered. Retriable errors resend the same encoded batch after
+`retry_backoff_ms`, until `delivery_timeout_ms`; an error that says the
+route is wrong (the owner moved, restarted or lost its connection) also
+forgets the topic's routes, so the retry asks metadata again. Other errors
+fail the batch's futures.
 """
 
 from __future__ import annotations
@@ -17,18 +22,30 @@ import time
 import zmq
 
 from appliance import protocol
-from appliance.client.blocking_connection import BlockingConnection
-from appliance.client.connection import Connection
+from appliance.client.connection import Connection, parse_bootstrap, raise_for
+from appliance.client.network_client import NetworkClient, door_endpoint
 from appliance.client.producer_batch import ProducerBatch
 from appliance.client.record_accumulator import RecordAccumulator
 from shm.errors import (
     InvalidRecordError,
+    LeaderNotAvailableError,
     NetworkError,
+    NotLeaderOrFollowerError,
     RequestTimedOutError,
     RinglogError,
+    UnknownTopicOrPartitionError,
     error_for,
 )
 from shm.records import encode_columns
+
+Endpoint = str | None  # a worker's door, or None for the front end
+
+# Errors after which a topic's routes are asked again: its partition's owner
+# is elsewhere, restarting, or its connection went down.
+REROUTE = frozenset({NotLeaderOrFollowerError.name, LeaderNotAvailableError.name,
+                     UnknownTopicOrPartitionError.name, NetworkError.name,
+                     RequestTimedOutError.name})
+ROUTE_RETRY_S = 1.0  # a partition without a door (its worker opening) is asked again after
 
 
 class Sender:
@@ -47,9 +64,12 @@ class Sender:
         self._accumulator = accumulator
         self._lock = accumulator._lock  # the accumulator's: batches change hands under it
         self._bootstrap = bootstrap_servers
+        self._front_end = parse_bootstrap(bootstrap_servers)
         self._connection = connection  # the producer's, for init_producer_id
         self._metadata = metadata  # the producer's partition counts, dropped when stale
         self._in_flight = 0  # produce requests sent and not yet settled
+        # topic -> each partition's endpoint, and when a route missing from it is asked again
+        self._routes: dict[str, tuple[list[Endpoint], float]] = {}
         self._producer_id, self._producer_epoch = -1, -1
         self._sequences: dict[tuple[str, int], int] = {}
 
@@ -57,8 +77,9 @@ class Sender:
         """The sender thread: it owns the produce socket, sends ready batches and
         settles their replies itself, so no I/O thread stands in between."""
         accumulator = self._accumulator
-        connection = BlockingConnection(self._bootstrap, wake_fd=accumulator._wake_r)
-        in_flight: dict[int, tuple[list[ProducerBatch], float]] = {}  # id -> batches, deadline
+        network = NetworkClient(self._bootstrap, wake_fd=accumulator._wake_r)
+        # (endpoint as the network names it, request id) -> its batches and deadline
+        in_flight: dict[tuple[Endpoint, int], tuple[list[ProducerBatch], float]] = {}
         ready: list[ProducerBatch] = []
         try:
             while True:
@@ -72,30 +93,68 @@ class Sender:
                         self._in_flight += 1
                     wait_s = accumulator._next_ready_s() if can_send else 0.5
                 if ready:
-                    self._send(connection, ready, in_flight)
+                    self._send(network, ready, in_flight)
                     ready = []
                     continue  # more may be ready: collect again before sleeping
                 if in_flight:
                     soonest = min(deadline for _, deadline in in_flight.values())
                     wait_s = min(wait_s, max(0.0, soonest - time.monotonic()))
-                connection.wait(int(wait_s * 1000) + 1)
-                for response in connection.replies():
-                    batches, _ = in_flight.pop(response.id)
-                    self._on_reply(batches, response, None)
-                now = time.monotonic()
-                for request_id, (batches, deadline) in list(in_flight.items()):
-                    if deadline <= now:
-                        del in_flight[request_id]
-                        connection.forget(request_id)
-                        self._on_reply(batches, None, RequestTimedOutError(
-                            "no reply from the appliance in time; is it running?"))
+                network.wait(int(wait_s * 1000) + 1)
+                self._collect(network, in_flight)
         finally:
             closed = NetworkError("the producer was closed before the record was acknowledged")
             with self._lock:
                 self._in_flight -= len(in_flight)
                 left = [b for batches, _ in in_flight.values() for b in batches]
                 accumulator._abort([*left, *ready], closed)
-            connection.close()
+            network.close()
+
+    def _collect(self, network: NetworkClient,
+                 in_flight: dict[tuple[Endpoint, int], tuple[list[ProducerBatch], float]]
+                 ) -> None:
+        """Settle what was answered, what lost its connection and what timed out."""
+        for endpoint, response in network.replies():
+            batches, _ = in_flight.pop((endpoint, response.id))
+            self._on_reply(batches, response, None)
+        for key in network.lost():
+            batches, _ = in_flight.pop(key)
+            self._on_reply(batches, None, NetworkError(
+                "the partition's owner went down before it answered"))
+        now = time.monotonic()
+        for key, (batches, deadline) in list(in_flight.items()):
+            if deadline <= now:
+                del in_flight[key]
+                network.forget(*key)
+                self._on_reply(batches, None, RequestTimedOutError(
+                    "no reply from the appliance in time; is it running?"))
+
+    def learn_routes(self, topic: str, partitions: list[dict]) -> None:
+        """Remember each partition's endpoint from a metadata entry's partitions."""
+        endpoints = [door_endpoint(p.get("endpoint"), self._front_end) for p in partitions]
+        retry_at = time.monotonic() + ROUTE_RETRY_S if None in endpoints else float("inf")
+        self._routes[topic] = (endpoints, retry_at)
+
+    def _route(self, topic: str, partition: int) -> Endpoint:
+        """Where a partition's batches go: its door, else the front end.
+
+        Asked of metadata here (on the sender's thread, a fraction of a
+        millisecond) when unknown; any trouble asking sends through the front
+        end, which serves every partition.
+        """
+        known = self._routes.get(topic)
+        if known is None or time.monotonic() >= known[1]:
+            try:
+                entry = self._connection.request("metadata", {"topics": [topic]},
+                                                 timeout_ms=self.request_timeout_ms
+                                                 ).fields["topics"][0]
+                raise_for(entry)
+            except RinglogError:
+                self._routes[topic] = ([], time.monotonic() + ROUTE_RETRY_S)
+                return None
+            self.learn_routes(topic, entry["partitions"])
+            known = self._routes[topic]
+        endpoints = known[0]
+        return endpoints[partition] if partition < len(endpoints) else None
 
     def _identity(self) -> tuple[int, int]:
         """The producer id and epoch the appliance hands out, asked for once."""
@@ -121,10 +180,13 @@ class Sender:
                               compression=self.compression, producer_id=producer_id,
                               producer_epoch=epoch, base_sequence=sequence)
 
-    def _send(self, connection: BlockingConnection, batches: list[ProducerBatch],
-              in_flight: dict[int, tuple[list[ProducerBatch], float]]) -> None:
-        """Encode what is not yet encoded and send it as one produce request."""
-        payloads, sending, failed = [], [], []
+    def _send(self, network: NetworkClient, batches: list[ProducerBatch],
+              in_flight: dict[tuple[Endpoint, int], tuple[list[ProducerBatch], float]]
+              ) -> None:
+        """Encode what is not yet encoded and send one produce request per endpoint
+        (its request slot was taken by the caller; the others are taken here)."""
+        by_endpoint: dict[Endpoint, list[ProducerBatch]] = {}
+        failed = []
         for batch in batches:
             if batch.encoded is None:
                 try:
@@ -136,28 +198,36 @@ class Sender:
                     failed.append((batch, {"error": InvalidRecordError.name,
                                            "message": str(exc)}))
                     continue
-            payloads.append(batch.encoded)
-            sending.append(batch)
-        if failed:
-            with self._lock:
-                for batch, result in failed:
-                    self._settle(batch, result)
+            by_endpoint.setdefault(self._route(batch.topic, batch.partition), []).append(batch)
+        with self._lock:
+            self._in_flight += max(0, len(by_endpoint) - 1)
+            for batch, result in failed:
+                self._settle(batch, result)
+            if failed:
                 self._lock.notify_all()
-        if not sending:
+        if not by_endpoint:
             self._on_reply([], None, None)  # nothing went out: free the request slot
-            return
+        for endpoint, sending in by_endpoint.items():
+            self._send_one(network, endpoint, sending, in_flight)
+
+    def _send_one(self, network: NetworkClient, endpoint: Endpoint,
+                  sending: list[ProducerBatch],
+                  in_flight: dict[tuple[Endpoint, int], tuple[list[ProducerBatch], float]]
+                  ) -> None:
         fields = {"acks": self.acks, "timeout_ms": self.request_timeout_ms,
                   "partitions": [[b.topic, b.partition] for b in sending]}
+        payloads = [b.encoded for b in sending]
         try:
-            request_id = connection.send("produce", fields, payloads)
+            request_id = network.send(endpoint, "produce", fields, payloads,
+                                      expect_reply=self.acks != protocol.ACKS_NONE)
         except (zmq.ZMQError, NetworkError) as exc:  # the socket refused it: retriable
             self._on_reply(sending, None, NetworkError(f"cannot send: {exc}"))
             return
         if self.acks == protocol.ACKS_NONE:
-            connection.forget(request_id)  # no reply will come
-            self._on_reply(sending, None, None)
+            self._on_reply(sending, None, None)  # no reply will come
         else:
-            in_flight[request_id] = (sending, time.monotonic() + self.request_timeout_ms / 1000)
+            in_flight[(endpoint or network.front_end, request_id)] = (
+                sending, time.monotonic() + self.request_timeout_ms / 1000)
 
     def _on_reply(self, batches: list[ProducerBatch], response: protocol.Response | None,
                   error: RinglogError | None) -> None:
@@ -183,8 +253,10 @@ class Sender:
             name, result = None, {"base_offset": -1}
         if name:
             error = error_for(name, result.get("message", ""))
-            if name == "UNKNOWN_TOPIC_OR_PARTITION":
+            if name == UnknownTopicOrPartitionError.name:
                 self._metadata.pop(batch.topic, None)
+            if name in REROUTE:
+                self._routes.pop(batch.topic, None)
             # A gap in sequences means an earlier batch is still on its way: retry.
             retriable = error.retriable or name == "OUT_OF_ORDER_SEQUENCE_NUMBER"
             if retriable and time.monotonic() + self.retry_backoff_s < batch.deadline:
