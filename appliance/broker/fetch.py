@@ -39,7 +39,13 @@ Watcher = Callable[[list[tuple[str, int, int]]], None]
 
 class Fetch:
     """`on_park(partitions)` hears of every (topic, partition, offset) a parked
-    fetch waits past, so that whoever writes them knows to announce them."""
+    fetch waits past, so that whoever writes them knows to announce them.
+
+    The offset watched is the high watermark the fetch last saw when that is
+    beyond its position: a fetch whose min_bytes is not met yet waits for the
+    log to grow, not merely to be past its position (which it already is),
+    else each announcement would be answered by another watch at once.
+    """
 
     def __init__(self, readers: PartitionReaders, outbox: Outbox, metrics: RequestMetrics,
                  on_park: Watcher | None = None):
@@ -51,16 +57,19 @@ class Fetch:
 
     def fetch(self, client: Any, request: FetchRequest, now: float) -> None:
         started = time.perf_counter()
-        if not self._try(client, request, final=False, started=started):
+        seen = self._try(client, request, final=False, started=started)
+        if seen is not None:
             wait_ms = min(max(request.max_wait_ms, 0), MAX_WAIT_MS_LIMIT)
             self._parked.append(_ParkedFetch(
                 client, request, now + wait_ms / 1000,
                 {(p.topic, p.partition) for p in request.partitions}, started))
-            self._watch(request, None)
+            self._watch(request, None, seen)
 
-    def _try(self, client: Any, request: FetchRequest, final: bool, started: float) -> bool:
-        """Read every partition; reply and return True when min_bytes is met, an
-        error occurred, the request does not wait, or `final` says time is up."""
+    def _try(self, client: Any, request: FetchRequest, final: bool, started: float
+             ) -> dict[tuple[str, int], int] | None:
+        """Read every partition; reply and return None when min_bytes is met, an
+        error occurred, the request does not wait, or `final` says time is up;
+        else the high watermark seen of each partition, for the next watch."""
         results, total, errors = [], 0, False
         for wanted in request.partitions:
             topic, partition = wanted.topic, wanted.partition
@@ -77,30 +86,36 @@ class Fetch:
                 errors = True
         done = (final or errors or total >= max(request.min_bytes, 1)
                 or request.max_wait_ms <= 0)
-        if done:
-            self.outbox.reply(client, r.FetchReply(results))
-            for result in results:  # per partition, not per record
-                if result.records is not None:
-                    self.metrics.bytes_out(result.topic, len(result.records))
-            self.metrics.observe("fetch", started)
-        return done
+        if not done:
+            return {(result.topic, result.partition): result.offsets.high_watermark
+                    for result in results if result.offsets is not None}
+        self.outbox.reply(client, r.FetchReply(results))
+        for result in results:  # per partition, not per record
+            if result.records is not None:
+                self.metrics.bytes_out(result.topic, len(result.records))
+        self.metrics.observe("fetch", started)
+        return None
 
     def on_positions(self, advanced: set[tuple[str, int]]) -> None:
         """High watermarks moved: retry the long polls waiting on them."""
         still = []
         for parked in self._parked:
             woken = parked.partitions & advanced
-            if woken and self._try(parked.client, parked.request, final=False,
-                                   started=parked.started):
-                continue
-            if woken:  # not enough yet: the watch was spent, watch again
-                self._watch(parked.request, woken)
+            if woken:
+                seen = self._try(parked.client, parked.request, final=False,
+                                 started=parked.started)
+                if seen is None:
+                    continue
+                self._watch(parked.request, woken, seen)  # not enough yet: watch on
             still.append(parked)
         self._parked = still
 
-    def _watch(self, request: FetchRequest, only: set[tuple[str, int]] | None) -> None:
+    def _watch(self, request: FetchRequest, only: set[tuple[str, int]] | None,
+               seen: dict[tuple[str, int], int]) -> None:
         if self.on_park is not None:
-            self.on_park([(p.topic, p.partition, p.offset) for p in request.partitions
+            self.on_park([(p.topic, p.partition, max(p.offset, seen.get((p.topic, p.partition),
+                                                                         p.offset)))
+                          for p in request.partitions
                           if only is None or (p.topic, p.partition) in only])
 
     def expire(self, now: float) -> None:

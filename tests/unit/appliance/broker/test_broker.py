@@ -96,6 +96,19 @@ def test_a_long_poll_is_parked_then_woken_by_positions(cluster):
     assert cluster.broker.fetch.parked == 0
 
 
+def test_a_long_poll_short_of_min_bytes_watches_for_growth_not_its_position(cluster):
+    """Data past the position but short of min_bytes: the watch asks to hear
+    of a higher high watermark, else the owner would announce at once, the
+    fetch would watch again, and the two would ping-pong until the deadline."""
+    create(cluster, "t", 1)
+    produce(cluster, "p", ("t", 0, batch(b"small")))
+    cluster.call("consumer", q.FetchRequest([q.FetchPartition("t", 0, 0)], max_wait_ms=10_000,
+                                            min_bytes=1 << 20))
+    assert cluster.broker.fetch.parked == 1
+    watches = [m.partitions for _, m in cluster.sent if isinstance(m, wp.Watch)]
+    assert watches == [[("t", 0, 1)]]  # the high watermark seen, not offset 0
+
+
 def test_a_parked_fetch_is_answered_empty_at_its_deadline(cluster):
     create(cluster, "t", 1)
     cluster.call("consumer", q.FetchRequest([q.FetchPartition("t", 0, 0)], max_wait_ms=200))
