@@ -26,6 +26,7 @@ from appliance.http_listener import HttpListener
 from appliance.metadata import OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIGS, Metadata
 from appliance.metrics import ProcessProbe, RequestMetrics
 from appliance.native import decode_request, encode_reply
+from shm.allocator import keep_freed_memory
 from workers import protocol as worker_protocol
 
 log = logging.getLogger("ringlog.supervisor")
@@ -70,6 +71,7 @@ class Supervisor:
     # --- life cycle --------------------------------------------------------------------
 
     def run(self) -> int:
+        keep_freed_memory()  # requests and fetch replies come and go a MiB a time
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
         signal.signal(signal.SIGHUP, self._on_hup)

@@ -3,7 +3,9 @@
     .venv/bin/python -m loadtest.latency_pieces [--requests 2000]
 
 Prints p50/p99/p99.9 in ms of: a metadata request (client to the front end
-and back, no worker), one `send().result()` at a time with acks=1 under the
+and back, no worker), a produce request on the caller's own socket at the
+front end and at the partition's worker door, one `send().result()` at a
+time with acks=1 (through the producer's sender thread) under the
 `batch` flush policy (fdatasync before the ack) and under `os` (no flush),
 and a bare fdatasync of a 120-byte write on the same disk. The difference
 between the rows is the cost of each step of the produce path.
@@ -18,7 +20,9 @@ from pathlib import Path
 
 from appliance.client import Admin, Producer
 from appliance.client.blocking_connection import BlockingConnection
+from appliance.client.network_client import door_endpoint
 from loadtest.harness import TAIL_PERCENTILES, Appliance, latency_summary, work_directory
+from shm.records import Record, encode_batch
 
 
 def percentiles_ms(samples: list[float]) -> str:
@@ -41,6 +45,11 @@ def measure(workdir: Path, policy: str, requests: int) -> None:
             samples.append(time.perf_counter() - began)
         connection.close()
         print(f"  [{policy:5}] metadata request, front end only        {percentiles_ms(samples)}")
+        for where, address in (("front end", appliance.bootstrap),
+                               ("door", door_of(appliance.bootstrap))):
+            samples = raw_produce(address, requests)
+            print(f"  [{policy:5}] produce request at the {where:9}, own socket "
+                  f"{percentiles_ms(samples)}")
         with Producer(appliance.bootstrap, acks=1, linger_ms=0) as producer:
             producer.send("pieces", b"warm-up", partition=0).result(10)
             samples = []
@@ -51,6 +60,34 @@ def measure(workdir: Path, policy: str, requests: int) -> None:
         print(f"  [{policy:5}] send().result(), acks=1, one at a time  {percentiles_ms(samples)}")
     finally:
         appliance.stop()
+
+
+def door_of(bootstrap: str) -> str:
+    """HOST:PORT of the door of the worker owning pieces-0, from metadata."""
+    connection = BlockingConnection(bootstrap)
+    try:
+        topic = connection.request("metadata", {"topics": ["pieces"]}).fields["topics"][0]
+    finally:
+        connection.close()
+    return door_endpoint(topic["partitions"][0]["endpoint"], f"tcp://{bootstrap}"
+                         ).removeprefix("tcp://")
+
+
+def raw_produce(address: str, requests: int) -> list[float]:
+    """acks=1 produce requests of one 100 B record on the caller's own socket:
+    the appliance's share of send().result(), without the producer's thread."""
+    connection = BlockingConnection(address)
+    batch = encode_batch([Record(value=b"x" * 100)])
+    fields = {"acks": 1, "timeout_ms": 10_000, "partitions": [["pieces", 0]]}
+    samples = []
+    try:
+        for _ in range(requests):
+            began = time.perf_counter()
+            connection.request("produce", fields, [batch])
+            samples.append(time.perf_counter() - began)
+    finally:
+        connection.close()
+    return samples
 
 
 def fdatasync_ms(workdir: Path, requests: int) -> list[float]:

