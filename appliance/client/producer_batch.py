@@ -80,6 +80,7 @@ class ProducerBatch(_BatchColumns):
     callbacks: list[tuple[int, Callable]]
     size: int
     encoded: bytes | None
+    sent_order: int  # when it was first sent, among the producer's batches; -1 before
     deadline: float  # delivery timeout
     retry_at: float
     settled: threading.Event
@@ -100,6 +101,7 @@ class ProducerBatch(_BatchColumns):
         self.callbacks = [] if callbacks is None else callbacks
         self.size = size
         self.encoded = None
+        self.sent_order = -1
         self.deadline = 0.0
         self.retry_at = 0.0
         self.settled = threading.Event()

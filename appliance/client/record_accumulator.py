@@ -107,27 +107,41 @@ class RecordAccumulator(object if NATIVE is None else NATIVE.Accumulator):
 
     def _drain(self) -> list[ProducerBatch]:
         """Batches to send now: closed ones whose retry time has come, and open
-        ones that have lingered long enough. Caller holds the lock."""
+        ones that have lingered long enough. Caller holds the lock.
+
+        At most one batch per partition per request, and a partition's first
+        waiting batch goes before its later ones: while it backs off for a
+        retry, the partition sends nothing. Otherwise newer batches overtake
+        it, and an idempotent retry that arrives after more than
+        REMEMBERED_BATCHES of them is no longer recognised: the appliance
+        answers DUPLICATE_SEQUENCE_NUMBER and its offsets are lost to the
+        producer (Kafka's accumulator keeps this order too).
+        """
         now = time.monotonic()
         for batch in list(self._open.values()):
             if now - batch.created >= self.linger_s:
                 self._close_batch(batch)
-        ready = [b for b in self._retries if b.retry_at <= now]
-        taken = {(b.topic, b.partition) for b in ready}
-        if len(taken) < len(ready):  # one batch per partition per request keeps order
-            unique, seen = [], set()
-            for b in ready:
-                if (b.topic, b.partition) not in seen:
-                    seen.add((b.topic, b.partition))
-                    unique.append(b)
-            ready = unique
-        for b in ready:
-            self._retries.remove(b)
+        ready, seen = [], set()
+        for batch in self._retries:
+            partition = (batch.topic, batch.partition)
+            if partition not in seen:
+                seen.add(partition)
+                if batch.retry_at <= now:
+                    ready.append(batch)
+        for batch in ready:
+            self._retries.remove(batch)
         return ready
 
     def _reenqueue(self, batch: ProducerBatch, retry_at: float) -> None:
-        """Put a batch back to be sent again at `retry_at`. Caller holds the lock."""
+        """Put a batch back to be sent again at `retry_at`, ahead of its
+        partition's batches that were sent after it or not at all. Caller
+        holds the lock."""
         batch.retry_at = retry_at
+        for index, waiting in enumerate(self._retries):
+            if (waiting.topic, waiting.partition) == (batch.topic, batch.partition) and (
+                    waiting.sent_order < 0 or waiting.sent_order > batch.sent_order):
+                self._retries.insert(index, batch)
+                return
         self._retries.append(batch)
 
     def _complete(self, batch: ProducerBatch, base_offset: int,

@@ -72,6 +72,7 @@ class Sender:
         self._routes: dict[str, tuple[list[Endpoint], float]] = {}
         self._producer_id, self._producer_epoch = -1, -1
         self._sequences: dict[tuple[str, int], int] = {}
+        self._batches_sent = 0  # numbers each batch's first send: retries keep their place
 
     def run(self) -> None:
         """The sender thread: it owns the produce socket, sends ready batches and
@@ -191,6 +192,8 @@ class Sender:
             if batch.encoded is None:
                 try:
                     batch.encoded = self._encode(batch)
+                    batch.sent_order, self._batches_sent = self._batches_sent, \
+                        self._batches_sent + 1
                 except RinglogError as exc:  # no producer id yet: retried after the backoff
                     failed.append((batch, {"error": exc.name, "message": str(exc)}))
                     continue
