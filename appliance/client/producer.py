@@ -212,7 +212,7 @@ class Producer(RecordAccumulator):
                                                  timeout_ms=self.request_timeout_ms)
             entry = response.fields["topics"][0]
             raise_for(entry)
-            self._sender.learn_routes(topic, entry["partitions"])
+            self._sender.routes.learn(topic, entry["partitions"])
             count = self._partitions[topic] = len(entry["partitions"])
         return count
 

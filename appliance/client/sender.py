@@ -23,29 +23,19 @@ import zmq
 
 from appliance import protocol
 from appliance.client.connection import Connection, parse_bootstrap, raise_for
-from appliance.client.network_client import NetworkClient, door_endpoint
+from appliance.client.network_client import NetworkClient
 from appliance.client.producer_batch import ProducerBatch
 from appliance.client.record_accumulator import RecordAccumulator
+from appliance.client.routes import REROUTE, Endpoint, Routes
 from shm.errors import (
     InvalidRecordError,
-    LeaderNotAvailableError,
     NetworkError,
-    NotLeaderOrFollowerError,
     RequestTimedOutError,
     RinglogError,
     UnknownTopicOrPartitionError,
     error_for,
 )
 from shm.records import encode_columns
-
-Endpoint = str | None  # a worker's door, or None for the front end
-
-# Errors after which a topic's routes are asked again: its partition's owner
-# is elsewhere, restarting, or its connection went down.
-REROUTE = frozenset({NotLeaderOrFollowerError.name, LeaderNotAvailableError.name,
-                     UnknownTopicOrPartitionError.name, NetworkError.name,
-                     RequestTimedOutError.name})
-ROUTE_RETRY_S = 1.0  # a partition without a door (its worker opening) is asked again after
 
 
 class Sender:
@@ -68,8 +58,7 @@ class Sender:
         self._connection = connection  # the producer's, for init_producer_id
         self._metadata = metadata  # the producer's partition counts, dropped when stale
         self._in_flight = 0  # produce requests sent and not yet settled
-        # topic -> each partition's endpoint, and when a route missing from it is asked again
-        self._routes: dict[str, tuple[list[Endpoint], float]] = {}
+        self.routes = Routes(self._front_end, self._ask_partitions)
         self._producer_id, self._producer_epoch = -1, -1
         self._sequences: dict[tuple[str, int], int] = {}
         self._batches_sent = 0  # numbers each batch's first send: retries keep their place
@@ -129,33 +118,13 @@ class Sender:
                 self._on_reply(batches, None, RequestTimedOutError(
                     "no reply from the appliance in time; is it running?"))
 
-    def learn_routes(self, topic: str, partitions: list[dict]) -> None:
-        """Remember each partition's endpoint from a metadata entry's partitions."""
-        endpoints = [door_endpoint(p.get("endpoint"), self._front_end) for p in partitions]
-        retry_at = time.monotonic() + ROUTE_RETRY_S if None in endpoints else float("inf")
-        self._routes[topic] = (endpoints, retry_at)
-
-    def _route(self, topic: str, partition: int) -> Endpoint:
-        """Where a partition's batches go: its door, else the front end.
-
-        Asked of metadata here (on the sender's thread, a fraction of a
-        millisecond) when unknown; any trouble asking sends through the front
-        end, which serves every partition.
-        """
-        known = self._routes.get(topic)
-        if known is None or time.monotonic() >= known[1]:
-            try:
-                entry = self._connection.request("metadata", {"topics": [topic]},
-                                                 timeout_ms=self.request_timeout_ms
-                                                 ).fields["topics"][0]
-                raise_for(entry)
-            except RinglogError:
-                self._routes[topic] = ([], time.monotonic() + ROUTE_RETRY_S)
-                return None
-            self.learn_routes(topic, entry["partitions"])
-            known = self._routes[topic]
-        endpoints = known[0]
-        return endpoints[partition] if partition < len(endpoints) else None
+    def _ask_partitions(self, topic: str) -> list[dict]:
+        """A topic's metadata partitions, asked on the sender's thread (a
+        fraction of a millisecond) when its routes are unknown."""
+        entry = self._connection.request("metadata", {"topics": [topic]},
+                                         timeout_ms=self.request_timeout_ms).fields["topics"][0]
+        raise_for(entry)
+        return entry["partitions"]
 
     def _identity(self) -> tuple[int, int]:
         """The producer id and epoch the appliance hands out, asked for once."""
@@ -201,7 +170,8 @@ class Sender:
                     failed.append((batch, {"error": InvalidRecordError.name,
                                            "message": str(exc)}))
                     continue
-            by_endpoint.setdefault(self._route(batch.topic, batch.partition), []).append(batch)
+            endpoint = self.routes.endpoint(batch.topic, batch.partition)
+            by_endpoint.setdefault(endpoint, []).append(batch)
         with self._lock:
             self._in_flight += max(0, len(by_endpoint) - 1)
             for batch, result in failed:
@@ -259,7 +229,7 @@ class Sender:
             if name == UnknownTopicOrPartitionError.name:
                 self._metadata.pop(batch.topic, None)
             if name in REROUTE:
-                self._routes.pop(batch.topic, None)
+                self.routes.forget(batch.topic)
             # A gap in sequences means an earlier batch is still on its way: retry.
             retriable = error.retriable or name == "OUT_OF_ORDER_SEQUENCE_NUMBER"
             if retriable and time.monotonic() + self.retry_backoff_s < batch.deadline:

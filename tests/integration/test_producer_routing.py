@@ -42,7 +42,7 @@ def test_a_partition_without_a_door_is_produced_through_the_front_end(tmp_path):
             admin.create_topic("front", partitions=2)
         producer = Producer(appliance.bootstrap, acks="all", linger_ms=0)
         producer.partitions_for_topic("front")
-        producer._sender.learn_routes("front", [{"endpoint": None}, {"endpoint": None}])
+        producer._sender.routes.learn("front", [{"endpoint": None}, {"endpoint": None}])
         assert [producer.send("front", b"x", partition=p).result(10).offset
                 for p in (0, 1, 0)] == [0, 0, 1]
         producer.close()
