@@ -118,7 +118,9 @@ class BlockingConnection:
         """Send and wait; a whole-request error is raised as its Kafka error."""
         return self.receive(self.send(api, fields, payloads), timeout_ms)
 
-    def close(self) -> None:
+    def close(self, linger_ms: int = 0) -> None:
+        """Close the socket; `linger_ms` bounds the wait for requests still
+        queued in it (acks=0 sends, which no reply confirms) to go out."""
         if not self._closed:
             self._closed = True
-            self._socket.close()
+            self._socket.close(linger=linger_ms)

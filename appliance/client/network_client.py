@@ -133,12 +133,13 @@ class NetworkClient:
         if connection is not None:
             connection.forget(request_id)
 
-    def close(self) -> None:
+    def close(self, linger_ms: int = 0) -> None:
+        """Close every connection, waiting at most `linger_ms` for what is queued."""
         for monitor, endpoint in self._monitors.items():
             with contextlib.suppress(zmq.ZMQError):
                 self._connections[endpoint].socket.disable_monitor()
             monitor.close(0)
         self._monitors.clear()
         for connection in self._connections.values():
-            connection.close()
+            connection.close(linger_ms)
         self._connections.clear()

@@ -37,6 +37,8 @@ from shm.errors import (
 )
 from shm.records import encode_columns
 
+ACKS_NONE_CLOSE_LINGER_MS = 1000  # what close() waits for unacknowledged sends to go out
+
 
 class Sender:
     """Drains the accumulator's ready batches and settles them; run() is the thread."""
@@ -97,7 +99,8 @@ class Sender:
                 self._in_flight -= len(in_flight)
                 left = [b for batches, _ in in_flight.values() for b in batches]
                 accumulator._abort([*left, *ready], closed)
-            network.close()
+            # acks=0 sends are done once they leave the socket: let them, for a bound
+            network.close(ACKS_NONE_CLOSE_LINGER_MS if self.acks == protocol.ACKS_NONE else 0)
 
     def _collect(self, network: NetworkClient,
                  in_flight: dict[tuple[Endpoint, int], tuple[list[ProducerBatch], float]]
