@@ -17,6 +17,8 @@ from appliance.client.blocking_connection import BlockingConnection
 from appliance.client.connection import DEFAULT_BOOTSTRAP, raise_for
 from appliance.client.consumer_coordinator import ConsumerCoordinator
 from appliance.client.fetcher import Fetcher, Message, TopicPartition
+from appliance.client.network_client import NetworkClient
+from shm.allocator import keep_freed_memory
 from shm.errors import RinglogError
 
 __all__ = ["Consumer", "Message", "TopicPartition"]
@@ -42,9 +44,10 @@ class Consumer:
         self.max_poll_records = max_poll_records
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.request_timeout_ms = request_timeout_ms
+        keep_freed_memory()  # fetched MiB frames are freed and received again and again
         self._connection = BlockingConnection(bootstrap_servers)
         self._fetcher = Fetcher(
-            self._connection, self._request, auto_offset_reset=auto_offset_reset,
+            NetworkClient(bootstrap_servers), self._request, auto_offset_reset=auto_offset_reset,
             fetch_max_wait_ms=fetch_max_wait_ms, fetch_min_bytes=fetch_min_bytes,
             max_partition_fetch_bytes=max_partition_fetch_bytes,
             fetch_max_bytes=fetch_max_bytes, request_timeout_ms=request_timeout_ms)
@@ -178,6 +181,7 @@ class Consumer:
             if self._coordinator is not None:
                 self._coordinator.close()
         finally:
+            self._fetcher.close()
             self._connection.close()
 
     def __enter__(self) -> Consumer:

@@ -3,9 +3,15 @@ Fetcher (with the assignment and positions of its SubscriptionState).
 
 Positions start from the group's committed offset when there is one (set by
 the coordinator), else from `auto_offset_reset` ("earliest" or "latest").
-Fetches are long polls; a fetched batch may begin before the position
-(batches are whole), so records below it are skipped here. The next fetch is
-sent ahead while this one's records are decoded.
+Each partition is fetched at its owning worker's door (metadata's
+endpoint, through appliance.client.routes), the front end when it names
+none: one long-poll fetch in flight per endpoint, all waited on together
+(a NetworkClient), so a commit on one worker wakes this consumer without a
+hop through the supervisor. A fetched batch may begin before the position
+(batches are whole), so records below it are skipped here. An endpoint's
+next fetch is sent as soon as its reply arrives, before the records are
+decoded. A partition whose owner is restarting or moved, or whose
+connection was lost, backs off RETRY_BACKOFF_S and has its route asked again.
 """
 
 from __future__ import annotations
@@ -14,13 +20,26 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
+import zmq
+
 from appliance import protocol
-from appliance.client.blocking_connection import BlockingConnection
 from appliance.client.connection import raise_for
-from shm.errors import LeaderNotAvailableError, OffsetOutOfRangeError, RinglogError, error_for
+from appliance.client.network_client import NetworkClient
+from appliance.client.routes import Routes
+from shm.errors import (
+    LeaderNotAvailableError,
+    NetworkError,
+    NotLeaderOrFollowerError,
+    OffsetOutOfRangeError,
+    error_for,
+)
 from shm.records import iter_batch_rows, next_fetch_offset
 
 TopicPartition = tuple[str, int]
+
+# A partition's fetch errors that say to ask its route again after a backoff.
+MOVED = frozenset({LeaderNotAvailableError.name, NotLeaderOrFollowerError.name})
+RETRY_BACKOFF_S = 0.1
 
 
 class Message(NamedTuple):
@@ -46,8 +65,8 @@ class Message(NamedTuple):
         return self.offset + 1
 
 
-class _FetchAhead(NamedTuple):
-    """A fetch sent before its predecessor's records were decoded."""
+class _InFlight(NamedTuple):
+    """An endpoint's fetch, sent and not yet answered."""
 
     request_id: int
     partitions: list[list]  # [topic, partition, offset, max_bytes] as sent
@@ -58,11 +77,11 @@ class Fetcher:
     """What the consumer reads and from where, and the messages fetched but not
     yet handed out.
 
-    `request` is the consumer's request-with-retries; fetches go straight to
-    the connection, since a fetch sent ahead is collected later.
+    `request` is the consumer's request-with-retries to the front end (offsets
+    and metadata); fetches go through `network`, which the fetcher owns.
     """
 
-    def __init__(self, connection: BlockingConnection,
+    def __init__(self, network: NetworkClient,
                  request: Callable[..., protocol.Response], *, auto_offset_reset: str,
                  fetch_max_wait_ms: int, fetch_min_bytes: int, max_partition_fetch_bytes: int,
                  fetch_max_bytes: int, request_timeout_ms: int):
@@ -72,15 +91,17 @@ class Fetcher:
         self.max_partition_fetch_bytes = max_partition_fetch_bytes
         self.fetch_max_bytes = fetch_max_bytes
         self.request_timeout_ms = request_timeout_ms
-        self._connection = connection
+        self._network = network
         self._request = request
+        self._routes = Routes(network.front_end, self._ask_partitions)
         self.assignment: list[TopicPartition] = []
         self.positions: dict[TopicPartition, int] = {}
         # Decoded messages not yet handed out: _buffer[_next:]. A list and an
         # index, so that poll() hands out a slice rather than one pop per message.
         self._buffer: list[Message] = []
         self._next = 0
-        self._ahead: _FetchAhead | None = None
+        self._in_flight: dict[str, _InFlight] = {}  # endpoint, as the network names it
+        self._backing_off: dict[TopicPartition, float] = {}  # partition -> fetch again after
 
     # --- what to read, and from where ---------------------------------------------------
 
@@ -156,51 +177,115 @@ class Fetcher:
         return out
 
     def fetch(self, wait_ms: int) -> None:
-        """One fetch of every readable partition, then the next one sent ahead.
+        """Fetch every readable partition, waiting up to `wait_ms` for a reply.
 
-        The fetch sent ahead asks from where this one's records end, before
-        they are decoded, so the appliance serves it while we decode (Kafka's
-        consumer pipelines its fetches the same way). It is used only if the
-        positions are still the ones it asked from (no seek, no rebalance).
+        Each endpoint's fetch asks from the positions as they are when it is
+        sent; one whose positions no longer hold (a seek, a rebalance, a
+        route that changed) is forgotten and sent afresh.
         """
         missing = [tp for tp in self.assignment if tp not in self.positions]
         if missing:
             self.reset(missing, self.reset_timestamp())
-        partitions = [[t, p, self.positions[(t, p)], self.max_partition_fetch_bytes]
-                      for t, p in self.assignment if (t, p) in self.positions]
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None and (ahead.partitions != partitions
-                                  or time.monotonic() > ahead.expires):
-            self._connection.forget(ahead.request_id)
-            ahead = None
-        if not partitions:
+        wanted = self._readable_by_endpoint()
+        for endpoint, sent in list(self._in_flight.items()):
+            if wanted.get(endpoint) != sent.partitions:
+                self._network.forget(endpoint, sent.request_id)
+                del self._in_flight[endpoint]
+        for endpoint, partitions in wanted.items():
+            if endpoint not in self._in_flight:
+                self._send(endpoint, partitions, wait_ms)
+        if not self._in_flight:
             time.sleep(min(wait_ms, 100) / 1000)  # nothing readable yet: do not spin
             return
-        if ahead is None:
-            response = self._request("fetch", self._fetch_fields(partitions, wait_ms),
-                                     timeout_ms=self.request_timeout_ms + wait_ms)
-        elif not self._connection.arrived(ahead.request_id, wait_ms):
-            self._ahead = ahead  # still long-polling: keep waiting on the next poll
+        soonest = min(sent.expires for sent in self._in_flight.values())
+        self._network.wait(max(0, min(wait_ms, int((soonest - time.monotonic()) * 1000) + 1)))
+        self._collect()
+
+    def close(self) -> None:
+        self._network.close()
+
+    def _ask_partitions(self, topic: str) -> list[dict]:
+        entry = self._request("metadata", {"topics": [topic]}).fields["topics"][0]
+        raise_for(entry)
+        return entry["partitions"]
+
+    def _readable_by_endpoint(self) -> dict[str, list[list]]:
+        """The fetch each endpoint should have in flight: its partitions that
+        have a position and are not backing off, [topic, partition, offset, max_bytes]."""
+        now, front_end = time.monotonic(), self._network.front_end
+        wanted: dict[str, list[list]] = {}
+        for key in self.assignment:
+            offset = self.positions.get(key)
+            if offset is None:
+                continue
+            if key in self._backing_off:
+                if self._backing_off[key] > now:
+                    continue
+                del self._backing_off[key]
+            topic, partition = key
+            endpoint = self._routes.endpoint(topic, partition) or front_end
+            wanted.setdefault(endpoint, []).append(
+                [topic, partition, offset, self.max_partition_fetch_bytes])
+        return wanted
+
+    def _send(self, endpoint: str, partitions: list[list], wait_ms: int) -> None:
+        try:
+            request_id = self._network.send(endpoint, "fetch",
+                                            self._fetch_fields(partitions, wait_ms))
+        except (zmq.ZMQError, NetworkError):
+            self._back_off(partitions)
             return
-        else:
-            try:
-                response = self._connection.receive(ahead.request_id, 0)
-            except RinglogError as exc:
-                if exc.retriable:
-                    return  # the next poll fetches again
-                raise
+        expires = time.monotonic() + (self.request_timeout_ms + wait_ms) / 1000
+        self._in_flight[endpoint] = _InFlight(request_id, partitions, expires)
+
+    def _back_off(self, partitions: list[list]) -> None:
+        """Fetch these again after RETRY_BACKOFF_S, through routes asked afresh."""
+        until = time.monotonic() + RETRY_BACKOFF_S
+        for topic, partition, *_ in partitions:
+            self._backing_off[(topic, partition)] = until
+            self._routes.forget(topic)
+
+    def _collect(self) -> None:
+        """Take what was answered; back off what lost its connection or timed out."""
+        for endpoint, response in self._network.replies():
+            sent = self._in_flight.get(endpoint)
+            if sent is not None and sent.request_id == response.id:
+                del self._in_flight[endpoint]
+                self._take_response(endpoint, sent, response)
+        for endpoint, request_id in self._network.lost():
+            sent = self._in_flight.get(endpoint)
+            if sent is not None and sent.request_id == request_id:
+                del self._in_flight[endpoint]
+                self._back_off(sent.partitions)
+        now = time.monotonic()
+        for endpoint, sent in list(self._in_flight.items()):
+            if sent.expires <= now:
+                del self._in_flight[endpoint]
+                self._network.forget(endpoint, sent.request_id)
+                self._back_off(sent.partitions)
+
+    def _take_response(self, endpoint: str, sent: _InFlight,
+                       response: protocol.Response) -> None:
+        """Send the endpoint's next fetch, then decode this one's records."""
+        if response.error:
+            error = error_for(response.error, response.message)
+            if not error.retriable:
+                raise error
+            self._back_off(sent.partitions)
+            return
         entries = response.fields["partitions"]
-        # zmq frames as buffers, once for both the fetch ahead and the decoder
+        # zmq frames as buffers, once for both the next fetch and the decoder
         record_sets = [p.buffer if hasattr(p, "buffer") else p for p in response.payloads]
-        self._fetch_ahead(partitions, entries, record_sets)
+        self._fetch_ahead(endpoint, sent.partitions, entries, record_sets)
         for entry in entries:
             key = (entry["topic"], entry["partition"])
             error = entry.get("error")
             if error == OffsetOutOfRangeError.name:
                 self.reset([key], self.reset_timestamp())
                 continue
-            if error == LeaderNotAvailableError.name:
-                continue  # the owner is restarting; the next poll retries
+            if error in MOVED:  # the owner is restarting, or the partition is elsewhere
+                self._back_off([[*key]])
+                continue
             raise_for(entry)
             if entry.get("records") is None or key not in self.positions:
                 continue
@@ -210,9 +295,11 @@ class Fetcher:
         return {"partitions": partitions, "max_wait_ms": wait_ms,
                 "min_bytes": self.fetch_min_bytes, "max_bytes": self.fetch_max_bytes}
 
-    def _fetch_ahead(self, partitions: list[list], entries: list[dict],
+    def _fetch_ahead(self, endpoint: str, partitions: list[list], entries: list[dict],
                      record_sets: list) -> None:
-        """Send the next fetch now if this one brought records and no error."""
+        """Send the endpoint's next fetch now, from where this one's records end,
+        if it brought records and no error: the appliance serves it while we
+        decode (Kafka's consumer pipelines its fetches the same way)."""
         ends = {}
         for entry in entries:
             if entry.get("error"):
@@ -221,14 +308,10 @@ class Fetcher:
                 end = next_fetch_offset(record_sets[entry["records"]])
                 if end is not None:
                     ends[(entry["topic"], entry["partition"])] = end
-        if not ends:
-            return
-        following = [[t, p, max(offset, ends.get((t, p), offset)), max_bytes]
-                     for t, p, offset, max_bytes in partitions]
-        request_id = self._connection.send("fetch", self._fetch_fields(
-            following, self.fetch_max_wait_ms))
-        expires = time.monotonic() + (self.request_timeout_ms + self.fetch_max_wait_ms) / 1000
-        self._ahead = _FetchAhead(request_id, following, expires)
+        if ends:
+            self._send(endpoint, [[t, p, max(offset, ends.get((t, p), offset)), max_bytes]
+                                  for t, p, offset, max_bytes in partitions],
+                       self.fetch_max_wait_ms)
 
     def _take(self, key: TopicPartition, data, high_watermark: int) -> None:
         """Decode a fetched record set into messages from the position on.
