@@ -18,7 +18,6 @@ map) and are the one place where batches are found and collected for reads.
 from __future__ import annotations
 
 import errno
-import mmap
 import os
 import struct
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ from shm.errors import CorruptRecordError, KafkaStorageError
 from shm.files import fsync_directory, zero_range
 from shm.index import OffsetIndex, TimeIndex
 from shm.record_batch import HEADER_SIZE, BatchHeader, parse_header, validate_batch
+from shm.shared_map import SharedMap
 
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
@@ -55,7 +55,7 @@ def parse_segment_name(name: str) -> int | None:
 # --- finding batches in a buffer -------------------------------------------------
 
 
-def batch_bounds(buf: mmap.mmap | memoryview | bytes, pos: int) -> tuple[int, int, int]:
+def batch_bounds(buf: memoryview | bytes, pos: int) -> tuple[int, int, int]:
     """(base offset, last offset, size) of the batch at `pos`, from its header alone."""
     base, length = _BASE_AND_LENGTH.unpack_from(buf, pos)
     (last_delta,) = _LAST_OFFSET_DELTA.unpack_from(buf, pos + _LAST_OFFSET_DELTA_AT)
@@ -127,7 +127,7 @@ class Segment:
         self._bytes_since_index = 0
         self.closed = False  # trimmed to its data; takes no appends
         self._open_fd = -1
-        self._map: mmap.mmap | None = None
+        self._map: SharedMap | None = None  # holds no descriptor (shm.shared_map)
         self.offset_index: OffsetIndex
         self.time_index: TimeIndex
 
@@ -280,18 +280,23 @@ class Segment:
             index.release_map()
 
     @property
-    def buffer(self) -> mmap.mmap | bytes:
-        """The .log, mapped read-only on first use (appends never need it)."""
+    def buffer(self) -> memoryview | bytes:
+        """The .log, mapped read-only on first use (appends never need it).
+
+        A SharedMap rather than mmap.mmap, whose duplicate descriptor would
+        add one per partition to a worker that serves fetches at its door.
+        Slices of it must be copied before the segment is remapped or closed.
+        """
         if self._map is None:
             fd = self._open_fd if self._open_fd >= 0 else os.open(self.log_path, os.O_RDONLY)
             try:
                 size = os.fstat(fd).st_size
                 if size:
-                    self._map = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ)
+                    self._map = SharedMap(fd, size)
             finally:
                 if fd != self._open_fd:
                     os.close(fd)
-        return self._map if self._map is not None else b""
+        return self._map.view if self._map is not None else b""
 
     # indexes ---------------------------------------------------------------------------
 
@@ -538,7 +543,7 @@ class Segment:
         if pos is None:
             return b""
         end, _ = collect_batches(self.buffer, pos, self.size, max_bytes, limit_offset)
-        return self.buffer[pos:end]
+        return bytes(self.buffer[pos:end])  # a copy: the map may go before the caller is done
 
     def headers_from(self, offset: int) -> Iterator[tuple[int, BatchHeader]]:
         pos = self.position_of(offset)
