@@ -47,3 +47,17 @@ def test_latency_pieces_prints_every_step(tmp_path: Path) -> None:
         p50, p99, p999 = (float(x) for x in row.rsplit(None, 5)[-5::2])
         assert 0 < p50 <= p99 <= p999
     assert not any(tmp_path.iterdir()), "it left its data directory behind"
+
+
+def test_w3_steps_times_every_step_of_the_client_and_the_worker(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtest.w3_steps", "--rate", "500", "--seconds", "0.5",
+         "--dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {line.split("  ")[1].strip(): line for line in done.stdout.splitlines()
+            if line.startswith("  ")}
+    assert len(rows) == 7, done.stdout
+    for name, row in rows.items():
+        count = int(re.search(r"\(n=([\d,]+)\)", row).group(1).replace(",", ""))
+        assert count > 0, f"no sample of {name}: {done.stdout}"
+    assert not any(tmp_path.iterdir()), "it left its data directory behind"
