@@ -7,22 +7,36 @@ and back, no worker), a produce request on the caller's own socket at the
 front end and at the partition's worker door, one `send().result()` at a
 time with acks=1 (through the producer's sender thread) under the
 `batch` flush policy (fdatasync before the ack) and under `os` (no flush),
-and a bare fdatasync of a 120-byte write on the same disk. The difference
+a bare fdatasync of a 120-byte write on the same disk, and two floors with
+no appliance at all: a DEALER-to-ROUTER echo over ZeroMQ and an echo over a
+plain TCP socket, each to a Python process of its own. The difference
 between the rows is the cost of each step of the produce path.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
+import socket
 import time
 from pathlib import Path
+
+import zmq
 
 from appliance.client import Admin, Producer
 from appliance.client.blocking_connection import BlockingConnection
 from appliance.client.network_client import door_endpoint
-from loadtest.harness import TAIL_PERCENTILES, Appliance, latency_summary, work_directory
+from loadtest.harness import (
+    TAIL_PERCENTILES,
+    Appliance,
+    free_port,
+    latency_summary,
+    work_directory,
+)
 from shm.records import Record, encode_batch
+
+ECHO_REQUEST = (b"h" * 60, b"b" * 170)  # a produce request's size: header frame, one batch
 
 
 def percentiles_ms(samples: list[float]) -> str:
@@ -106,6 +120,60 @@ def fdatasync_ms(workdir: Path, requests: int) -> list[float]:
     return samples
 
 
+def _zmq_echo_server(port: int) -> None:
+    context = zmq.Context()
+    router = context.socket(zmq.ROUTER)
+    router.bind(f"tcp://127.0.0.1:{port}")
+    while (frames := router.recv_multipart())[-1] != b"stop":
+        router.send_multipart(frames)
+
+
+def _tcp_echo_server(listener: socket.socket) -> None:
+    connection, _ = listener.accept()
+    connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while (data := connection.recv(65536)) not in (b"", b"stop"):
+        connection.sendall(data)
+
+
+def echo_floors(requests: int) -> tuple[list[float], list[float]]:
+    """Round trips of a produce-sized message to an echoing Python process:
+    over ZeroMQ (DEALER to ROUTER, an I/O thread at each end) and over TCP."""
+    context = multiprocessing.get_context("fork")
+    port = free_port()
+    server = context.Process(target=_zmq_echo_server, args=(port,), daemon=True)
+    server.start()
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 1000)
+    dealer.connect(f"tcp://127.0.0.1:{port}")
+    over_zmq = []
+    for _ in range(requests):
+        began = time.perf_counter()
+        dealer.send_multipart(ECHO_REQUEST)
+        dealer.recv_multipart()
+        over_zmq.append(time.perf_counter() - began)
+    dealer.send(b"stop")
+    dealer.close()
+    server.join(10)
+    listener = socket.create_server(("127.0.0.1", 0))
+    server = context.Process(target=_tcp_echo_server, args=(listener,), daemon=True)
+    server.start()
+    client = socket.create_connection(listener.getsockname())
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    message, over_tcp = b"".join(ECHO_REQUEST), []
+    for _ in range(requests):
+        began = time.perf_counter()
+        client.sendall(message)
+        received = 0
+        while received < len(message):
+            received += len(client.recv(65536))
+        over_tcp.append(time.perf_counter() - began)
+    client.sendall(b"stop")
+    client.close()
+    server.join(10)
+    listener.close()
+    return over_zmq, over_tcp
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m loadtest.latency_pieces")
     parser.add_argument("--requests", type=int, default=2000)
@@ -119,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
             measure(workdir / policy, policy, args.requests)
         print(f"  bare fdatasync of a 120 B write                  "
               f"{percentiles_ms(fdatasync_ms(workdir, args.requests))}")
+    over_zmq, over_tcp = echo_floors(args.requests)
+    print(f"  echo over ZeroMQ, no appliance                   {percentiles_ms(over_zmq)}")
+    print(f"  echo over TCP, no appliance                      {percentiles_ms(over_tcp)}")
     return 0
 
 

@@ -42,7 +42,7 @@ def test_latency_pieces_prints_every_step(tmp_path: Path) -> None:
          "--dir", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [line for line in done.stdout.splitlines() if re.search(r"\d / \d", line)]
-    assert len(rows) == 9, done.stdout  # 4 steps under each flush policy, bare fdatasync
+    assert len(rows) == 11, done.stdout  # 4 steps per flush policy, fdatasync, 2 echoes
     for row in rows:
         p50, p99, p999 = (float(x) for x in row.rsplit(None, 5)[-5::2])
         assert 0 < p50 <= p99 <= p999
