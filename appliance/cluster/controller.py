@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
+from kazoo.exceptions import BadVersionError, KazooException, NodeExistsError, NoNodeError
 
 from appliance.cluster.znodes import (
     CONTROLLER,
@@ -50,8 +50,8 @@ class ControllerElection:
         self.broker_id = broker_id
         self.epoch = -1  # the controller epoch this broker won, while it is the controller
         self._epoch_version = -1  # /controller_epoch's znode version at the win: the fence
-        self._on_elected = on_elected
-        self._on_resigned = on_resigned
+        self.on_elected = on_elected  # public: the controller's duties attach here
+        self.on_resigned = on_resigned
         self._lock = threading.Lock()
         self._closed = False
 
@@ -79,11 +79,20 @@ class ControllerElection:
         if data is None:  # no controller: stand
             if self.is_controller:
                 self._resign("the /controller znode went away")
-            self.client.handler.spawn(self.elect)
+            self.client.handler.spawn(self._stand)
         elif self.is_controller and ControllerRegistration.decode(data).broker_id != \
                 self.broker_id:
             self._resign("another broker is the controller")
         return True
+
+    def _stand(self) -> None:
+        """elect() on kazoo's handler: a session that ends meanwhile (this
+        broker leaving, or losing ZooKeeper) ends the attempt, not the thread."""
+        try:
+            self.elect()
+        except KazooException as exc:
+            log.warning("broker %d could not stand for controller: %s", self.broker_id,
+                        type(exc).__name__)
 
     def elect(self) -> bool:
         """Try to become the controller; whether this broker is it now."""
@@ -106,8 +115,8 @@ class ControllerElection:
                 return False
             self.epoch, self._epoch_version = current + 1, stat.version + 1
         log.info("broker %d is the controller (controller epoch %d)", self.broker_id, self.epoch)
-        if self._on_elected is not None:
-            self._on_elected(self.epoch)
+        if self.on_elected is not None:
+            self.on_elected(self.epoch)
         return True
 
     def fenced(self, build: Callable) -> list:
@@ -136,9 +145,10 @@ class ControllerElection:
         log.warning("broker %d is no longer the controller (epoch %d): %s", self.broker_id,
                     self.epoch, why)
         self.epoch, self._epoch_version = -1, -1
-        if self._on_resigned is not None:
-            self._on_resigned()
+        if self.on_resigned is not None:
+            self.on_resigned()
 
     def close(self) -> None:
-        """Stop standing; the role goes with the session (the caller's to close)."""
+        """Stop standing and stop watching: the role goes with the session
+        (the caller's to close); a fenced write made after it would be refused."""
         self._closed = True

@@ -1,0 +1,140 @@
+"""Topics in ZooKeeper, and the controller's duty to keep every partition's
+leader and ISR right as brokers come and go.
+
+Any broker creates a topic by writing its assignment (`create_topic`). The
+controller watches the registered brokers and the topics; on any change it
+goes over every partition (`reconcile`): a partition without a state znode
+gets its initial state, and one whose leader or ISR members are no longer
+live gets the next state of `partition_state_machine`. Each write is
+fenced by the controller epoch and conditional on the state znode's version
+as read, so neither a replaced controller nor a leader's concurrent ISR
+change is overwritten. A full pass per change is simple and, at the
+hundreds of partitions a small cluster holds, a few hundred ZooKeeper reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
+
+from appliance.cluster.controller import ControllerElection, NotControllerError
+from appliance.cluster.partition_state_machine import initial_state, next_state
+from appliance.cluster.znodes import (
+    BROKER_IDS,
+    TOPICS,
+    PartitionState,
+    TopicAssignment,
+    partition_state_path,
+    topic_path,
+)
+from shm.errors import TopicAlreadyExistsError
+
+log = logging.getLogger("ringlog.cluster")
+
+
+def create_topic(client: KazooClient, assignment: TopicAssignment) -> None:
+    """Write a new topic's assignment; the controller then gives each of its
+    partitions a leader."""
+    try:
+        client.create(topic_path(assignment.topic), assignment.encode(), makepath=True)
+    except NodeExistsError:
+        raise TopicAlreadyExistsError(f"topic {assignment.topic!r} already exists") from None
+
+
+def read_assignment(client: KazooClient, topic: str) -> TopicAssignment | None:
+    try:
+        data, _ = client.get(topic_path(topic))
+    except NoNodeError:
+        return None
+    return TopicAssignment.decode(topic, data)
+
+
+def read_state(client: KazooClient, topic: str, partition: int
+               ) -> tuple[PartitionState, int] | None:
+    """The partition's state and its znode version, or None before it has one."""
+    try:
+        data, stat = client.get(partition_state_path(topic, partition))
+    except NoNodeError:
+        return None
+    return PartitionState.decode(topic, partition, data), stat.version
+
+
+class PartitionLeadership:
+    """While this broker is the controller, keeps partition states in line
+    with the live brokers. `unclean(topic)` says whether a topic allows
+    unclean leader election."""
+
+    def __init__(self, election: ControllerElection,
+                 unclean: Callable[[str], bool] = lambda topic: False):
+        self.election = election
+        self.client = election.client
+        self.unclean = unclean
+        self._lock = threading.Lock()
+        self._watching_epoch = -1
+        election.on_elected = self.on_elected
+
+    def on_elected(self, epoch: int) -> None:
+        """Start watching brokers and topics for this controller epoch."""
+        self._watching_epoch = epoch
+        self.client.ChildrenWatch(BROKER_IDS, lambda _: self._changed(epoch))
+        self.client.ChildrenWatch(TOPICS, lambda _: self._changed(epoch))
+
+    def _changed(self, epoch: int) -> bool:
+        """A watch fired: reconcile on kazoo's handler, or stop watching once
+        this broker is no longer the controller of that epoch."""
+        if self.election.epoch != epoch or self._watching_epoch != epoch:
+            return False
+        self.client.handler.spawn(self.reconcile)
+        return True
+
+    def reconcile(self) -> int:
+        """One pass over every partition; the number of states written."""
+        with self._lock:
+            if not self.election.is_controller:
+                return 0
+            written = 0
+            try:
+                live = {int(b) for b in self.client.get_children(BROKER_IDS)}
+                for topic in self.client.get_children(TOPICS):
+                    assignment = read_assignment(self.client, topic)
+                    if assignment is None:
+                        continue  # deleted between the listing and the read
+                    for partition, replicas in enumerate(assignment.replicas):
+                        written += self._reconcile_partition(topic, partition, replicas, live)
+            except NotControllerError:
+                log.warning("stopped reconciling: a newer controller exists")
+            except KazooException as exc:  # the session went: a new controller will do it
+                log.warning("stopped reconciling: %s", type(exc).__name__)
+            return written
+
+    def _reconcile_partition(self, topic: str, partition: int, replicas: tuple[int, ...],
+                             live: set[int]) -> int:
+        epoch = self.election.epoch
+        path = partition_state_path(topic, partition)
+        current = read_state(self.client, topic, partition)
+        if current is None:
+            self.client.ensure_path(path.rsplit("/", 1)[0])
+            state = initial_state(replicas, live, epoch)
+            results = self.election.fenced(lambda t: t.create(path, state.encode()))
+        else:
+            state, version = current
+            changed = next_state(replicas, state, live, epoch, self.unclean(topic))
+            if changed is None:
+                return 0
+            state = changed
+            results = self.election.fenced(
+                lambda t: t.set_data(path, changed.encode(), version=version))
+        if isinstance(results[0], Exception):
+            # Another writer (the leader changing its ISR) got there first:
+            # the watch that follows its write brings us back with fresh state.
+            log.info("partition %s-%d state not written (%s); reconciling again", topic,
+                     partition, type(results[0]).__name__)
+            self.client.handler.spawn(self.reconcile)
+            return 0
+        log.info("partition %s-%d: leader %d, leader epoch %d, isr %s", topic, partition,
+                 state.leader, state.leader_epoch, list(state.isr))
+        return 1
