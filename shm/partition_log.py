@@ -27,7 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from shm.control_block import ControlBlockWriter, LogPosition, control_block_path
-from shm.errors import KafkaStorageError, OffsetOutOfRangeError, RecordTooLargeError
+from shm.errors import (
+    InvalidRecordError,
+    KafkaStorageError,
+    OffsetOutOfRangeError,
+    RecordTooLargeError,
+)
 from shm.files import fsync_directory
 from shm.leader_epoch import LeaderEpochCache
 from shm.record_batch import (
@@ -135,6 +140,11 @@ class PartitionLog:
         self.epochs = LeaderEpochCache(directory)
         self.leader_epoch = max(self.epochs.latest_epoch, 0)
         self.high_watermark = 0
+        # True on a single node: the high watermark is the durable log end. A
+        # replicated partition's owner sets it instead (set_high_watermark):
+        # the leader to what the in-sync replicas hold, a follower to the leader's.
+        self.hw_at_flush = True
+        self.durable_end_offset = 0  # the log end as of the last flush
         self._layout = time.time_ns()  # differs per open, so readers re-map after a restart
         self._dirty = False
         self._last_flush_ms = _now_ms()
@@ -186,6 +196,7 @@ class PartitionLog:
         self.epochs.truncate_from_end(self.log_end_offset)
         self.leader_epoch = max(self.epochs.latest_epoch, 0)
         self.high_watermark = self.log_end_offset  # all of it survived, so all is durable
+        self.durable_end_offset = self.log_end_offset
         self._publish()
 
     def _repair_epochs(self, segment: Segment) -> None:
@@ -279,11 +290,67 @@ class PartitionLog:
             # Saved at the roll or close, not here: two fsyncs on the first append
             # of every partition made produce to 1,000 new partitions ~10x slower.
             self.epochs.observe(epoch, base, save=False)
+        self._appended(offset)
+        return base
+
+    def append_as_follower(self, batches: bytes | bytearray | memoryview) -> int:
+        """Append batches read from the leader's log as they are, with the
+        leader's base offsets and leader epochs (no restamping), as Kafka's
+        followers do; the first base offset.
+
+        They must continue this log exactly: a first batch not at the log
+        end, or offsets that skip, raise OffsetOutOfRangeError (the follower
+        fetches again from its log end); a batch of an older leader epoch
+        than the log's newest raises InvalidRecordError (the follower must
+        truncate first). Nothing is written unless every batch passes.
+        """
+        headers = validate_record_set(batches, self.config.max_batch_bytes)
+        total = len(batches)
+        if total > self.config.segment_bytes:
+            raise RecordTooLargeError(
+                f"record set of {total} bytes exceeds segment.bytes ({self.config.segment_bytes})"
+            )
+        expected, epoch = self.log_end_offset, self.epochs.latest_epoch
+        for header in headers:
+            if header.base_offset != expected:
+                raise OffsetOutOfRangeError(
+                    f"a replicated batch at offset {header.base_offset} does not continue "
+                    f"the log, whose end is {expected}")
+            if header.partition_leader_epoch < epoch:
+                raise InvalidRecordError(
+                    f"a replicated batch of leader epoch {header.partition_leader_epoch} "
+                    f"follows epoch {epoch}: truncate to the leader's epoch end first")
+            expected, epoch = header.next_offset, header.partition_leader_epoch
+        records = sum(h.record_count for h in headers)
+        self._maybe_roll(total, records, max(h.max_timestamp for h in headers))
+        base = self.log_end_offset
+        self.active.append([memoryview(batches)], headers, [h.base_offset for h in headers],
+                           total)
+        for header in headers:  # saved at the roll or close, as append()'s are
+            self.epochs.observe(header.partition_leader_epoch, header.base_offset, save=False)
+        self.leader_epoch = max(self.leader_epoch, self.epochs.latest_epoch)
+        self._appended(expected)
+        return base
+
+    def _appended(self, end: int) -> None:
+        """The log now ends at `end`: tell readers, and move the high watermark
+        where no flush will (policies other than `batch`)."""
         self._dirty = True
         if self.config.flush_policy != "batch":
-            self.high_watermark = offset
-        self._control.publish_end(offset, self.active.size, self.high_watermark)
-        return base
+            self.durable_end_offset = end
+            if self.hw_at_flush:
+                self.high_watermark = end
+        self._control.publish_end(end, self.active.size, self.high_watermark)
+
+    def set_high_watermark(self, offset: int) -> bool:
+        """Raise the high watermark to `offset` (at most the durable log end);
+        whether it moved. It never goes down here: only truncation lowers it."""
+        offset = min(offset, self.durable_end_offset)
+        if offset <= self.high_watermark:
+            return False
+        self.high_watermark = offset
+        self._publish()
+        return True
 
     def _maybe_roll(self, incoming_bytes: int, incoming_records: int, incoming_ts: int) -> None:
         """Roll on size, record count, a full index, or age as Kafka measures it:
@@ -325,7 +392,8 @@ class PartitionLog:
             self.active.flush()
             self._dirty = False
         self._last_flush_ms = _now_ms()
-        if self.high_watermark != self.log_end_offset:
+        self.durable_end_offset = self.log_end_offset
+        if self.hw_at_flush and self.high_watermark != self.log_end_offset:
             self.high_watermark = self.log_end_offset
             self._publish()
 
@@ -457,6 +525,7 @@ class PartitionLog:
         self._bases = [s.base_offset for s in self.segments]
         self.epochs.truncate_from_end(self.log_end_offset)
         self.high_watermark = min(self.high_watermark, self.log_end_offset)
+        self.durable_end_offset = min(self.durable_end_offset, self.log_end_offset)
         self._publish()
 
     def apply_retention(self, now_ms: int | None = None) -> int:
