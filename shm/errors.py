@@ -129,6 +129,12 @@ class NotEnoughReplicasError(RinglogError):
     name, code, retriable = "NOT_ENOUGH_REPLICAS", 19, True
 
 
+class NotEnoughReplicasAfterAppendError(RinglogError):
+    """Written, but the in-sync replicas fell below min.insync.replicas before
+    they all had it: the outcome is unknown to the producer."""
+    name, code, retriable = "NOT_ENOUGH_REPLICAS_AFTER_APPEND", 20, True
+
+
 class InvalidRequiredAcksError(RinglogError):
     """acks must be 0, 1 or -1."""
     name, code, retriable = "INVALID_REQUIRED_ACKS", 21, False
@@ -264,3 +270,15 @@ class ThrottlingQuotaExceededError(RinglogError):
 class UnsupportedAssignorError(RinglogError):
     """The requested assignor is not one of ``appliance.assignors.ASSIGNORS``."""
     name, code, retriable = "UNSUPPORTED_ASSIGNOR", 112, False
+
+
+class FencedLeaderEpochError(RinglogError):
+    """The request's leader epoch is older than the partition's: its sender
+    has missed a leader change."""
+    name, code, retriable = "FENCED_LEADER_EPOCH", 74, True
+
+
+class UnknownLeaderEpochError(RinglogError):
+    """The request's leader epoch is newer than the one this broker knows:
+    it has not heard of the change yet."""
+    name, code, retriable = "UNKNOWN_LEADER_EPOCH", 75, True

@@ -510,10 +510,7 @@ class PartitionLog:
             return
         self._layout += 1
         if offset < self.log_start_offset:
-            for segment in self.segments:
-                segment.delete()
-            self.segments = [Segment.create(self.directory, offset, self.config.segment_bytes,
-                                            self.config.index_interval_bytes)]
+            self._replace_with_empty(offset)
         else:
             i = bisect.bisect_right(self._bases, offset) - 1
             for segment in self.segments[i + 1 :]:
@@ -527,6 +524,24 @@ class PartitionLog:
         self.high_watermark = min(self.high_watermark, self.log_end_offset)
         self.durable_end_offset = min(self.durable_end_offset, self.log_end_offset)
         self._publish()
+
+    def truncate_fully_and_start_at(self, offset: int) -> None:
+        """Drop the whole log and go on from `offset`, empty: a follower whose
+        log shares nothing with its leader's starts over at the leader's log
+        start (Kafka's truncateFullyAndStartAt)."""
+        self._layout += 1
+        self._replace_with_empty(offset)
+        fsync_directory(self.directory)
+        self._bases = [s.base_offset for s in self.segments]
+        self.epochs.truncate_from_end(-1)
+        self.high_watermark = self.durable_end_offset = offset
+        self._publish()
+
+    def _replace_with_empty(self, offset: int) -> None:
+        for segment in self.segments:
+            segment.delete()
+        self.segments = [Segment.create(self.directory, offset, self.config.segment_bytes,
+                                        self.config.index_interval_bytes)]
 
     def apply_retention(self, now_ms: int | None = None) -> int:
         """Delete closed segments past retention.ms or retention.bytes, oldest first.
