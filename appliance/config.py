@@ -310,6 +310,45 @@ SETTINGS: tuple[Setting, ...] = (
         "/readyz. Empty turns the endpoint off.",
         check=_http_listener, expects="HOST:PORT or empty", group="Listeners",
     ),
+    # Replication: read in cluster mode (zookeeper.connect set), which is being
+    # built (docs/architecture.md, "Cluster mode"); a single node ignores them.
+    Setting(
+        "zookeeper.session.timeout.ms", "int", 18_000,
+        "How long ZooKeeper keeps a silent broker's session: a broker that dies is "
+        "noticed, and its partitions get new leaders, this long after. Below 2000 the "
+        "brokers of a busy two-core host lose their sessions while alive.",
+        minimum=1000, group="Replication",
+    ),
+    Setting(
+        "unclean.leader.election.enable", "boolean", False,
+        "Let a replica that is not in sync lead when no in-sync replica is alive: the "
+        "partition stays available and loses what the replica lacked. Topic config: "
+        "unclean.leader.election.enable.",
+        group="Replication",
+    ),
+    Setting(
+        "replica.lag.time.max.ms", "int", 30_000,
+        "A follower that has not caught up with its leader for this long leaves the ISR.",
+        minimum=100, group="Replication",
+    ),
+    Setting(
+        "replica.fetch.wait.max.ms", "int", 500,
+        "How long a follower's fetch waits at the leader for new records. Keep it below "
+        "replica.lag.time.max.ms.",
+        minimum=0, group="Replication",
+    ),
+    Setting(
+        "replica.fetch.max.bytes", "int", 1 << 20,
+        "Bytes a follower asks per partition per fetch; a larger first batch is still "
+        "sent whole.",
+        minimum=1024, group="Replication",
+    ),
+    Setting(
+        "controlled.shutdown.enable", "boolean", True,
+        "On SIGTERM, move this broker's leaderships to other in-sync replicas before "
+        "stopping, so that producers do not wait out a failover.",
+        group="Replication",
+    ),
     # Log basics
     Setting(
         "log.dirs", "string", "/var/lib/ringlog",
@@ -494,6 +533,9 @@ TOPIC_SETTINGS: tuple[Setting, ...] = (
                    "Bytes of records between two index entries."),
     _topic_setting("min.insync.replicas", "min.insync.replicas",
                    "With acks=all, in-sync replicas that must hold a batch before its ack."),
+    _topic_setting("unclean.leader.election.enable", "unclean.leader.election.enable",
+                   "Let an out-of-sync replica lead when no in-sync one is alive (loses "
+                   "what it lacked)."),
     Setting(
         "cleanup.policy", "string", "delete",
         "What happens to old segments: delete. Compaction is not supported.",

@@ -80,6 +80,12 @@ EXPECTED_DEFAULTS = {
     "message.max.bytes": 1_048_588,
     "min.insync.replicas": 1,
     "zookeeper.connect": "",
+    "zookeeper.session.timeout.ms": 18_000,
+    "unclean.leader.election.enable": False,
+    "replica.lag.time.max.ms": 30_000,
+    "replica.fetch.wait.max.ms": 500,
+    "replica.fetch.max.bytes": 1_048_576,
+    "controlled.shutdown.enable": True,
     "num.workers": os.cpu_count() or 1,
     "log.flush.policy": "batch",
     "log.flush.interval.ms": 1000,
@@ -539,6 +545,7 @@ def test_topic_configs_are_kafkas_names_each_with_a_broker_default():
         "flush.ms",
         "index.interval.bytes",
         "min.insync.replicas",
+        "unclean.leader.election.enable",
         "cleanup.policy",
     }
     assert TOPIC_CONFIG_BROKER_KEYS["retention.ms"] == "log.retention.ms"
