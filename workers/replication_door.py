@@ -56,6 +56,9 @@ class ReplicationDoor:
         self._out: list[tuple[bytes, list[Frame]]] = []
 
     def become_leader(self, key: TopicPartition, leadership: Leadership) -> None:
+        """Lead `key`: from now on its high watermark follows the in-sync
+        replicas (high_watermark_for), not the leader's flushes alone."""
+        self.logs[key].hw_at_flush = False
         self.leading[key] = leadership
 
     def resign(self, key: TopicPartition) -> None:
