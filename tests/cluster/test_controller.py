@@ -3,23 +3,13 @@ replaced controller's writes are refused."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from appliance.cluster import ControllerElection, NotControllerError, connect
 from appliance.cluster.znodes import CONTROLLER_EPOCH, decode_controller_epoch
+from tests.cluster.conftest import wait_until
 
 SESSION_MS = 2000
-
-
-def wait_until(predicate, timeout_s: float, what: str) -> float:
-    began = time.monotonic()
-    while time.monotonic() - began < timeout_s:
-        if predicate():
-            return time.monotonic() - began
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {timeout_s} s")
 
 
 def candidates(zookeeper_connect: str, count: int) -> list[ControllerElection]:

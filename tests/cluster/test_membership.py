@@ -12,6 +12,7 @@ import pytest
 from kazoo.client import KazooClient
 
 from appliance.cluster import BrokerRegistration, ClusterError, Membership, connect
+from tests.cluster.conftest import wait_until
 
 SESSION_MS = 2000  # the shortest that holds on two busy cores (replication.md)
 
@@ -19,15 +20,6 @@ SESSION_MS = 2000  # the shortest that holds on two busy cores (replication.md)
 def registration(broker_id: int) -> BrokerRegistration:
     host = f"127.0.0.{10 + broker_id}"
     return BrokerRegistration(broker_id, f"tcp://{host}:7092", f"tcp://{host}:7093")
-
-
-def wait_until(predicate, timeout_s: float, what: str) -> float:
-    began = time.monotonic()
-    while time.monotonic() - began < timeout_s:
-        if predicate():
-            return time.monotonic() - began
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {timeout_s} s")
 
 
 def test_registered_brokers_are_listed_and_a_clean_close_leaves_at_once(zookeeper_connect):
