@@ -121,15 +121,13 @@ class RecordAccumulator(object if NATIVE is None else NATIVE.Accumulator):
         for batch in list(self._open.values()):
             if now - batch.created >= self.linger_s:
                 self._close_batch(batch)
-        ready, seen = [], set()
-        for batch in self._retries:
+        ready, waiting, seen = [], [], set()
+        for batch in self._retries:  # one pass: no remove() per batch taken
             partition = (batch.topic, batch.partition)
-            if partition not in seen:
-                seen.add(partition)
-                if batch.retry_at <= now:
-                    ready.append(batch)
-        for batch in ready:
-            self._retries.remove(batch)
+            first = partition not in seen
+            seen.add(partition)
+            (ready if first and batch.retry_at <= now else waiting).append(batch)
+        self._retries = waiting
         return ready
 
     def _reenqueue(self, batch: ProducerBatch, retry_at: float) -> None:
