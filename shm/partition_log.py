@@ -422,6 +422,15 @@ class PartitionLog:
         self.leader_epoch = epoch
         self._publish()
 
+    def become_leader(self, epoch: int) -> None:
+        """Lead from `epoch` on: the epoch starts at the log end, written to
+        the leader-epoch checkpoint (fsynced) before any follower is served,
+        so that a follower asking where the previous epoch ended is answered
+        by this log even before it appends anything (replication.md rule 10)."""
+        self.set_leader_epoch(epoch)
+        self.epochs.save()  # first what appends observed unsaved
+        self.epochs.observe(epoch, self.log_end_offset, save=True)
+
     # --- reading --------------------------------------------------------------
 
     def _check_offset(self, offset: int) -> None:

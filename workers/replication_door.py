@@ -56,9 +56,14 @@ class ReplicationDoor:
         self._out: list[tuple[bytes, list[Frame]]] = []
 
     def become_leader(self, key: TopicPartition, leadership: Leadership) -> None:
-        """Lead `key`: from now on its high watermark follows the in-sync
-        replicas (high_watermark_for), not the leader's flushes alone."""
-        self.logs[key].hw_at_flush = False
+        """Lead `key` at the leadership's epoch, which starts at the log end
+        (checkpointed before any follower is served); from now on its high
+        watermark follows the in-sync replicas (high_watermark_for), not the
+        leader's flushes alone."""
+        log = self.logs[key]
+        if leadership.leader_epoch > log.epochs.latest_epoch:
+            log.become_leader(leadership.leader_epoch)
+        log.hw_at_flush = False
         self.leading[key] = leadership
 
     def resign(self, key: TopicPartition) -> None:

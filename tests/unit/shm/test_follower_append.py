@@ -109,3 +109,14 @@ def test_replicated_epochs_survive_a_restart(open_log, how):
     assert again.epochs.entries == [(0, 0), (2, 3)]
     assert again.log_end_offset == 9
     assert again.read(0, 1 << 20, upto=9) == leader.read(0, 1 << 20, upto=9)
+
+
+def test_a_new_leaders_epoch_is_in_its_checkpoint_before_it_appends(open_log):
+    log = open_log()
+    log.append(make_batch(3))
+    log.become_leader(4)
+    assert log.epochs.entries == [(0, 0), (4, 3)]
+    assert "4 3" in log.epochs.path.read_text(), "written to the checkpoint at once"
+    assert log.epochs.end_offset_for(0, log.log_end_offset) == (0, 3)
+    log.append(make_batch(2))
+    assert log.epochs.entries == [(0, 0), (4, 3)], "its first batch starts the same epoch"
