@@ -33,7 +33,7 @@ from shm.errors import (
     OffsetOutOfRangeError,
     RecordTooLargeError,
 )
-from shm.files import fsync_directory
+from shm.files import fsync_directory, write_atomically
 from shm.leader_epoch import LeaderEpochCache
 from shm.record_batch import (
     STAMP_SIZE,
@@ -52,6 +52,9 @@ from shm.segment import (
 
 CLEAN_SHUTDOWN = ".clean-shutdown"
 LOCK_FILE = ".lock"
+# A replicated log's high watermark, for its next start (format: version, then
+# the offset, one per line: "0\n1234\n"). A single node's is its log end.
+HIGH_WATERMARK_CHECKPOINT = "high-watermark-checkpoint"
 FLUSH_POLICIES = ("batch", "interval", "os")
 WEEK_MS = 7 * 24 * 3600 * 1000
 MAX_RELATIVE_OFFSET = 2**31 - 1
@@ -209,6 +212,8 @@ class PartitionLog:
         """Flush, trim the active segment and leave a clean-shutdown marker."""
         active = self.active
         active.close_for_roll()
+        if not self.hw_at_flush:
+            self.checkpoint_high_watermark()
         self.epochs.save()  # a clean open does not rescan the active segment for epochs
         (self.directory / CLEAN_SHUTDOWN).touch()
         fsync_directory(self.directory)
@@ -421,6 +426,28 @@ class PartitionLog:
             raise ValueError(f"leader epoch {epoch} is older than the current {self.leader_epoch}")
         self.leader_epoch = epoch
         self._publish()
+
+    def checkpoint_high_watermark(self) -> None:
+        """Write the high watermark where the next start finds it (a replicated
+        log); the owner calls it every few seconds, as Kafka does every
+        replica.high.watermark.checkpoint.interval.ms, and close() once."""
+        write_atomically(self.directory / HIGH_WATERMARK_CHECKPOINT,
+                         b"0\n%d\n" % self.high_watermark)
+
+    def restore_high_watermark(self) -> int:
+        """Make the log replicated, its high watermark the checkpointed one (at
+        most the log end) instead of the log end: records past it were maybe
+        never committed. Nothing is truncated to it (KIP-101): only the
+        leader's epochs decide a cut. No or a damaged checkpoint: the log start."""
+        self.hw_at_flush = False
+        try:
+            version, offset = (self.directory / HIGH_WATERMARK_CHECKPOINT).read_text().split()
+            restored = int(offset) if version == "0" else self.log_start_offset
+        except (OSError, ValueError):
+            restored = self.log_start_offset
+        self.high_watermark = max(self.log_start_offset, min(restored, self.log_end_offset))
+        self._publish()
+        return self.high_watermark
 
     def become_leader(self, epoch: int) -> None:
         """Lead from `epoch` on: the epoch starts at the log end, written to

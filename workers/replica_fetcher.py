@@ -73,7 +73,8 @@ class ReplicaFetcher:
         """Fetch `key` from the leader at `endpoint`, as of `leader_epoch`."""
         self.unfollow(key)
         self._waiting.discard(key)
-        self.logs[key].hw_at_flush = False  # the leader's answers move it now
+        if self.logs[key].hw_at_flush:  # first replicated role since it was opened
+            self.logs[key].restore_high_watermark()  # the leader's answers move it now
         leader = self._leaders.get(endpoint)
         if leader is None:
             leader = self._leaders[endpoint] = _Leader(endpoint, self._dealer(endpoint))

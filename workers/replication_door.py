@@ -61,9 +61,10 @@ class ReplicationDoor:
         watermark follows the in-sync replicas (high_watermark_for), not the
         leader's flushes alone."""
         log = self.logs[key]
+        if log.hw_at_flush:  # first replicated role since it was opened
+            log.restore_high_watermark()
         if leadership.leader_epoch > log.epochs.latest_epoch:
             log.become_leader(leadership.leader_epoch)
-        log.hw_at_flush = False
         self.leading[key] = leadership
 
     def resign(self, key: TopicPartition) -> None:

@@ -120,3 +120,30 @@ def test_a_new_leaders_epoch_is_in_its_checkpoint_before_it_appends(open_log):
     assert log.epochs.end_offset_for(0, log.log_end_offset) == (0, 3)
     log.append(make_batch(2))
     assert log.epochs.entries == [(0, 0), (4, 3)], "its first batch starts the same epoch"
+
+
+@pytest.mark.parametrize("how", ["clean", "crash"])
+def test_a_replicated_log_restarts_at_its_checkpointed_high_watermark_not_its_end(
+        open_log, how):
+    """Records past the high watermark may never have been committed: a
+    restart must not make them readable (nor cut them: only epochs cut)."""
+    log = open_log()
+    log.restore_high_watermark()  # replicated from now on; nothing checkpointed yet
+    log.append(make_batch(3))
+    log.append(make_batch(2))
+    log.flush()
+    log.set_high_watermark(3)
+    log.checkpoint_high_watermark()
+    again = reopen(open_log, log, how)
+    assert again.high_watermark == 5, "opened as a single node: its end"
+    assert again.restore_high_watermark() == 3
+    assert again.log_end_offset == 5, "nothing was cut"
+
+
+def test_no_or_a_damaged_checkpoint_restores_the_log_start(open_log):
+    log = open_log()
+    log.append(make_batch(2))
+    log.flush()
+    assert log.restore_high_watermark() == 0
+    (log.directory / "high-watermark-checkpoint").write_text("garbage")
+    assert log.restore_high_watermark() == 0
