@@ -67,6 +67,7 @@ class Supervisor:
         self._stopping = False
         self._reload = False
         self._watchdog = systemd.Watchdog.from_environment()
+        self.cluster = None  # a ClusterMember when zookeeper.connect is set
 
     # --- life cycle --------------------------------------------------------------------
 
@@ -96,6 +97,10 @@ class Supervisor:
             self.metadata.create(OFFSETS_TOPIC, int(self.config["offsets.topic.num.partitions"]),
                                  1, dict(OFFSETS_TOPIC_CONFIGS))
         self.clients, self.workers = clients, workers
+        if self.config["zookeeper.connect"]:
+            from appliance.cluster.cluster_member import ClusterMember  # kazoo: clusters only
+
+            self.cluster = ClusterMember.join(self.config)
         self.broker = Broker(self.config, self.metadata, PartitionReaders(self.metadata),
                              self.request_metrics, self._process_table)
         self.http = HttpListener.start(self.config, self.context, self.status_endpoint,
@@ -148,6 +153,8 @@ class Supervisor:
     def _drain_and_exit(self, clients: zmq.Socket, workers: zmq.Socket) -> int:
         """Stop taking requests, let every worker flush and close, then exit 0."""
         systemd.notify("STOPPING=1")
+        if self.cluster is not None:
+            self.cluster.leave()
         if self.http is not None:
             self.http.stop()
         clients.close()

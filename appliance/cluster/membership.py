@@ -33,7 +33,7 @@ log = logging.getLogger("ringlog.cluster")
 REGISTRATION_MARGIN_S = 5.0  # past the session timeout, an old registration is someone else's
 
 
-class ClusterError(RuntimeError):
+class ClusterError(OSError):
     """ZooKeeper could not be reached, or refused what this broker needs: a
     start-up failure said in one line, never an error sent to clients."""
 
