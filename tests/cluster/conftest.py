@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,12 +30,3 @@ def zookeeper_connect(zookeeper_server: ZooKeeperServer) -> str:
     """`zookeeper.connect` for this test: the server and a fresh chroot."""
     return f"{zookeeper_server.connect}/test-{os.getpid()}-{next(_chroots)}"
 
-
-def wait_until(predicate, timeout_s: float, what: str) -> float:
-    """Poll `predicate` until it holds; the seconds it took, or AssertionError."""
-    began = time.monotonic()
-    while time.monotonic() - began < timeout_s:
-        if predicate():
-            return time.monotonic() - began
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {timeout_s} s")

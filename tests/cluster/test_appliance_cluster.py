@@ -13,7 +13,7 @@ from pathlib import Path
 from appliance.cluster import ControllerRegistration, connect
 from appliance.cluster.znodes import BROKER_IDS, CONTROLLER, BrokerRegistration
 from loadtest.harness import REPO, Appliance
-from tests.cluster.conftest import wait_until
+from tests.polling import wait_for
 
 SESSION_MS = 2000
 
@@ -50,11 +50,11 @@ def test_three_appliances_register_and_elect_one_controller_which_hands_over(
         assert first in brokers
         assert brokers.pop(first).stop() == 0  # a clean stop leaves at once
         assert first not in registered(client)
-        wait_until(lambda: controller_id(client) in brokers, 10, "a new controller")
+        wait_for(lambda: controller_id(client) in brokers, 10, "a new controller")
         victim = next(b for b in brokers if b != controller_id(client))
         os.killpg(brokers[victim].process.pid, signal.SIGKILL)
         brokers.pop(victim).process.wait(10)
-        took = wait_until(lambda: victim not in registered(client), 15, "the dead broker leaving")
+        took = wait_for(lambda: victim not in registered(client), 15, "the dead broker leaving")
         assert took < SESSION_MS / 1000 + 5
     finally:
         client.stop()

@@ -7,7 +7,7 @@ import pytest
 
 from appliance.cluster import ControllerElection, NotControllerError, connect
 from appliance.cluster.znodes import CONTROLLER_EPOCH, decode_controller_epoch
-from tests.cluster.conftest import wait_until
+from tests.polling import wait_for
 
 SESSION_MS = 2000
 
@@ -30,7 +30,7 @@ def close(elections: list[ControllerElection]) -> None:
 def test_exactly_one_of_three_candidates_is_elected_at_epoch_one(zookeeper_connect):
     elections = candidates(zookeeper_connect, 3)
     try:
-        wait_until(lambda: any(e.is_controller for e in elections), 10, "an election")
+        wait_for(lambda: any(e.is_controller for e in elections), 10, "an election")
         winners = [e for e in elections if e.is_controller]
         assert len(winners) == 1
         assert winners[0].epoch == 1
@@ -42,12 +42,12 @@ def test_exactly_one_of_three_candidates_is_elected_at_epoch_one(zookeeper_conne
 def test_when_the_controller_leaves_another_is_elected_with_a_higher_epoch(zookeeper_connect):
     elections = candidates(zookeeper_connect, 3)
     try:
-        wait_until(lambda: any(e.is_controller for e in elections), 10, "an election")
+        wait_for(lambda: any(e.is_controller for e in elections), 10, "an election")
         first = next(e for e in elections if e.is_controller)
         first.close()
         first.client.stop()  # its session ends: /controller goes with it
         rest = [e for e in elections if e is not first]
-        wait_until(lambda: any(e.is_controller for e in rest), 10, "a new election")
+        wait_for(lambda: any(e.is_controller for e in rest), 10, "a new election")
         second = next(e for e in rest if e.is_controller)
         assert second.epoch == first.epoch + 1
         data, _ = second.client.get(CONTROLLER_EPOCH)
@@ -63,12 +63,12 @@ def test_a_superseded_controller_can_write_nothing(zookeeper_connect):
     or cut off) still holds its old epoch: its fenced write is refused whole."""
     elections = candidates(zookeeper_connect, 2)
     try:
-        wait_until(lambda: any(e.is_controller for e in elections), 10, "an election")
+        wait_for(lambda: any(e.is_controller for e in elections), 10, "an election")
         old = next(e for e in elections if e.is_controller)
         other = next(e for e in elections if e is not old)
         old.close()  # deaf from now on, as a paused controller is: it believes it still is
         old.client.delete("/controller")  # what its session's expiry does
-        wait_until(lambda: other.is_controller, 10, "the other's election")
+        wait_for(lambda: other.is_controller, 10, "the other's election")
         assert old.is_controller and other.epoch == old.epoch + 1
         with pytest.raises(NotControllerError, match="superseded"):
             old.fenced(lambda t: t.create("/zombie-write", b"x"))

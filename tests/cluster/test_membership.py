@@ -12,7 +12,7 @@ import pytest
 from kazoo.client import KazooClient
 
 from appliance.cluster import BrokerRegistration, ClusterError, Membership, connect
-from tests.cluster.conftest import wait_until
+from tests.polling import wait_for
 
 SESSION_MS = 2000  # the shortest that holds on two busy cores (replication.md)
 
@@ -96,7 +96,7 @@ def test_a_broker_whose_session_expired_registers_again_with_a_new_epoch(zookeep
     thief.start(10)
     thief.stop()
     thief.close()
-    wait_until(lambda: registered, 20, "the registration after a new session")
+    wait_for(lambda: registered, 20, "the registration after a new session")
     assert registered[0] != first_epoch
     assert member.broker_epoch == registered[0]
     assert member.live_brokers()[5].client_endpoint == "tcp://127.0.0.15:7092"

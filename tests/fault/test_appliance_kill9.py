@@ -13,6 +13,7 @@ import psutil
 
 from appliance.client import Admin, Consumer, Producer
 from tests.integration.conftest import start_appliance
+from tests.polling import wait_for
 
 TOPIC, PARTITIONS = "acked", 4
 
@@ -69,15 +70,6 @@ def read_back(bootstrap: str) -> dict[tuple[int, int], bytes]:
             stored[(m.partition, m.offset)] = m.value
     consumer.close()
     return stored
-
-
-def wait_for(predicate, timeout_s: float, what: str) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout_s:
-        if predicate():
-            return time.monotonic() - start
-        time.sleep(0.02)
-    raise AssertionError(f"{what} did not happen within {timeout_s}s")
 
 
 def test_a_killed_worker_is_respawned_and_loses_no_acknowledged_record(tmp_path: Path):
