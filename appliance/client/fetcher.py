@@ -93,7 +93,7 @@ class Fetcher:
         self.request_timeout_ms = request_timeout_ms
         self._network = network
         self._request = request
-        self._routes = Routes(network.front_end, self._ask_partitions)
+        self._routes = Routes(network.front_end, request)
         self.assignment: list[TopicPartition] = []
         self.positions: dict[TopicPartition, int] = {}
         # Decoded messages not yet handed out: _buffer[_next:]. A list and an
@@ -203,11 +203,6 @@ class Fetcher:
 
     def close(self) -> None:
         self._network.close()
-
-    def _ask_partitions(self, topic: str) -> list[dict]:
-        entry = self._request("metadata", {"topics": [topic]}).fields["topics"][0]
-        raise_for(entry)
-        return entry["partitions"]
 
     def _readable_by_endpoint(self) -> dict[str, list[list]]:
         """The fetch each endpoint should have in flight: its partitions that

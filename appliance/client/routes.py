@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
+from appliance.client.connection import raise_for
 from appliance.client.network_client import door_endpoint
 from shm.errors import (
     LeaderNotAvailableError,
@@ -38,14 +40,15 @@ ROUTE_RETRY_S = 1.0  # a partition without a door (its worker opening) is asked 
 class Routes:
     """Each topic's partition endpoints, learnt from metadata.
 
-    `ask(topic)` returns the topic's metadata partitions or raises a
-    RinglogError; it is called on the caller's thread only when a route is
-    unknown or due to be asked again.
+    `request(api, fields)` is the caller's request to the front end (a
+    Response, or a RinglogError raised); the metadata request goes through
+    it on the caller's thread, only when a route is unknown or due to be
+    asked again.
     """
 
-    def __init__(self, front_end: str, ask: Callable[[str], list[dict]]):
+    def __init__(self, front_end: str, request: Callable[[str, dict], Any]):
         self._front_end = front_end
-        self._ask = ask
+        self._request = request
         # topic -> each partition's endpoint, and when a route missing from it is asked again
         self._routes: dict[str, tuple[list[Endpoint], float]] = {}
 
@@ -64,7 +67,9 @@ class Routes:
         known = self._routes.get(topic)
         if known is None or time.monotonic() >= known[1]:
             try:
-                partitions = self._ask(topic)
+                entry = self._request("metadata", {"topics": [topic]}).fields["topics"][0]
+                raise_for(entry)
+                partitions = entry["partitions"]
             except RinglogError:
                 self._routes[topic] = ([], time.monotonic() + ROUTE_RETRY_S)
                 return None

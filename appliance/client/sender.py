@@ -22,7 +22,7 @@ import time
 import zmq
 
 from appliance import protocol
-from appliance.client.connection import Connection, parse_bootstrap, raise_for
+from appliance.client.connection import Connection, parse_bootstrap
 from appliance.client.network_client import NetworkClient
 from appliance.client.producer_batch import ProducerBatch
 from appliance.client.record_accumulator import RecordAccumulator
@@ -60,7 +60,8 @@ class Sender:
         self._connection = connection  # the producer's, for init_producer_id
         self._metadata = metadata  # the producer's partition counts, dropped when stale
         self._in_flight = 0  # produce requests sent and not yet settled
-        self.routes = Routes(self._front_end, self._ask_partitions)
+        self.routes = Routes(self._front_end, lambda api, fields: self._connection.request(
+            api, fields, timeout_ms=self.request_timeout_ms))
         self._producer_id, self._producer_epoch = -1, -1
         self._sequences: dict[tuple[str, int], int] = {}
         self._batches_sent = 0  # numbers each batch's first send: retries keep their place
@@ -120,14 +121,6 @@ class Sender:
                 network.forget(*key)
                 self._on_reply(batches, None, RequestTimedOutError(
                     "no reply from the appliance in time; is it running?"))
-
-    def _ask_partitions(self, topic: str) -> list[dict]:
-        """A topic's metadata partitions, asked on the sender's thread (a
-        fraction of a millisecond) when its routes are unknown."""
-        entry = self._connection.request("metadata", {"topics": [topic]},
-                                         timeout_ms=self.request_timeout_ms).fields["topics"][0]
-        raise_for(entry)
-        return entry["partitions"]
 
     def _identity(self) -> tuple[int, int]:
         """The producer id and epoch the appliance hands out, asked for once."""

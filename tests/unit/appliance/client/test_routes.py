@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from appliance.client.routes import Routes
 from shm.errors import RequestTimedOutError
 
@@ -9,16 +11,18 @@ FRONT_END = "tcp://127.0.0.1:7092"
 
 
 class Metadata:
-    """Stands in for the metadata request: counts how often it is asked."""
+    """Stands in for the front end's metadata answer: counts how often it is asked."""
 
     def __init__(self, partitions: list[dict] | Exception):
         self.partitions, self.asked = partitions, 0
 
-    def __call__(self, topic: str) -> list[dict]:
+    def __call__(self, api: str, fields: dict) -> SimpleNamespace:
+        assert api == "metadata"
         self.asked += 1
         if isinstance(self.partitions, Exception):
             raise self.partitions
-        return self.partitions
+        return SimpleNamespace(fields={"topics": [
+            {"name": fields["topics"][0], "error": None, "partitions": self.partitions}]})
 
 
 def test_an_unknown_topic_is_asked_once_and_each_partition_goes_to_its_door():
