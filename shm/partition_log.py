@@ -268,12 +268,8 @@ class PartitionLog:
         fresh 16-byte prefix (base offset, length, leader epoch) followed by
         the caller's bytes, gathered by pwritev.
         """
-        headers = validate_record_set(batches, self.config.max_batch_bytes)
+        headers = self._validated(batches)
         total = len(batches)
-        if total > self.config.segment_bytes:
-            raise RecordTooLargeError(
-                f"record set of {total} bytes exceeds segment.bytes ({self.config.segment_bytes})"
-            )
         if len(headers) == 1:
             records, newest = headers[0].record_count, headers[0].max_timestamp
         else:
@@ -298,6 +294,14 @@ class PartitionLog:
         self._appended(offset)
         return base
 
+    def _validated(self, batches: bytes | bytearray | memoryview) -> list[BatchHeader]:
+        """Every batch's header, or the error that refuses the whole record set."""
+        headers = validate_record_set(batches, self.config.max_batch_bytes)
+        if len(batches) > self.config.segment_bytes:
+            raise RecordTooLargeError(f"record set of {len(batches)} bytes exceeds "
+                                      f"segment.bytes ({self.config.segment_bytes})")
+        return headers
+
     def append_as_follower(self, batches: bytes | bytearray | memoryview) -> int:
         """Append batches read from the leader's log as they are, with the
         leader's base offsets and leader epochs (no restamping), as Kafka's
@@ -309,12 +313,8 @@ class PartitionLog:
         than the log's newest raises InvalidRecordError (the follower must
         truncate first). Nothing is written unless every batch passes.
         """
-        headers = validate_record_set(batches, self.config.max_batch_bytes)
+        headers = self._validated(batches)
         total = len(batches)
-        if total > self.config.segment_bytes:
-            raise RecordTooLargeError(
-                f"record set of {total} bytes exceeds segment.bytes ({self.config.segment_bytes})"
-            )
         expected, epoch = self.log_end_offset, self.epochs.latest_epoch
         for header in headers:
             if header.base_offset != expected:
