@@ -18,6 +18,15 @@ from appliance.cli.table import (
 PROCESS_HEADERS = ["PROCESS", "PID", "RSS", "CPU TIME", "CPU%", "PARTITIONS", "RESTARTS",
                    "STATE"]
 GROUP_HEADERS = ["GROUP", "STATE", "TOPIC", "PARTITION", "COMMITTED", "HIGH WATERMARK", "LAG"]
+# A cluster's broker tells each partition's state here: after SIZE, so that a
+# single node's columns stay where they are.
+REPLICA_HEADERS = ["ROLE", "LEADER", "ISR"]
+
+
+def broker_role(cluster: dict) -> str:
+    """This broker's place in the cluster: "broker 1, controller" or "broker 2"."""
+    role = f"broker {cluster.get('broker_id')}"
+    return f"{role}, controller" if cluster.get("controller") else role
 
 
 @click.command()
@@ -31,18 +40,27 @@ def status(bootstrap_server: str, timeout_ms: int) -> None:
         state = admin.status(details=True)
     processes = state.get("processes") or []
     workers = [p for p in processes if p.get("worker") is not None]
+    cluster = state.get("cluster")
     click.echo(f"Appliance: {bootstrap_server}  "
                f"Serving: {'yes' if state.get('serving') else 'no'}  "
                f"Workers ready: {len(state.get('workers') or [])} of {len(workers)}  "
-               f"Topics: {state.get('topics')}")
+               f"Topics: {state.get('topics')}"
+               + ("" if cluster is None else f"  Cluster: {broker_role(cluster)}"))
     click.echo()
     click.echo(table(PROCESS_HEADERS, [_process_row(p) for p in processes],
                       right={1, 2, 3, 4, 5, 6}))
-    rows = [row for p in state.get("partitions") or []  # SIZE: bytes of batches in the log
+    partitions = state.get("partitions") or []
+    rows = [row for p in partitions  # SIZE: bytes of batches in the log
             for row in partition_rows([{**p, "size_bytes": p.get("log_bytes")}], p["topic"])]
     if rows:
         click.echo()
-        headers = with_error_column(["TOPIC", *PARTITION_HEADERS], rows)
+        headers = ["TOPIC", *PARTITION_HEADERS]
+        if any(p.get("role") is not None for p in partitions):  # a cluster's broker
+            width = len(headers)
+            rows = [[*row[:width], *_replica_cells(p), *row[width:]]
+                    for p, row in zip(partitions, rows, strict=True)]
+            headers += REPLICA_HEADERS
+        headers = with_error_column(headers, rows)
         click.echo(table(headers, rows, right={1, 2, 3, 4, 5, 6}))
     groups = state.get("groups")
     click.echo()
@@ -68,6 +86,14 @@ def _process_row(process: dict) -> list[Any]:
             None if cpu is None else f"{cpu:.2f}s", process.get("cpu_percent"),
             len(process.get("partitions") or []) if worker else None,
             process.get("restarts") if worker else None, state]
+
+
+def _replica_cells(partition: dict) -> list[Any]:
+    """A partition's role on this broker (leader, follower or offline), its
+    leader's broker id and its in-sync replicas, comma-separated."""
+    isr = partition.get("isr")
+    return [partition.get("role"), partition.get("leader"),
+            None if isr is None else ",".join(str(b) for b in isr)]
 
 
 def _group_rows(groups: list[dict]) -> list[list[Any]]:

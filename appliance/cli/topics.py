@@ -7,6 +7,10 @@ import click
 from appliance.cli.command import bootstrap_option, client_command, open_admin, timeout_option
 from appliance.cli.table import PARTITION_HEADERS, partition_rows, table, with_error_column
 
+# After PARTITION, as kafka-topics --describe orders them: Leader, Replicas, Isr.
+REPLICATION_HEADERS = ["LEADER", "REPLICAS", "ISR"]
+NO_LEADER = -1
+
 
 def _parse_configs(_ctx: click.Context, _param: click.Parameter,
                    values: tuple[str, ...]) -> dict[str, str]:
@@ -63,7 +67,8 @@ def topics_list(bootstrap_server: str, timeout_ms: int) -> None:
 @timeout_option
 @client_command()
 def topics_describe(name: str, bootstrap_server: str, timeout_ms: int) -> None:
-    """Partitions of topic NAME: owner worker, offsets, high watermark, size on disk."""
+    """Partitions of topic NAME: leader, replicas, in-sync replicas, owner worker,
+    offsets, high watermark, size on disk."""
     with open_admin(bootstrap_server, timeout_ms) as admin:
         topic = admin.describe_topic(name)
     partitions = topic.get("partitions", [])
@@ -71,9 +76,23 @@ def topics_describe(name: str, bootstrap_server: str, timeout_ms: int) -> None:
     config_text = ",".join(f"{k}={v}" for k, v in sorted(configs.items())) or "-"
     click.echo(f"Topic: {name}  Partitions: {len(partitions)}  "
                f"ReplicationFactor: {topic.get('replication_factor', 1)}  Configs: {config_text}")
-    rows = partition_rows(partitions)
-    headers = with_error_column(PARTITION_HEADERS, rows)
-    click.echo(table(headers, rows, right={0, 1, 2, 3, 4, 5}))
+    rows = [[row[0], *replication_cells(p), *row[1:]]
+            for p, row in zip(partitions, partition_rows(partitions), strict=True)]
+    headers = with_error_column(
+        [PARTITION_HEADERS[0], *REPLICATION_HEADERS, *PARTITION_HEADERS[1:]], rows)
+    click.echo(table(headers, rows, right={0, 1, 4, 5, 6, 7, 8}))
+
+
+def replication_cells(partition: dict) -> list[str | None]:
+    """A partition's Leader, Replicas and Isr as kafka-topics prints them:
+    broker ids, lists comma-separated, "none" for no leader; None (a dash)
+    where the broker did not say."""
+    leader = partition.get("leader")
+    if leader is not None:
+        leader = "none" if leader == NO_LEADER else str(leader)
+    return [leader, *(None if partition.get(key) is None
+                      else ",".join(str(b) for b in partition[key])
+                      for key in ("replicas", "isr"))]
 
 
 @topics.command("alter")

@@ -1,14 +1,20 @@
-"""Admin: topics, configs, groups and status, as Kafka's admin client offers them."""
+"""Admin: topics, configs, groups, the cluster and status, as Kafka's admin
+client offers them.
+
+Every request goes to the first bootstrap broker that answers
+(bootstrap.py): any live broker answers for the whole cluster.
+"""
 
 from __future__ import annotations
 
+from appliance.client.bootstrap import Bootstrap
 from appliance.client.connection import DEFAULT_BOOTSTRAP, Connection, raise_for
 
 
 class Admin:
     def __init__(self, bootstrap_servers: str | list[str] = DEFAULT_BOOTSTRAP,
                  request_timeout_ms: int = 30_000):
-        self._connection = Connection(bootstrap_servers)
+        self._connection = Bootstrap(bootstrap_servers, Connection)
         self.request_timeout_ms = request_timeout_ms
 
     def _request(self, api: str, fields: dict | None = None):
@@ -29,9 +35,26 @@ class Admin:
         return [t["name"] for t in response.fields["topics"]]
 
     def describe_topic(self, name: str) -> dict:
+        """The topic's replication factor, configs and partitions; each
+        partition carries its offsets and size, its owner worker and, as the
+        broker gives them, `leader` and `leader_epoch`, `replicas` and `isr`
+        (broker ids; leader -1: none)."""
         entry = self._request("describe_topics", {"topics": [name]}).fields["topics"][0]
         raise_for(entry)
         return entry
+
+    def describe_cluster(self) -> dict:
+        """The live brokers (`id`, `host`, `port`: their front ends) and the
+        controller's broker id, as Kafka's describeCluster: a metadata request
+        for no topics. A single node is its own controller."""
+        fields = self._request("metadata", {"topics": [], "allow_auto_create": False}).fields
+        brokers = [{"id": b["id"], "host": b["host"], "port": b["port"]}
+                   for b in fields.get("brokers") or []]
+        controller_id = fields.get("controller_id")
+        if controller_id is None and len(brokers) == 1:  # a broker from before controller_id
+            controller_id = brokers[0]["id"]
+        return {"brokers": brokers, "controller_id": -1 if controller_id is None
+                else controller_id}
 
     def alter_configs(self, name: str, configs: dict[str, str]) -> dict[str, str]:
         response = self._request("alter_configs", {

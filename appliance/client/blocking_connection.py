@@ -23,13 +23,14 @@ import zmq
 from appliance import protocol
 from appliance.client.connection import (
     DEFAULT_TIMEOUT_MS,
+    NoReplyError,
     connect_dealer,
     io_zmq,
     parse_bootstrap,
     receive_replies,
 )
 from appliance.client.request_tracker import RequestTracker
-from shm.errors import NetworkError, RequestTimedOutError, error_for
+from shm.errors import NetworkError, error_for
 
 
 class BlockingConnection:
@@ -68,7 +69,7 @@ class BlockingConnection:
         """Wait for the reply to `request_id`; raise its whole-request error."""
         if not self.arrived(request_id, timeout_ms):
             self._tracker.forget(request_id)  # given up: a late reply is dropped
-            raise RequestTimedOutError("no reply from the appliance in time; is it running?")
+            raise NoReplyError("no reply from the appliance in time; is it running?")
         _, response = self._tracker.take(request_id)
         if response.error:
             raise error_for(response.error, response.message)

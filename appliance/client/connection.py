@@ -35,15 +35,38 @@ RECONNECT_IVL_MS = 100  # first retry after a lost connection; doubles up to the
 RECONNECT_IVL_MAX_MS = 1000  # a restarted appliance is found again within a second
 
 
-def parse_bootstrap(bootstrap_servers: str | list[str]) -> str:
-    """The first HOST:PORT of a Kafka-style bootstrap list, as a ZeroMQ endpoint."""
+def bootstrap_endpoints(bootstrap_servers: str | list[str]) -> list[str]:
+    """Every HOST:PORT of a Kafka-style bootstrap list (a comma string or a
+    list), as ZeroMQ endpoints, in the order given and each once: the brokers
+    a client may ask first, the next one tried when one does not answer."""
     servers = bootstrap_servers.split(",") if isinstance(bootstrap_servers, str) \
         else list(bootstrap_servers)
-    first = servers[0].strip()
-    host, sep, port = first.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise ValueError(f"bootstrap server {first!r} is not HOST:PORT, e.g. 127.0.0.1:7092")
-    return f"tcp://{host}:{int(port)}"
+    endpoints: list[str] = []
+    for server in servers:
+        server = server.strip()
+        host, sep, port = server.rpartition(":")
+        if not sep or not port.isdigit() or not host:
+            raise ValueError(
+                f"bootstrap server {server!r} is not HOST:PORT, e.g. 127.0.0.1:7092")
+        endpoint = f"tcp://{host}:{int(port)}"
+        if endpoint not in endpoints:
+            endpoints.append(endpoint)
+    if not endpoints:
+        raise ValueError("no bootstrap server given; name one as HOST:PORT, e.g. 127.0.0.1:7092")
+    return endpoints
+
+
+def parse_bootstrap(bootstrap_servers: str | list[str]) -> str:
+    """The first HOST:PORT of a Kafka-style bootstrap list, as a ZeroMQ endpoint
+    (every entry is checked)."""
+    return bootstrap_endpoints(bootstrap_servers)[0]
+
+
+class NoReplyError(RequestTimedOutError):
+    """No reply came in time: the broker may be down, so a client that knows
+    others asks the next one. Raised by the client itself, never read off
+    the wire (the broker's own REQUEST_TIMED_OUT answer means it is alive);
+    it is a REQUEST_TIMED_OUT to everyone else."""
 
 
 def io_zmq() -> ModuleType:
@@ -150,7 +173,7 @@ class Connection:
                         else:
                             future.set_result(response)
                 for _, future in tracker.expire(time.monotonic()):
-                    future.set_exception(RequestTimedOutError(
+                    future.set_exception(NoReplyError(
                         "no reply from the appliance in time; is it running?"))
         finally:
             for future in tracker.abandon():
@@ -187,5 +210,5 @@ def raise_for(entry: dict) -> None:
         raise error_for(entry["error"], entry.get("message", ""))
 
 
-__all__ = ["Connection", "RinglogError", "connect_dealer", "parse_bootstrap", "raise_for",
-           "receive_replies"]
+__all__ = ["Connection", "NoReplyError", "RinglogError", "bootstrap_endpoints", "connect_dealer",
+           "parse_bootstrap", "raise_for", "receive_replies"]

@@ -14,6 +14,7 @@ import time
 
 from appliance import protocol
 from appliance.client.blocking_connection import BlockingConnection
+from appliance.client.bootstrap import Bootstrap
 from appliance.client.connection import DEFAULT_BOOTSTRAP, raise_for
 from appliance.client.consumer_coordinator import ConsumerCoordinator
 from appliance.client.fetcher import Fetcher, Message, TopicPartition
@@ -45,7 +46,8 @@ class Consumer:
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.request_timeout_ms = request_timeout_ms
         keep_freed_memory()  # fetched MiB frames are freed and received again and again
-        self._connection = BlockingConnection(bootstrap_servers)
+        # Offsets, groups and metadata: to the first bootstrap broker that answers.
+        self._connection = Bootstrap(bootstrap_servers, BlockingConnection)
         self._fetcher = Fetcher(
             NetworkClient(bootstrap_servers), self._request, auto_offset_reset=auto_offset_reset,
             fetch_max_wait_ms=fetch_max_wait_ms, fetch_min_bytes=fetch_min_bytes,

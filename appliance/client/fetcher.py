@@ -3,15 +3,16 @@ Fetcher (with the assignment and positions of its SubscriptionState).
 
 Positions start from the group's committed offset when there is one (set by
 the coordinator), else from `auto_offset_reset` ("earliest" or "latest").
-Each partition is fetched at its owning worker's door (metadata's
-endpoint, through appliance.client.routes), the front end when it names
-none: one long-poll fetch in flight per endpoint, all waited on together
+Each partition is fetched from its leader: at its worker's door, else the
+leader broker's front end, else the bootstrap front end (routes.py): one
+long-poll fetch in flight per endpoint, all waited on together
 (a NetworkClient), so a commit on one worker wakes this consumer without a
 hop through the supervisor. A fetched batch may begin before the position
 (batches are whole), so records below it are skipped here. An endpoint's
 next fetch is sent as soon as its reply arrives, before the records are
-decoded. A partition whose owner is restarting or moved, or whose
-connection was lost, backs off RETRY_BACKOFF_S and has its route asked again.
+decoded. A partition whose leader is restarting, moved or at another epoch,
+or whose connection was lost, backs off RETRY_BACKOFF_S and has its route
+asked again.
 """
 
 from __future__ import annotations
@@ -27,18 +28,22 @@ from appliance.client.connection import raise_for
 from appliance.client.network_client import NetworkClient
 from appliance.client.routes import Routes
 from shm.errors import (
+    FencedLeaderEpochError,
     LeaderNotAvailableError,
     NetworkError,
     NotLeaderOrFollowerError,
     OffsetOutOfRangeError,
+    UnknownLeaderEpochError,
     error_for,
 )
 from shm.records import iter_batch_rows, next_fetch_offset
 
 TopicPartition = tuple[str, int]
 
-# A partition's fetch errors that say to ask its route again after a backoff.
-MOVED = frozenset({LeaderNotAvailableError.name, NotLeaderOrFollowerError.name})
+# A partition's fetch errors that say to ask its route again after a backoff
+# (an unknown topic is the caller's to hear of, as before).
+MOVED = frozenset({LeaderNotAvailableError.name, NotLeaderOrFollowerError.name,
+                   FencedLeaderEpochError.name, UnknownLeaderEpochError.name})
 RETRY_BACKOFF_S = 0.1
 
 
@@ -93,7 +98,10 @@ class Fetcher:
         self.request_timeout_ms = request_timeout_ms
         self._network = network
         self._request = request
-        self._routes = Routes(network.front_end, request)
+        # A leader broker's doors are asked on the connection fetches use there.
+        self._routes = Routes(network.front_end, request,
+                              lambda endpoint, api, fields, timeout_ms: network.connection(
+                                  endpoint).request(api, fields, timeout_ms=timeout_ms))
         self.assignment: list[TopicPartition] = []
         self.positions: dict[TopicPartition, int] = {}
         # Decoded messages not yet handed out: _buffer[_next:]. A list and an
@@ -278,7 +286,7 @@ class Fetcher:
             if error == OffsetOutOfRangeError.name:
                 self.reset([key], self.reset_timestamp())
                 continue
-            if error in MOVED:  # the owner is restarting, or the partition is elsewhere
+            if error in MOVED:  # the leader is restarting, elsewhere or at another epoch
                 self._back_off([[*key]])
                 continue
             raise_for(entry)

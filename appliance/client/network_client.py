@@ -2,14 +2,16 @@
 as Kafka's NetworkClient.
 
 A client talks to the front end (the bootstrap server: metadata, groups,
-offsets) and to the door of each worker that owns a partition it produces
-to or fetches from (the endpoint metadata gives per partition). Each
+offsets), to the door of each leader worker of a partition it produces to
+or fetches from (routes.py), and, while a leader's door is not known yet, to
+that leader broker's front end. Each
 endpoint gets one BlockingConnection, made on first use; `wait()` sleeps on
 all of them at once (and on a wake pipe), so one thread keeps requests in
 flight to many endpoints.
 
 A worker that dies takes its door's requests with it: no reply will come.
-Each door connection is watched by a ZeroMQ socket monitor, and a lost
+Each connection but the bootstrap front end's (a door, another broker) is
+watched by a ZeroMQ socket monitor, and a lost
 connection fails its requests at once (`lost()`), so the caller retries
 through fresh metadata within a poll instead of after the request timeout.
 """

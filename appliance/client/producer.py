@@ -9,7 +9,9 @@ common record itself and hands every other call to `_python_send()`, the
 reference (RINGLOG_PYTHON_SEND=1 makes every record take the Python path).
 The batches wait in the record accumulator (record_accumulator.py), which
 the Producer extends, until the sender thread (sender.py) finds them ready,
-sends them to each partition's worker door and settles their futures.
+sends them to each partition's leader (its worker door) and settles their
+futures. `bootstrap_servers` is one HOST:PORT or several (a comma string or
+a list): metadata goes to the first that answers (bootstrap.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Sequence
 
 from appliance import protocol
+from appliance.client.bootstrap import Bootstrap
 from appliance.client.connection import DEFAULT_BOOTSTRAP, Connection, raise_for
 from appliance.client.producer_batch import (
     NATIVE,
@@ -58,8 +61,9 @@ class Producer(RecordAccumulator):
         self.request_timeout_ms = request_timeout_ms
         keep_freed_memory()  # the sender encodes a batch.size buffer per batch
         self._partitions: dict[str, int] = {}
-        # Metadata and producer ids: rare requests, from any thread.
-        self._connection = Connection(bootstrap_servers)
+        # Metadata and producer ids: rare requests, from any thread, to the
+        # first bootstrap broker that answers.
+        self._connection = Bootstrap(bootstrap_servers, Connection)
         super().__init__(linger_s=linger_ms / 1000, batch_size=batch_size,
                          buffer_memory=buffer_memory, max_block_s=max_block_ms / 1000,
                          delivery_timeout_s=delivery_timeout_ms / 1000,
@@ -212,7 +216,8 @@ class Producer(RecordAccumulator):
                                                  timeout_ms=self.request_timeout_ms)
             entry = response.fields["topics"][0]
             raise_for(entry)
-            self._sender.routes.learn(topic, entry["partitions"])
+            self._sender.routes.learn(topic, entry["partitions"],
+                                      response.fields.get("brokers") or [])
             count = self._partitions[topic] = len(entry["partitions"])
         return count
 

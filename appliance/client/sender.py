@@ -1,18 +1,24 @@
 """The sender: the producer's thread that turns ready batches into produce
 requests and their replies into outcomes, as Kafka's Sender.
 
-Each partition is produced to at its owning worker's door (the endpoint
-metadata gives per partition), or through the front end when metadata names
-none: one produce request per endpoint for the batches ready together. The
+Each partition is produced to at its leader's worker door, else its leader
+broker's front end, else the bootstrap front end (routes.py): one produce
+request per endpoint for the batches ready together. The
 thread owns its sockets (a NetworkClient), so no I/O thread stands between
 it and the appliance. It encodes each batch once
 (shm.records.encode_columns, compressed as asked, with the producer id and
 sequence numbers when idempotent), with at most `max_in_flight_requests`
 requests unanswered. Retriable errors resend the same encoded batch after
-`retry_backoff_ms`, until `delivery_timeout_ms`; an error that says the
-route is wrong (the owner moved, restarted or lost its connection) also
-forgets the topic's routes, so the retry asks metadata again. Other errors
-fail the batch's futures.
+`retry_backoff_ms`, until `delivery_timeout_ms`, in the order they were
+first sent (the accumulator puts a retried batch back ahead of its
+partition's later ones). Retriable are the errors the registry marks so:
+among them NOT_ENOUGH_REPLICAS (nothing was written) and
+NOT_ENOUGH_REPLICAS_AFTER_APPEND (it may have been: with idempotence the
+retry is recognised by its sequence numbers and answered with its first
+offsets, as Kafka's producer relies on). An error that says the route is
+wrong (NOT_LEADER_OR_FOLLOWER, FENCED_LEADER_EPOCH, a lost connection, ...:
+routes.REROUTE) also forgets the topic's routes, so the retry asks metadata
+again and goes to the new leader. Other errors fail the batch's futures.
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ import time
 import zmq
 
 from appliance import protocol
-from appliance.client.connection import Connection, parse_bootstrap
+from appliance.client.bootstrap import Bootstrap
+from appliance.client.connection import parse_bootstrap
 from appliance.client.network_client import NetworkClient
 from appliance.client.producer_batch import ProducerBatch
 from appliance.client.record_accumulator import RecordAccumulator
@@ -44,7 +51,7 @@ class Sender:
     """Drains the accumulator's ready batches and settles them; run() is the thread."""
 
     def __init__(self, accumulator: RecordAccumulator, bootstrap_servers: str | list[str],
-                 connection: Connection, metadata: dict[str, int], *, acks: int,
+                 connection: Bootstrap, metadata: dict[str, int], *, acks: int,
                  compression: str, enable_idempotence: bool, request_timeout_ms: int,
                  retry_backoff_s: float, max_in_flight: int):
         self.acks = acks
@@ -57,7 +64,7 @@ class Sender:
         self._lock = accumulator._lock  # the accumulator's: batches change hands under it
         self._bootstrap = bootstrap_servers
         self._front_end = parse_bootstrap(bootstrap_servers)
-        self._connection = connection  # the producer's, for init_producer_id
+        self._connection = connection  # the producer's front end, for init_producer_id
         self._metadata = metadata  # the producer's partition counts, dropped when stale
         self._in_flight = 0  # produce requests sent and not yet settled
         self.routes = Routes(self._front_end, lambda api, fields: self._connection.request(
@@ -71,6 +78,9 @@ class Sender:
         settles their replies itself, so no I/O thread stands in between."""
         accumulator = self._accumulator
         network = NetworkClient(self._bootstrap, wake_fd=accumulator._wake_r)
+        # A leader broker's doors are asked on the connection produce uses there.
+        self.routes.ask_broker = lambda endpoint, api, fields, timeout_ms: network.connection(
+            endpoint).request(api, fields, timeout_ms=timeout_ms)
         # (endpoint as the network names it, request id) -> its batches and deadline
         in_flight: dict[tuple[Endpoint, int], tuple[list[ProducerBatch], float]] = {}
         ready: list[ProducerBatch] = []
@@ -187,6 +197,7 @@ class Sender:
                   "partitions": [[b.topic, b.partition] for b in sending]}
         payloads = [b.encoded for b in sending]
         try:
+            endpoint = endpoint or network.front_end  # named once: replies come back under it
             request_id = network.send(endpoint, "produce", fields, payloads,
                                       expect_reply=self.acks != protocol.ACKS_NONE)
         except (zmq.ZMQError, NetworkError) as exc:  # the socket refused it: retriable
@@ -195,7 +206,7 @@ class Sender:
         if self.acks == protocol.ACKS_NONE:
             self._on_reply(sending, None, None)  # no reply will come
         else:
-            in_flight[(endpoint or network.front_end, request_id)] = (
+            in_flight[(endpoint, request_id)] = (
                 sending, time.monotonic() + self.request_timeout_ms / 1000)
 
     def _on_reply(self, batches: list[ProducerBatch], response: protocol.Response | None,
@@ -226,11 +237,16 @@ class Sender:
                 self._metadata.pop(batch.topic, None)
             if name in REROUTE:
                 self.routes.forget(batch.topic)
-            # A gap in sequences means an earlier batch is still on its way: retry.
-            retriable = error.retriable or name == "OUT_OF_ORDER_SEQUENCE_NUMBER"
-            if retriable and time.monotonic() + self.retry_backoff_s < batch.deadline:
+            if is_retriable(error) and time.monotonic() + self.retry_backoff_s < batch.deadline:
                 self._accumulator._reenqueue(batch, time.monotonic() + self.retry_backoff_s)
                 return
             self._accumulator._complete(batch, -1, error)
         else:
             self._accumulator._complete(batch, result.get("base_offset", -1), None)
+
+
+def is_retriable(error: RinglogError) -> bool:
+    """Whether a produce error is retried (until the delivery timeout): the
+    registry's retriable errors, and a gap in sequences, which means an
+    earlier batch is still on its way (it is retried ahead of this one)."""
+    return error.retriable or error.name == "OUT_OF_ORDER_SEQUENCE_NUMBER"

@@ -56,12 +56,13 @@ def test_topics_create_list_describe_alter_delete(appliance):
     assert header.startswith("Topic: orders  Partitions: 3  ReplicationFactor: 1")
     assert "retention.ms=3600000" in header
     parsed = table("\n".join(rows))
-    assert parsed[0][:5] == ["PARTITION", "OWNER", "WORKER", "LOG", "START"]
+    assert parsed[0][:8] == ["PARTITION", "LEADER", "REPLICAS", "ISR", "OWNER", "WORKER", "LOG",
+                             "START"]
     by_partition = {int(r[0]): r for r in parsed[1:]}
     assert sorted(by_partition) == [0, 1, 2]
-    assert by_partition[2][2:5] == ["0", "3", "3"]  # log start, log end, high watermark
-    assert by_partition[0][2:5] == ["0", "0", "0"]
-    assert {by_partition[p][1] for p in by_partition} <= {"0", "1"}  # owner: one of 2 workers
+    assert by_partition[2][5:8] == ["0", "3", "3"]  # log start, log end, high watermark
+    assert by_partition[0][5:8] == ["0", "0", "0"]
+    assert {by_partition[p][4] for p in by_partition} <= {"0", "1"}  # owner: one of 2 workers
 
     out = ok(ringlog(bootstrap, "topics", "alter", "orders", "--config", "retention.ms=1000",
                      "--config", "segment.bytes=1048576"))
