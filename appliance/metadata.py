@@ -10,7 +10,8 @@ version and never a torn one::
                            "configs": {"retention.ms": "3600000"},
                            "owners": [0, 1, 0]}}}
 
-`owners[p]` is the index of the worker process that writes partition p.
+`owners[p]` is the index of the worker process that writes partition p; in
+a cluster, -1 for a partition this broker holds no replica of.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from shm.errors import (
     InvalidPartitionsError,
     InvalidReplicationFactorError,
     InvalidTopicError,
+    NotLeaderOrFollowerError,
     TopicAlreadyExistsError,
     UnknownTopicOrPartitionError,
 )
@@ -35,6 +37,7 @@ VERSION = 1
 MAX_TOPIC_NAME = 249  # Kafka's limit
 MAX_PARTITIONS = 100_000
 _LEGAL_NAME = re.compile(r"[a-zA-Z0-9._-]+")
+NOT_HOSTED = -1  # the owner of a partition with no replica on this broker
 OFFSETS_TOPIC = "__consumer_offsets"
 INTERNAL_TOPICS = (OFFSETS_TOPIC,)
 # Committed offsets are kept forever: without compaction, retention would drop
@@ -83,7 +86,7 @@ class Metadata:
             return
         data = orjson.loads(self.path.read_bytes())
         for name, t in data.get("topics", {}).items():
-            owners = [o % self.num_workers for o in t.get("owners", [])]
+            owners = [o % self.num_workers if o >= 0 else NOT_HOSTED for o in t.get("owners", [])]
             topic = Topic(name, t["partitions"], t.get("replication_factor", 1),
                           dict(t.get("configs", {})), owners)
             if len(topic.owners) != topic.partitions:
@@ -97,27 +100,36 @@ class Metadata:
                             option=orjson.OPT_INDENT_2)
         write_atomically(self.path, body)
 
-    def _spread(self, partitions: int) -> list[int]:
-        """Owners for new partitions: the least loaded workers first, round robin."""
+    def _spread(self, partitions: int, hosted: list[bool] | None = None) -> list[int]:
+        """Owners for new partitions: the least loaded workers first, round
+        robin; NOT_HOSTED for those `hosted` says have no replica here."""
         load = [0] * self.num_workers
         for topic in self.topics.values():
             for owner in topic.owners:
-                load[owner] += 1
+                if owner != NOT_HOSTED:
+                    load[owner] += 1
         owners = []
-        for _ in range(partitions):
+        for p in range(partitions):
+            if hosted is not None and not hosted[p]:
+                owners.append(NOT_HOSTED)
+                continue
             worker = min(range(self.num_workers), key=lambda w: (load[w], w))
             load[worker] += 1
             owners.append(worker)
         return owners
 
-    def create(self, name: str, partitions: int, replication_factor: int = 1,
-               configs: dict[str, str] | None = None) -> Topic:
+    def check_new_topic(self, name: str, partitions: int) -> None:
+        """What any new topic must be, on a single node or in a cluster."""
         check_topic_name(name)
         if name in self.topics:
             raise TopicAlreadyExistsError(f"topic {name!r} already exists")
         if not 1 <= partitions <= MAX_PARTITIONS:
             raise InvalidPartitionsError(
                 f"partitions must be between 1 and {MAX_PARTITIONS}, not {partitions}")
+
+    def create(self, name: str, partitions: int, replication_factor: int = 1,
+               configs: dict[str, str] | None = None) -> Topic:
+        self.check_new_topic(name, partitions)
         if replication_factor < 1 or replication_factor > self.num_brokers:
             raise InvalidReplicationFactorError(
                 f"replication factor {replication_factor} is larger than the number of brokers "
@@ -130,15 +142,29 @@ class Metadata:
         self._store()
         return topic
 
+    def adopt(self, name: str, hosted: list[bool], replication_factor: int,
+              configs: dict[str, str]) -> Topic:
+        """A cluster's topic (ZooKeeper checked it): this broker's workers own
+        the partitions it hosts a replica of."""
+        topic = Topic(name, len(hosted), replication_factor, dict(configs),
+                      self._spread(len(hosted), hosted))
+        self.topics[name] = topic
+        self._store()
+        return topic
+
     def delete(self, name: str) -> Topic:
         topic = self.get(name)
         del self.topics[name]
         self._store()
         return topic
 
-    def alter(self, name: str, configs: dict[str, str]) -> Topic:
+    def alter(self, name: str, configs: dict[str, str], replace: bool = False) -> Topic:
+        """Update the topic's configs (`replace`: these are all of them now)."""
         topic = self.get(name)
-        topic.configs.update(configs)
+        if replace:
+            topic.configs = dict(configs)
+        else:
+            topic.configs.update(configs)
         self._store()
         return topic
 
@@ -154,7 +180,12 @@ class Metadata:
             raise UnknownTopicOrPartitionError(
                 f"partition {partition} of {name!r} does not exist "
                 f"(it has {topic.partitions})")
-        return topic.owners[partition]
+        owner = topic.owners[partition]
+        if owner == NOT_HOSTED:
+            raise NotLeaderOrFollowerError(
+                f"partition {name}-{partition} has no replica on this broker; ask metadata "
+                "for its leader")
+        return owner
 
     def partitions_of(self, worker: int) -> list[tuple[str, int]]:
         return [(t.name, p) for t in self.topics.values()

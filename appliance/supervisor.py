@@ -28,12 +28,14 @@ from appliance.metrics import ProcessProbe, RequestMetrics
 from appliance.native import decode_request, encode_reply
 from shm.allocator import keep_freed_memory
 from workers import protocol as worker_protocol
+from workers.sockets import repoll
 
 log = logging.getLogger("ringlog.supervisor")
 
 RESPAWN_BACKOFF_S = (0.0, 0.5, 1.0, 2.0, 5.0)  # consecutive quick deaths wait longer
 STOP_TIMEOUT_S = 30.0
 LOOP_MS = 100
+CLUSTER_POLL_MS = 20  # how soon ZooKeeper's news (queued by kazoo's thread) is applied
 
 
 @dataclass
@@ -45,6 +47,7 @@ class _Child:
     respawn_at: float = 0.0
     restarts: int = 0
     door_port: int = 0  # its client door's, kept so that a respawn binds it again
+    replication_port: int = 0  # its replication ROUTER's (cluster mode), kept the same way
 
 
 class Supervisor:
@@ -68,6 +71,7 @@ class Supervisor:
         self._reload = False
         self._watchdog = systemd.Watchdog.from_environment()
         self.cluster = None  # a ClusterMember when zookeeper.connect is set
+        self.roles = None  # its ReplicaRoles: what each hosted partition's worker does
 
     # --- life cycle --------------------------------------------------------------------
 
@@ -103,6 +107,8 @@ class Supervisor:
             self.cluster = ClusterMember.join(self.config)
         self.broker = Broker(self.config, self.metadata, PartitionReaders(self.metadata),
                              self.request_metrics, self._process_table)
+        if self.cluster is not None:
+            self.roles = self._replica_roles()
         self.http = HttpListener.start(self.config, self.context, self.status_endpoint,
                                        self.request_metrics, lambda: self.loop_turned)
         for child in self.children:
@@ -113,17 +119,26 @@ class Supervisor:
         poller = zmq.Poller()
         poller.register(clients, zmq.POLLIN)
         poller.register(workers, zmq.POLLIN)
+        polled: list[zmq.Socket] = []  # the replica roles' sockets (cluster mode)
         while not self._stopping:
             self.loop_turned = time.monotonic()
             timeout = LOOP_MS
             deadline = self.broker.next_deadline()
             if deadline is not None:
                 timeout = max(0, min(timeout, int((deadline - time.monotonic()) * 1000) + 1))
+            if self.roles is not None:
+                polled = repoll(poller, polled, self.roles.sockets)
+                timeout = min(timeout, CLUSTER_POLL_MS)
             events = dict(poller.poll(timeout))
             if workers in events:
                 self._drain(workers, self._on_worker_message)
             if clients in events:
                 self._drain(clients, self._on_client_message)
+            if self.roles is not None:
+                for socket in polled:
+                    if socket in events:
+                        self.roles.on_readable(socket)
+                self.roles.poll()
             self.broker.expire(time.monotonic())
             self._watch_children()
             self._send_outbox()
@@ -153,6 +168,8 @@ class Supervisor:
     def _drain_and_exit(self, clients: zmq.Socket, workers: zmq.Socket) -> int:
         """Stop taking requests, let every worker flush and close, then exit 0."""
         systemd.notify("STOPPING=1")
+        if self.roles is not None:
+            self.roles.close()
         if self.cluster is not None:
             self.cluster.leave()
         if self.http is not None:
@@ -184,6 +201,15 @@ class Supervisor:
                    "--endpoint", self.worker_endpoint, "--retention-check-ms",
                    str(self.config["log.retention.check.interval.ms"]),
                    "--door-host", host, "--door-port", str(child.door_port)]
+        if self.cluster is not None:
+            replication_host, _ = self.config.listener_host_port("replication.listener")
+            command += ["--replica-id", str(self.config["broker.id"]),
+                        "--replication-host", replication_host,
+                        "--replication-port", str(child.replication_port),
+                        "--replica-lag-time-max-ms", str(self.config["replica.lag.time.max.ms"]),
+                        "--replica-fetch-wait-max-ms",
+                        str(self.config["replica.fetch.wait.max.ms"]),
+                        "--replica-fetch-max-bytes", str(self.config["replica.fetch.max.bytes"])]
         child.process = subprocess.Popen(command)
         child.started = time.monotonic()
 
@@ -195,6 +221,8 @@ class Supervisor:
                 log.error("worker %d (pid %d) exited with %s; respawning", child.index,
                           process.pid, process.returncode)
                 self.broker.worker_lost(child.index)
+                if self.roles is not None:
+                    self.roles.worker_lost(child.index)
                 quick = now - child.started < 10
                 child.quick_deaths = child.quick_deaths + 1 if quick else 0
                 backoff = RESPAWN_BACKOFF_S[min(child.quick_deaths, len(RESPAWN_BACKOFF_S) - 1)]
@@ -227,7 +255,14 @@ class Supervisor:
             return
         if isinstance(message, worker_protocol.Ready) and 0 <= worker < len(self.children):
             self.children[worker].door_port = _port_of(message.door)
-        self.broker.on_worker_message(worker, message)
+            self.children[worker].replication_port = _port_of(message.replication)
+        if isinstance(message, worker_protocol.IsrChange):
+            if self.roles is not None:
+                self.roles.isr_change(message)
+        else:
+            self.broker.on_worker_message(worker, message)
+        if isinstance(message, worker_protocol.Ready) and self.roles is not None:
+            self.roles.worker_ready(worker, message.replication)  # after its Open
         self._send_outbox()
 
     def _send_outbox(self) -> None:
@@ -256,6 +291,40 @@ class Supervisor:
         except zmq.ZMQError:  # restarting or overwhelmed: the core answers retriably
             return False
         return True
+
+    def _replica_roles(self):
+        """Cluster mode: bind replication.listener, take topics and roles from
+        ZooKeeper, and let the core ask who leads what."""
+        from appliance.cluster.replica_roles import ReplicaRoles
+
+        host, port = self.config.listener_host_port("replication.listener")
+        listener = self.context.socket(zmq.ROUTER)
+        listener.setsockopt(zmq.LINGER, 0)
+        try:
+            listener.bind(f"tcp://{host}:{port}")
+        except zmq.ZMQError as exc:
+            raise OSError(f"replication.listener=tcp://{host}:{port}: {os.strerror(exc.errno)}; "
+                          "choose a free HOST:PORT for replication.listener") from None
+        defaults = self.config.topic_defaults()
+
+        def min_insync_replicas(topic: str) -> int:
+            configs = self.metadata.topics[topic].configs if topic in self.metadata.topics else {}
+            return int(configs.get("min.insync.replicas", defaults["min.insync.replicas"]))
+
+        assert self.cluster is not None
+        roles = ReplicaRoles(self.cluster.membership.client, int(self.config["broker.id"]),
+                             self.metadata, self.broker.outbox.to_worker, min_insync_replicas,
+                             listener, self.context, host)
+        topics = self.broker.topics
+        topics.cluster = roles
+        roles.on_topics_changed = topics.cluster_changed
+        self.broker.readers.leads = roles.leads
+        self.broker.status.cluster = roles
+        member = self.cluster
+        self.broker.status.cluster_role = lambda: {
+            **member.status(), "controller_id": roles.view.controller_id}
+        roles.start()
+        return roles
 
     def _process_table(self) -> list[dict]:
         """The supervisor and each worker: pid, RSS, CPU, readiness, restarts, partitions."""

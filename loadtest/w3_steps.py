@@ -45,10 +45,10 @@ WORKER_TRACE = textwrap.dedent('''
         run_tick, flush, send_replies = (worker.Worker._tick, worker.Worker._flush_due_logs,
                                          worker.Worker._send_door_replies)
 
-        def _tick(self):
+        def _tick(self, events):
             tick.clear()
             tick["woken"] = time.monotonic_ns()
-            run_tick(self)
+            run_tick(self, events)
             if tick.get("replied"):
                 rows.append((tick["flushing"] - tick["woken"], tick["flushed"] - tick["flushing"],
                              tick["sent"] - tick["flushed"]))

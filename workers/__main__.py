@@ -6,6 +6,7 @@ import os
 import signal
 
 from shm.allocator import keep_freed_memory
+from workers.replicas import ReplicaSettings
 from workers.worker import Worker
 
 PR_SET_PDEATHSIG = 1
@@ -31,6 +32,14 @@ def main() -> None:
                         help="where the client door binds (the front end's host)")
     parser.add_argument("--door-port", type=int, default=0,
                         help="the client door's port; 0: one the kernel picks")
+    parser.add_argument("--replica-id", type=int, default=-1,
+                        help="this broker's id in a cluster; -1: a single node, no replication")
+    parser.add_argument("--replication-host", default="127.0.0.1",
+                        help="where the replication ROUTER binds (replication.listener's host)")
+    parser.add_argument("--replication-port", type=int, default=0)
+    parser.add_argument("--replica-lag-time-max-ms", type=int, default=30_000)
+    parser.add_argument("--replica-fetch-wait-max-ms", type=int, default=500)
+    parser.add_argument("--replica-fetch-max-bytes", type=int, default=1 << 20)
     args = parser.parse_args()
     die_with_parent()
     keep_freed_memory()  # every produce arrives as a fresh ZeroMQ message
@@ -40,8 +49,11 @@ def main() -> None:
         pass
     else:
         setproctitle(f"ringlog: worker {args.index}")
+    replication = None if args.replica_id < 0 else ReplicaSettings(
+        args.replica_id, args.replica_lag_time_max_ms, args.replica_fetch_wait_max_ms,
+        args.replica_fetch_max_bytes)
     Worker(args.index, args.endpoint, args.retention_check_ms, args.door_host,
-           args.door_port).run()
+           args.door_port, replication, args.replication_host, args.replication_port).run()
 
 
 if __name__ == "__main__":

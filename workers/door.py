@@ -21,7 +21,7 @@ worker's own logs.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +61,7 @@ class DoorProduce:
     started: float
     parts: list[tuple[str, int, Frame]]  # topic, partition, record set
     refused: dict[int, RinglogError] = field(default_factory=dict)  # by index
+    timeout_ms: int = 30_000  # how long acks=all may wait for the in-sync replicas
 
 
 class TrafficTally:
@@ -103,16 +104,20 @@ class TrafficTally:
 
 
 class OwnLogs:
-    """The fetch purgatory's view of partitions: this worker's own logs."""
+    """The fetch purgatory's view of partitions: this worker's own logs (in
+    a cluster, only those it leads: `leading`, None on a single node)."""
 
-    def __init__(self, logs: dict[TopicPartition, PartitionLog], index: int):
+    def __init__(self, logs: dict[TopicPartition, PartitionLog], index: int,
+                 leading: Container[TopicPartition] | None = None):
         self.logs = logs
         self.index = index
+        self.leading = leading
 
     def fetch(self, topic: str, partition: int, offset: int, max_bytes: int
               ) -> tuple[r.PartitionOffsets, bytes | None]:
         log = self.logs.get((topic, partition))
-        if log is None:  # moved, deleted, or never ours: the client asks metadata again
+        if log is None or (self.leading is not None and (topic, partition) not in self.leading):
+            # moved, deleted, never ours, or a follower's: the client asks metadata again
             raise NotLeaderOrFollowerError(
                 f"partition {topic}-{partition} is not served at worker {self.index}'s door")
         offsets = r.PartitionOffsets(log.log_start_offset, log.log_end_offset,
@@ -124,11 +129,12 @@ class OwnLogs:
 class ClientDoor:
     """Native produce and fetch requests from clients, for one worker."""
 
-    def __init__(self, logs: dict[TopicPartition, PartitionLog], index: int):
+    def __init__(self, logs: dict[TopicPartition, PartitionLog], index: int,
+                 leading: Container[TopicPartition] | None = None):
         self.outbox = Outbox()
         self._raw: list[tuple[bytes, list[Frame]]] = []  # replies already encoded
         self.traffic = TrafficTally()
-        self.fetches = Fetch(OwnLogs(logs, index), self.outbox, self.traffic)
+        self.fetches = Fetch(OwnLogs(logs, index, leading), self.outbox, self.traffic)
 
     def request(self, identity: bytes, frames: Sequence[Frame]) -> DoorProduce | None:
         """Take one client message: a produce to append (returned), a fetch
@@ -160,7 +166,8 @@ class ClientDoor:
     def _produce(self, client: NativeClient, request: ProduceRequest) -> DoorProduce:
         """The front end's checks, then the parts for the worker to append."""
         check_produce(request)
-        job = DoorProduce(client, request.acks, time.perf_counter(), [])
+        job = DoorProduce(client, request.acks, time.perf_counter(), [],
+                          timeout_ms=request.timeout_ms)
         for i, ((topic, partition), record_set) in enumerate(
                 zip(request.partitions, request.record_sets, strict=True)):
             if topic in INTERNAL_TOPICS:

@@ -17,7 +17,8 @@ identity frame, `worker_identity(index)`; every message that follows is::
       ListOffsetsForTimes                     OffsetsForTimes  per partition: offset or error
       Watch      long polls wait on these     Positions  watched high watermarks that moved
       Stop       flush, close and exit        Traffic    what its door served (metrics)
-                                              Closed     partitions closed (and removed)
+      Lead       lead at an epoch, this ISR   Closed     partitions closed (and removed)
+      Follow     fetch from this leader       IsrChange  an ISR the leader wants written
 
 Clients also produce and fetch straight to a worker, at its door (a ROUTER
 of its own speaking the native protocol, workers/door.py): the supervisor
@@ -132,15 +133,17 @@ class Produce:
     acks: int
     partitions: list[TopicPartition]
     record_sets: list[Frame] = field(default_factory=list)
+    timeout_ms: int = 30_000  # how long acks=all may wait for the in-sync replicas
 
     def encode(self) -> list[Frame]:
-        return [self.KIND, self.token, orjson.dumps([self.acks, self.partitions]),
-                *self.record_sets]
+        return [self.KIND, self.token,
+                orjson.dumps([self.acks, self.partitions, self.timeout_ms]), *self.record_sets]
 
     @classmethod
     def parse(cls, frames: Sequence[Frame]) -> Produce:
-        acks, partitions = _body(frames[2])
-        return cls(_bytes(frames[1]), acks, [tuple(p) for p in partitions], list(frames[3:]))
+        acks, partitions, timeout_ms = _body(frames[2])
+        return cls(_bytes(frames[1]), acks, [tuple(p) for p in partitions], list(frames[3:]),
+                   timeout_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +196,64 @@ class Watch:
         return cls([tuple(p) for p in _body(frames[1])])
 
 
+@dataclass(frozen=True, slots=True)
+class PartitionLeader:
+    """A partition this worker leads, as ZooKeeper has its state now."""
+
+    topic: str
+    partition: int
+    leader_epoch: int
+    replicas: list[int]
+    isr: list[int]
+    min_insync_replicas: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Lead:
+    """Lead these partitions. At a new leader epoch: become the leader (the
+    log's epoch starts at its end); at the epoch already led: ZooKeeper's ISR
+    is now this one (it confirms or overrules an IsrChange)."""
+
+    KIND: ClassVar[bytes] = b"lead"
+    partitions: list[PartitionLeader]
+
+    def encode(self) -> list[Frame]:
+        return [self.KIND, orjson.dumps([
+            [p.topic, p.partition, p.leader_epoch, p.replicas, p.isr, p.min_insync_replicas]
+            for p in self.partitions])]
+
+    @classmethod
+    def parse(cls, frames: Sequence[Frame]) -> Lead:
+        return cls([PartitionLeader(*entry) for entry in _body(frames[1])])
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionFollower:
+    """A partition this worker follows: its leader's epoch and replication
+    ROUTER; an empty endpoint when it has no reachable leader (stop fetching)."""
+
+    topic: str
+    partition: int
+    leader_epoch: int
+    endpoint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Follow:
+    """Follow these partitions (resigning any leadership of them first)."""
+
+    KIND: ClassVar[bytes] = b"follow"
+    partitions: list[PartitionFollower]
+
+    def encode(self) -> list[Frame]:
+        return [self.KIND, orjson.dumps([[p.topic, p.partition, p.leader_epoch, p.endpoint]
+                                         for p in self.partitions])]
+
+    @classmethod
+    def parse(cls, frames: Sequence[Frame]) -> Follow:
+        return cls([PartitionFollower(*entry) for entry in _body(frames[1])])
+
+
 # --- worker -> supervisor ------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -204,9 +265,10 @@ class Ready:
     index: int
     pid: int
     door: str = ""
+    replication: str = ""  # its replication ROUTER (cluster mode), followers fetch there
 
     def encode(self) -> list[Frame]:
-        return [self.KIND, orjson.dumps([self.index, self.pid, self.door])]
+        return [self.KIND, orjson.dumps([self.index, self.pid, self.door, self.replication])]
 
     @classmethod
     def parse(cls, frames: Sequence[Frame]) -> Ready:
@@ -343,13 +405,30 @@ class Closed:
         return cls([tuple(p) for p in _body(frames[1])])
 
 
-ToWorker = Open | Close | Produce | ListOffsetsForTimes | Watch | Stop
-FromWorker = Ready | Opened | Produced | OffsetsForTimes | Positions | Traffic | Closed
+@dataclass(frozen=True, slots=True)
+class IsrChange:
+    """The leader wants these ISRs written (followers lagging or caught up);
+    the supervisor writes each conditionally and answers with Lead."""
+
+    KIND: ClassVar[bytes] = b"isr_change"
+    partitions: list[tuple[str, int, int, list[int]]]  # topic, partition, leader epoch, isr
+
+    def encode(self) -> list[Frame]:
+        return [self.KIND, orjson.dumps(self.partitions)]
+
+    @classmethod
+    def parse(cls, frames: Sequence[Frame]) -> IsrChange:
+        return cls([(t, p, epoch, list(isr)) for t, p, epoch, isr in _body(frames[1])])
+
+
+ToWorker = Open | Close | Produce | ListOffsetsForTimes | Watch | Stop | Lead | Follow
+FromWorker = (Ready | Opened | Produced | OffsetsForTimes | Positions | Traffic | Closed
+              | IsrChange)
 Message = ToWorker | FromWorker
 
 _KINDS: dict[bytes, type] = {cls.KIND: cls for cls in (
-    Open, Close, Produce, ListOffsetsForTimes, Watch, Stop,
-    Ready, Opened, Produced, OffsetsForTimes, Positions, Traffic, Closed)}
+    Open, Close, Produce, ListOffsetsForTimes, Watch, Stop, Lead, Follow,
+    Ready, Opened, Produced, OffsetsForTimes, Positions, Traffic, Closed, IsrChange)}
 
 
 class ProtocolError(ValueError):

@@ -94,6 +94,10 @@ class ReplicaFetcher:
         return socket
 
     @property
+    def following(self) -> list[TopicPartition]:
+        return [key for leader in self._leaders.values() for key in leader.partitions]
+
+    @property
     def sockets(self) -> list[zmq.Socket]:
         """What the worker's poller waits on, besides its own sockets."""
         return [leader.socket for leader in self._leaders.values()]

@@ -74,19 +74,22 @@ class ReplicationDoor:
 
     # --- requests -------------------------------------------------------------------
 
-    def request(self, identity: bytes, frames: Sequence[Frame], now_ms: int) -> None:
-        """A follower's fetch: answered now, or parked until data or its deadline."""
+    def request(self, identity: bytes, frames: Sequence[Frame], now_ms: int
+                ) -> set[TopicPartition]:
+        """A follower's fetch: answered now, or parked until data or its
+        deadline; the partitions it named (their high watermark may move)."""
         try:
             fetch = parse_fetch(frames)
         except ReplicationProtocolError as exc:
             self._out.append((identity, encode_fetched(ReplicaFetched(-1, exc.name, ()))))
-            return
+            return set()
         self._record_positions(fetch, now_ms)
         replies = self._answer(fetch)
         if self._worth_sending(replies, fetch) or fetch.max_wait_ms <= 0:
             self._send(identity, fetch, replies)
         else:
             self._parked.append(_Parked(identity, fetch, now_ms + fetch.max_wait_ms))
+        return {(t, p) for t, p, _ in fetch.partitions}
 
     def _record_positions(self, fetch: ReplicaFetch, now_ms: int) -> None:
         """A fetch says how far the follower has durably got (it flushes

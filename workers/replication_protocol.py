@@ -21,6 +21,20 @@ during a partition long after its sender gave up on it::
                                           records frame index or null], ...]}
               frame 2.. record sets, untouched (the leader's stored batches)
 
+Before it fetches, a follower's broker asks the leader broker's supervisor,
+at its `replication.listener`, which worker's ROUTER serves each partition
+(once per leader change)::
+
+    request   frame 0   b"replica_locate"
+              frame 1   orjson: {"v": 1, "partitions": [[topic, partition], ...]}
+
+    reply     frame 0   b"replica_located"
+              frame 1   orjson: {"v": 1, "partitions": [[topic, partition,
+                          leader_epoch, endpoint or ""], ...]}
+
+"" means the broker does not lead it (as far as it knows) or its worker
+is not serving yet: ask again later.
+
 Whatever does not parse raises ReplicationProtocolError naming what is
 wrong; the leader answers it with INVALID_REQUEST and changes nothing.
 """
@@ -40,6 +54,8 @@ Frame = Any  # bytes, memoryview or zmq.Frame
 VERSION = 1
 FETCH = b"replica_fetch"
 FETCHED = b"replica_fetched"
+LOCATE = b"replica_locate"
+LOCATED = b"replica_located"
 
 
 class ReplicationProtocolError(InvalidRequestError):
@@ -158,3 +174,39 @@ def parse_fetched(frames: Sequence[Frame]) -> ReplicaFetched:
         raise
     except (KeyError, TypeError, ValueError) as exc:
         raise ReplicationProtocolError(f"malformed replica_fetched: {exc!r}") from None
+
+
+def encode_locate(partitions: Sequence[tuple[str, int]]) -> list[bytes]:
+    return [LOCATE, orjson.dumps({"v": VERSION, "partitions": [list(p) for p in partitions]})]
+
+
+def parse_locate(frames: Sequence[Frame]) -> list[tuple[str, int]]:
+    body = _body(frames, LOCATE)
+    try:
+        return [(_str(topic), _int(partition, "partition"))
+                for topic, partition in body["partitions"]]
+    except ReplicationProtocolError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReplicationProtocolError(f"malformed replica_locate: {exc!r}") from None
+
+
+def encode_located(partitions: Sequence[tuple[str, int, int, str]]) -> list[bytes]:
+    return [LOCATED, orjson.dumps({"v": VERSION, "partitions": [list(p) for p in partitions]})]
+
+
+def parse_located(frames: Sequence[Frame]) -> list[tuple[str, int, int, str]]:
+    body = _body(frames, LOCATED)
+    try:
+        return [(_str(topic), _int(partition, "partition"), _int(epoch, "leader_epoch"),
+                 _str(endpoint)) for topic, partition, epoch, endpoint in body["partitions"]]
+    except ReplicationProtocolError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReplicationProtocolError(f"malformed replica_located: {exc!r}") from None
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ReplicationProtocolError(f"expected a string, not {value!r}")
+    return value

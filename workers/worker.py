@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import functools
 import os
 import resource
 import shutil
@@ -36,6 +37,8 @@ from shm.record_batch import HEADER_SIZE, parse_header
 from workers import protocol
 from workers.door import ClientDoor, DoorProduce
 from workers.producer_state import ProducerStateTable
+from workers.replicas import AwaitingReplicas, Replicas, ReplicaSettings
+from workers.sockets import bind_router, repoll
 
 POLL_MS = 100
 TRAFFIC_EVERY_S = 0.2  # how fresh the door's share of /metrics is
@@ -49,11 +52,17 @@ class _PendingAck:
     token: bytes  # the supervisor's; empty for a request that came in at the door
     results: list[protocol.ProduceResult] = field(default_factory=list)
     door: DoorProduce | None = None
+    acks: int = 1
+    timeout_ms: int = 30_000
+    # result index -> (partition, last offset appended): what acks=all waits to see committed
+    last_offsets: dict[int, tuple[tuple[str, int], int]] = field(default_factory=dict)
 
 
 class Worker:
     def __init__(self, index: int, endpoint: str, retention_check_ms: int = 300_000,
-                 door_host: str = "127.0.0.1", door_port: int = 0):
+                 door_host: str = "127.0.0.1", door_port: int = 0,
+                 replication: ReplicaSettings | None = None,
+                 replication_host: str = "127.0.0.1", replication_port: int = 0):
         self.index = index
         self.retention_check_ms = retention_check_ms
         self.logs: dict[tuple[str, int], PartitionLog] = {}
@@ -63,8 +72,12 @@ class Worker:
         self.socket.setsockopt(zmq.IDENTITY, protocol.worker_identity(index))
         self.socket.setsockopt(zmq.LINGER, 1000)
         self.socket.connect(endpoint)
-        self.door_socket, self.door_endpoint = _bind_door(self._context, door_host, door_port)
-        self.door = ClientDoor(self.logs, index)
+        self.door_socket, self.door_endpoint = bind_router(self._context, door_host, door_port)
+        # Cluster mode: this worker's partitions lead or follow, and only leaders serve.
+        self.replicas = None if replication is None else Replicas(
+            self._context, self.logs, replication, replication_host, replication_port)
+        self.door = ClientDoor(self.logs, index,
+                               None if self.replicas is None else self.replicas.leading)
         self._traffic_at = time.monotonic() + TRAFFIC_EVERY_S
         self._watched: set[tuple[str, int]] = set()  # front-end long polls wait on these
         self._running = True
@@ -76,16 +89,23 @@ class Worker:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self._stop())
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
-        self._send(protocol.Ready(self.index, os.getpid(), self.door_endpoint))
+        self._send(protocol.Ready(self.index, os.getpid(), self.door_endpoint,
+                                  "" if self.replicas is None else self.replicas.endpoint))
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
         poller.register(self.door_socket, zmq.POLLIN)
+        polled: list[zmq.Socket] = []  # the replicas' sockets: a DEALER per leader comes and goes
         while self._running:
-            if poller.poll(self._poll_ms()):
-                self._tick()
+            if self.replicas is not None:
+                polled = repoll(poller, polled, self.replicas.sockets)
+            events = poller.poll(self._poll_ms())
+            if events:
+                self._tick(events)
             now = time.monotonic()
             self.door.expire(now)
             self._send_door_replies()
+            if self.replicas is not None:
+                self._replication_tick()
             if now >= self._traffic_at:
                 self._report_traffic(now)
             if now >= self._next_retention:
@@ -94,8 +114,14 @@ class Worker:
         self._close_all()
 
     def _poll_ms(self) -> int:
-        """Until the next parked fetch is due, at most POLL_MS."""
-        deadline = self.door.next_deadline()
+        """Until the next parked fetch (or acks=all produce) is due, at most POLL_MS."""
+        deadlines = [self.door.next_deadline()]
+        if self.replicas is not None:
+            deadlines.append(self.replicas.next_ack_deadline())
+            follower_ms = self.replicas.next_deadline_ms()
+            if follower_ms is not None:
+                deadlines.append(follower_ms / 1000)  # both on the monotonic clock
+        deadline = min((d for d in deadlines if d is not None), default=None)
         if deadline is None:
             return POLL_MS
         return max(0, min(POLL_MS, int((deadline - time.monotonic()) * 1000) + 1))
@@ -103,9 +129,15 @@ class Worker:
     def _stop(self) -> None:
         self._running = False
 
-    def _tick(self) -> None:
-        """Drain the socket, append, flush once, then acknowledge."""
+    def _tick(self, events: list) -> None:
+        """Drain the sockets, append, flush once, then acknowledge."""
         pending: list[_PendingAck] = []
+        if self.replicas is not None:
+            moved: set[tuple[str, int]] = set()
+            for socket, _ in events:
+                if socket is not self.socket and socket is not self.door_socket:
+                    moved |= self.replicas.on_readable(socket)
+            self._high_watermarks_moved(moved)
         for _ in range(10_000):  # bounded: let the flush happen under load too
             try:
                 frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
@@ -135,6 +167,10 @@ class Worker:
             self._close(message.partitions, message.delete)
         elif isinstance(message, protocol.Watch):
             self._watch(message.partitions)
+        elif isinstance(message, protocol.Lead):
+            self._lead(message.partitions)
+        elif isinstance(message, protocol.Follow):
+            self._follow(message.partitions)
         elif isinstance(message, protocol.Stop):
             self._running = False
 
@@ -184,6 +220,8 @@ class Worker:
         then say so: the topic's name may be reused only after that."""
         closed = []
         for topic, partition, directory in partitions:
+            if self.replicas is not None:
+                self.replicas.forget((topic, partition))
             log = self.logs.pop((topic, partition), None)
             self.producers.pop((topic, partition), None)
             path = log.directory if log is not None else Path(directory)
@@ -195,37 +233,45 @@ class Worker:
         self._send(protocol.Closed(closed))
 
     def _produce(self, request: protocol.Produce) -> _PendingAck:
-        ack = _PendingAck(request.token)
+        ack = _PendingAck(request.token, acks=request.acks, timeout_ms=request.timeout_ms)
         for (topic, partition), record_set in zip(request.partitions, request.record_sets,
                                                   strict=False):
-            ack.results.append(self._append_part(topic, partition, record_set))
+            self._append_part(ack, topic, partition, record_set)
         return ack
 
     def _produce_at_door(self, job: DoorProduce) -> _PendingAck:
         """A client's produce from the door: appended as the supervisor's are."""
-        ack = _PendingAck(b"", door=job)
+        ack = _PendingAck(b"", door=job, acks=job.acks, timeout_ms=job.timeout_ms)
         for i, (topic, partition, record_set) in enumerate(job.parts):
             refused = job.refused.get(i)
             if refused is not None:
                 ack.results.append(protocol.ProduceResult(topic, partition, error=refused))
                 continue
-            ack.results.append(self._append_part(topic, partition, record_set))
+            self._append_part(ack, topic, partition, record_set)
         return ack
 
-    def _append_part(self, topic: str, partition: int, record_set) -> protocol.ProduceResult:
-        log = self.logs.get((topic, partition))
+    def _append_part(self, ack: _PendingAck, topic: str, partition: int, record_set) -> None:
+        """Append one partition's record set; its result goes to `ack`."""
+        key = (topic, partition)
+        log = self.logs.get(key)
         if log is None:  # moved or deleted since the client (or supervisor) routed it
-            return protocol.ProduceResult(topic, partition, error=_not_here(topic, partition))
+            ack.results.append(protocol.ProduceResult(topic, partition,
+                                                      error=_not_here(topic, partition)))
+            return
         data = record_set.buffer if hasattr(record_set, "buffer") else record_set
         try:
-            base_offset = self._append(topic, partition, log, data)
+            if self.replicas is not None:
+                self.replicas.check_produce(key, ack.acks)
+            base_offset, last_offset = self._append(topic, partition, log, data)
         except RinglogError as exc:
-            return protocol.ProduceResult(topic, partition, error=exc)
-        return protocol.ProduceResult(topic, partition, base_offset)
+            ack.results.append(protocol.ProduceResult(topic, partition, error=exc))
+            return
+        ack.last_offsets[len(ack.results)] = (key, last_offset)
+        ack.results.append(protocol.ProduceResult(topic, partition, base_offset))
 
-    def _append(self, topic: str, partition: int, log: PartitionLog, data) -> int:
+    def _append(self, topic: str, partition: int, log: PartitionLog, data) -> tuple[int, int]:
         """Append, unless the batch is an idempotent producer's retry of one
-        already appended: then answer with that batch's offset."""
+        already appended: then answer with that batch's offsets. (base, last)."""
         header = parse_header(data) if len(data) >= HEADER_SIZE else None
         single = header is not None and header.size == len(data)
         if header is not None and not single and header.producer_id >= 0:
@@ -235,33 +281,83 @@ class Worker:
         if single:
             original = producers.check(header)
             if original is not None:
-                return original
+                return original, original + header.last_offset_delta
         base = log.append(data)
         if single:
             producers.record(header, base)
-        return base
+        return base, log.log_end_offset - 1
 
     def _flush_and_ack(self, pending: list[_PendingAck]) -> None:
-        advanced = []
+        advanced: set[tuple[str, int]] = set()
+        flushed = set()
         failed: dict[tuple[str, int], KafkaStorageError] = {}
         for key, before, exc in self._flush_due_logs():
             if exc is not None:
                 failed[key] = KafkaStorageError.from_os_error("fdatasync failed", exc)
+            else:
+                flushed.add(key)
             if self.logs[key].high_watermark != before:
-                advanced.append(key)
+                advanced.add(key)
+        if self.replicas is not None and flushed:
+            advanced |= self.replicas.appended(flushed)  # followers may fetch it now
         for ack in pending:  # acks=0 too: the front end must retire the request
             results = ack.results
             if failed:
                 results = [dataclasses.replace(r, base_offset=-1,
                                                error=failed[(r.topic, r.partition)])
                            if (r.topic, r.partition) in failed else r for r in results]
-            if ack.door is not None:
-                self.door.produced(ack.door, results)
-            else:
-                self._send(protocol.Produced(ack.token, results))
-        if advanced:
-            self.door.advanced(set(advanced))
-            self._announce_watched(advanced)
+            if self.replicas is not None and ack.acks == -1 and ack.last_offsets:
+                waits = {i: wait for i, wait in ack.last_offsets.items()
+                         if results[i].error is None}
+                if waits:  # answered once the in-sync replicas have it (acks=all)
+                    self.replicas.park(AwaitingReplicas(
+                        functools.partial(self._answer, ack), list(results), waits,
+                        time.monotonic() + ack.timeout_ms / 1000))
+                    continue
+            self._answer(ack, results)
+        self._high_watermarks_moved(advanced)
+
+    def _answer(self, ack: _PendingAck, results: list[protocol.ProduceResult]) -> None:
+        if ack.door is not None:
+            self.door.produced(ack.door, results)
+        else:
+            self._send(protocol.Produced(ack.token, results))
+
+    def _high_watermarks_moved(self, keys: set[tuple[str, int]]) -> None:
+        """Wake what waits on these partitions' high watermarks: long polls at
+        the door and the front end's, and (cluster mode) acks=all produces."""
+        if keys:
+            self.door.advanced(keys)
+            self._announce_watched(list(keys))
+        if self.replicas is not None:
+            for waiting in self.replicas.answerable():
+                waiting.answer(waiting.results)
+
+    # --- replication (cluster mode) ------------------------------------------------------
+
+    def _lead(self, partitions: list[protocol.PartitionLeader]) -> None:
+        """Lead these partitions; a new leadership rebuilds its producers'
+        state from the log, whose newest batches came in as a follower's."""
+        assert self.replicas is not None
+        for entry in partitions:
+            key = (entry.topic, entry.partition)
+            if self.replicas.lead(entry) and key in self.logs:
+                self.producers[key] = ProducerStateTable.from_log(self.logs[key])
+        self._high_watermarks_moved(set())
+
+    def _follow(self, partitions: list[protocol.PartitionFollower]) -> None:
+        assert self.replicas is not None
+        for entry in partitions:
+            self.replicas.follow(entry)
+        self._high_watermarks_moved(set())  # acks=all of a lost leadership answer now
+
+    def _replication_tick(self) -> None:
+        """Fetches, their timeouts and the ISR changes due; acks=all past their time."""
+        assert self.replicas is not None
+        changes = self.replicas.tick()
+        if changes:
+            self._send(protocol.IsrChange(changes))
+        self._high_watermarks_moved(set())
 
     def _send_door_replies(self) -> None:
         for identity, frames in self.door.drain():
@@ -335,6 +431,8 @@ class Worker:
         """SIGTERM: everything appended is flushed by close() before we exit
         (from the pool: 10,000 partitions' closes one by one outlast the
         supervisor's 30 s stop timeout)."""
+        if self.replicas is not None:
+            self.replicas.close()  # high watermarks checkpointed while the logs are open
         for _ in self._in_pool(PartitionLog.close, [(log,) for log in self.logs.values()]):
             pass
         if self._flusher is not None:
@@ -342,23 +440,6 @@ class Worker:
         self.logs.clear()
         self.door_socket.close()
         self.socket.close()
-
-
-def _bind_door(context: zmq.Context, host: str, port: int) -> tuple[zmq.Socket, str]:
-    """The door's ROUTER on HOST:PORT (PORT 0: one the kernel picks, which the
-    supervisor then hands back on a respawn, so clients reconnect to the
-    same endpoint); its endpoint as clients should dial it."""
-    socket = context.socket(zmq.ROUTER)
-    socket.setsockopt(zmq.LINGER, 0)
-    socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # an unroutable reply raises, and is dropped
-    try:
-        socket.bind(f"tcp://{host}:{port}" if port else f"tcp://{host}:*")
-    except zmq.ZMQError:
-        if not port:
-            raise
-        socket.bind(f"tcp://{host}:*")  # the old port is taken: clients ask metadata again
-    endpoint = socket.getsockopt_string(zmq.LAST_ENDPOINT)
-    return socket, endpoint
 
 
 def _open_one(key: tuple[str, int], directory: str, config: dict) -> tuple:

@@ -73,11 +73,12 @@ class Produce:
             if request.acks != ACKS_NONE:
                 self.outbox.reply(client, r.ProduceReply(results))
 
-        self.append(request.acks, request.partitions, request.record_sets, done, refused)
+        self.append(request.acks, request.partitions, request.record_sets, done, refused,
+                    request.timeout_ms)
 
     def append(self, acks: int, partitions: list[tuple[str, int]], record_sets: list[Frame],
                on_done: Callable[[Results], None],
-               refused: dict[int, RinglogError] | None = None) -> None:
+               refused: dict[int, RinglogError] | None = None, timeout_ms: int = 30_000) -> None:
         """Send each owner its record sets; `on_done(results)` once all are answered.
         `refused` are parts already failed (by index), sent nowhere."""
         refused = refused or {}
@@ -101,5 +102,6 @@ class Produce:
             on_done(results)  # type: ignore[arg-type]  (every slot is filled by now)
 
         self.calls.scatter(by_worker, lambda token, indices: wp.Produce(
-            token, acks, [partitions[i] for i in indices], [record_sets[i] for i in indices]),
+            token, acks, [partitions[i] for i in indices], [record_sets[i] for i in indices],
+            timeout_ms),
             part, lost, done)

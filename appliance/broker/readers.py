@@ -8,12 +8,13 @@ worker is reopening or removed it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from appliance.broker.replies import PartitionOffsets
 from appliance.metadata import Metadata, partition_dir
 from shm import LogPosition, PartitionReader
-from shm.errors import LeaderNotAvailableError
+from shm.errors import LeaderNotAvailableError, NotLeaderOrFollowerError
 
 
 class PartitionReaders:
@@ -26,6 +27,8 @@ class PartitionReaders:
         # half-recovered log's, so none is read until the owner says it is open.
         self.opening: set[int] = set()
         self._readers: dict[tuple[str, int], PartitionReader] = {}
+        # In a cluster, whether this broker leads a partition: only the leader serves fetches.
+        self.leads: Callable[[str, int], bool] | None = None
 
     def directory(self, topic: str, partition: int) -> Path:
         return partition_dir(self.metadata.log_dir, topic, partition)
@@ -73,6 +76,9 @@ class PartitionReaders:
         """A fetch's read of one partition with one reader lookup: its positions
         and whole batches from `offset` (None when there are none, or when
         `max_bytes` is 0: positions only)."""
+        if self.leads is not None and not self.leads(topic, partition):
+            raise NotLeaderOrFollowerError(
+                f"this broker does not lead {topic}-{partition}; ask metadata for its leader")
         reader = self.reader(topic, partition)
         try:
             position = reader.position()

@@ -39,10 +39,12 @@ class BrokerInfo:
 @dataclass(frozen=True, slots=True)
 class PartitionMetadata:
     partition: int
-    leader: int
+    leader: int  # a broker id; -1 while the partition has no leader
     replicas: list[int]
     isr: list[int]
-    endpoint: str | None = None  # the owning worker's door for produce and fetch
+    endpoint: str | None = None  # the leader's worker door, given by the leader broker only
+    leader_epoch: int = 0
+    error: RinglogError | None = None  # LEADER_NOT_AVAILABLE without a leader
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,7 @@ class TopicMetadata:
 class MetadataReply:
     brokers: list[BrokerInfo]
     topics: list[TopicMetadata]
+    controller_id: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,10 +89,14 @@ class PartitionOffsets:
 @dataclass(frozen=True, slots=True)
 class PartitionDescription:
     partition: int
-    owner_worker: int
+    owner_worker: int  # -1: no replica on this broker
     offsets: PartitionOffsets | None  # None with an error
     size_bytes: int
     error: RinglogError | None = None
+    leader: int = -1
+    leader_epoch: int = 0
+    replicas: list[int] = field(default_factory=list)
+    isr: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +194,7 @@ class StatusReply:
     processes: list[dict[str, Any]]
     partitions: list[dict[str, Any]] | None = None  # with details
     groups: list[dict[str, Any]] | None = None  # with details; None while offsets load
+    cluster: dict[str, Any] | None = None  # this broker's role; None on a single node
 
 
 Reply = (ErrorReply | MetadataReply | CreateTopicsReply | DeleteTopicsReply | DescribeTopicsReply

@@ -12,7 +12,7 @@ from appliance.broker.groups import Groups
 from appliance.broker.readers import PartitionReaders
 from appliance.broker.requests import StatusRequest
 from appliance.broker.worker_calls import WorkerCalls
-from appliance.metadata import Metadata
+from appliance.metadata import NOT_HOSTED, Metadata
 from appliance.metrics import log_size_bytes
 from shm.errors import RinglogError
 
@@ -27,6 +27,9 @@ class Status:
         self.groups = groups
         self.calls = calls
         self.process_table = process_table  # the supervisor's processes: pid, RSS, CPU
+        self.cluster: Any = None  # ReplicaRoles in a cluster: each partition's role
+        # This broker's role in its cluster (ClusterMember.status), None on a single node.
+        self.cluster_role: Callable[[], dict[str, Any]] | None = None
 
     @property
     def serving(self) -> bool:
@@ -35,18 +38,27 @@ class Status:
 
     def status(self, request: StatusRequest) -> r.StatusReply:
         workers = sorted(self.calls.ready)
+        role = None if self.cluster_role is None else self.cluster_role()
         if not request.details:
             return r.StatusReply(workers, len(self.metadata.topics), self.serving,
-                                 self.process_table())
+                                 self.process_table(), cluster=role)
         return r.StatusReply(workers, len(self.metadata.topics), self.serving,
-                             self.process_table(), self._partitions(), self.groups.status())
+                             self.process_table(), self._partitions(), self.groups.status(),
+                             role)
 
     def _partitions(self) -> list[dict[str, Any]]:
         """Offsets and log bytes of every partition, from the control blocks."""
         partitions = []
         for name in sorted(self.metadata.topics):
             for p, owner in enumerate(self.metadata.topics[name].owners):
+                if owner == NOT_HOSTED:
+                    continue
                 entry: dict[str, Any] = {"topic": name, "partition": p, "owner_worker": owner}
+                if self.cluster is not None:
+                    leader, _, _, isr = self.cluster.leader(name, p)
+                    role = "leader" if leader == self.cluster.broker_id else \
+                        "offline" if leader < 0 else "follower"
+                    entry.update(role=role, leader=leader, isr=isr)
                 try:
                     offsets, position = self.readers.offsets(name, p)
                 except RinglogError as exc:

@@ -4,12 +4,19 @@ Creating a topic records its partitions' owners in the metadata and asks
 each owner to open its partitions; deleting one asks the owners to close
 and remove them, and the name stays taken until every owner has (again
 after a restart of the owner).
+
+In a cluster (`cluster` set: appliance.cluster.replica_roles) topics live in
+ZooKeeper: creating, deleting and reconfiguring write there, and every
+broker applies what its watches report (`cluster_changed`); metadata names
+each partition's leader, leader epoch, replicas and ISR as ZooKeeper has
+them, and only the leader broker hands out its worker's door.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from appliance.broker import replies as r
 from appliance.broker.outbox import Outbox
@@ -22,7 +29,7 @@ from appliance.broker.requests import (
     MetadataRequest,
 )
 from appliance.config import ConfigError, ServerConfig, validate_topic_configs
-from appliance.metadata import INTERNAL_TOPICS, Metadata
+from appliance.metadata import INTERNAL_TOPICS, NOT_HOSTED, Metadata
 from shm.errors import (
     InvalidConfigError,
     InvalidRequestError,
@@ -47,6 +54,7 @@ class Topics:
         # partition: the name cannot be reused until they have.
         self._deleting: dict[str, dict[int, int]] = {}  # topic -> partition -> owner
         self.on_change = lambda: None  # the groups rebalance on topic changes
+        self.cluster: Any = None  # ReplicaRoles in a cluster: topics live in ZooKeeper
 
     # --- the workers' side ---------------------------------------------------------------
 
@@ -66,7 +74,8 @@ class Topics:
         """Every owner of the topic (re)opens its partitions of it."""
         by_worker: dict[int, list[tuple[str, int]]] = {}
         for p, owner in enumerate(self.metadata.get(topic).owners):
-            by_worker.setdefault(owner, []).append((topic, p))
+            if owner != NOT_HOSTED:
+                by_worker.setdefault(owner, []).append((topic, p))
         for worker, entries in by_worker.items():
             self.outbox.to_worker(worker, self.open_message(entries))
 
@@ -93,9 +102,29 @@ class Topics:
             raise TopicAlreadyExistsError(
                 f"topic {name!r} is still being deleted; retry in a moment")
         _validate(configs)
+        if self.cluster is not None:  # the local metadata takes it from ZooKeeper's answer
+            self.metadata.check_new_topic(name, partitions)
+            self.cluster.create_topic(name, partitions, replication_factor, configs)
+            return
         self.metadata.create(name, partitions, replication_factor, configs)
         self.open_all(name)
         self.on_change()
+
+    def cluster_changed(self, added: set[str], removed: set[str],
+                        reconfigured: set[str]) -> None:
+        """ZooKeeper's topics moved: open what this broker now hosts, remove
+        what was deleted, reopen with new configs."""
+        for name in added:
+            self.open_all(name)
+        for name in removed:
+            if name in self.metadata.topics:
+                self._remove(name)
+        for name in reconfigured:
+            if name in self.metadata.topics:
+                self.metadata.alter(name, self.cluster.view.configs.get(name, {}), replace=True)
+                self.open_all(name)
+        if added or removed:
+            self.on_change()
 
     def for_write(self, name: str) -> None:
         """Auto-create on first use when the configuration allows it, as Kafka does."""
@@ -111,7 +140,6 @@ class Topics:
                     int(self.config["default.replication.factor"]), {})
 
     def metadata_reply(self, request: MetadataRequest) -> r.MetadataReply:
-        broker_id = self.config["broker.id"]
         topics = []
         for name in self._names(request.topics):
             try:
@@ -121,18 +149,30 @@ class Topics:
             except RinglogError as exc:
                 topics.append(r.TopicMetadata(name, error=exc))
                 continue
-            topics.append(r.TopicMetadata(name, [
-                r.PartitionMetadata(p, broker_id, [broker_id], [broker_id],
-                                    self._door(name, p))
-                for p in range(topic.partitions)]))
-        host, port = self.config.listener_host_port("listeners")
-        return r.MetadataReply([r.BrokerInfo(broker_id, host, port)], topics)
+            topics.append(r.TopicMetadata(name, [self._partition_metadata(name, p)
+                                                 for p in range(topic.partitions)]))
+        if self.cluster is None:
+            broker_id = self.config["broker.id"]
+            host, port = self.config.listener_host_port("listeners")
+            return r.MetadataReply([r.BrokerInfo(broker_id, host, port)], topics, broker_id)
+        brokers = [r.BrokerInfo(b, *_host_port(reg.client_endpoint))
+                   for b, reg in sorted(self.cluster.view.brokers.items())]
+        return r.MetadataReply(brokers, topics, self.cluster.view.controller_id)
+
+    def _partition_metadata(self, topic: str, partition: int) -> r.PartitionMetadata:
+        """Its leader as ZooKeeper has it, and the door only where this broker
+        leads it (it knows no other broker's doors)."""
+        leader, epoch, replicas, isr = self._leader(topic, partition)
+        error = None if leader >= 0 else LeaderNotAvailableError(
+            f"partition {topic}-{partition} has no leader now; retry")
+        door = self._door(topic, partition) if leader == self.config["broker.id"] else None
+        return r.PartitionMetadata(partition, leader, replicas, isr, door, epoch, error)
 
     def _door(self, topic: str, partition: int) -> str | None:
         """Where clients produce and fetch the partition directly: its owner's
         door, once the owner has opened it (None: through the front end)."""
-        owner = self.metadata.owner(topic, partition)
-        if owner in self.readers.opening:
+        owner = self.metadata.topics[topic].owners[partition]
+        if owner == NOT_HOSTED or owner in self.readers.opening:
             return None
         return self.doors.get(owner)
 
@@ -163,15 +203,28 @@ class Topics:
                 "topic deletion is disabled; set delete.topic.enable=true")
         if name in INTERNAL_TOPICS:
             raise InvalidRequestError(f"{name} is internal and cannot be deleted")
+        if self.cluster is not None:  # removed here too once the watch reports it gone
+            self.cluster.delete_topic(name)
+            return
+        self._remove(name)
+
+    def _remove(self, name: str) -> None:
+        """Forget the topic and have its owners close and remove its partitions."""
         topic = self.metadata.delete(name)
-        self._deleting[name] = dict(enumerate(topic.owners))
+        owners = {p: o for p, o in enumerate(topic.owners) if o != NOT_HOSTED}
+        if owners:
+            self._deleting[name] = owners
         for p in range(topic.partitions):
             self.readers.forget(name, p)
-        for worker in set(topic.owners):
+        for worker in set(owners.values()):
             self.outbox.to_worker(worker, self.deletions_for(worker))
 
     def alter_configs(self, request: AlterConfigsRequest) -> r.AlterConfigsReply:
         _validate(request.configs)
+        if self.cluster is not None:  # every broker reopens when its watch reports it
+            self.metadata.get(request.topic)
+            return r.AlterConfigsReply(request.topic,
+                                       self.cluster.alter_configs(request.topic, request.configs))
         topic = self.metadata.alter(request.topic, request.configs)
         self.open_all(request.topic)
         return r.AlterConfigsReply(request.topic, topic.configs)
@@ -187,11 +240,20 @@ class Topics:
             partitions = []
             for p, owner in enumerate(topic.owners):
                 offsets, error = self.offsets_or_error(name, p)
+                leader, epoch, replicas, isr = self._leader(name, p)
                 partitions.append(r.PartitionDescription(
-                    p, owner, offsets, _disk_usage(self.readers.directory(name, p)), error))
+                    p, owner, offsets, _disk_usage(self.readers.directory(name, p)), error,
+                    leader, epoch, replicas, isr))
             topics.append(r.TopicDescription(name, partitions, topic.replication_factor,
                                              topic.configs))
         return r.DescribeTopicsReply(topics)
+
+    def _leader(self, topic: str, partition: int) -> tuple[int, int, list[int], list[int]]:
+        """(leader, leader epoch, replicas, isr): a single node leads everything."""
+        if self.cluster is not None:
+            return self.cluster.leader(topic, partition)
+        broker_id = self.config["broker.id"]
+        return broker_id, 0, [broker_id], [broker_id]
 
     def offsets_or_error(self, topic: str, partition: int
                          ) -> tuple[r.PartitionOffsets | None, RinglogError | None]:
@@ -209,6 +271,11 @@ def _validate(configs: dict[str, str]) -> dict:
         return validate_topic_configs(configs)
     except ConfigError as exc:
         raise InvalidConfigError(str(exc)) from None
+
+
+def _host_port(endpoint: str) -> tuple[str, int]:
+    host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
+    return host, int(port)
 
 
 def _disk_usage(directory: Path) -> int:

@@ -6,6 +6,7 @@ holds, as Kafka kept it in ZooKeeper mode. Encoding only: no I/O here.
     /controller_epoch                       persistent  the controller epoch, "N"
     /brokers/topics/T                       persistent  TopicAssignment
     /brokers/topics/T/partitions/P/state    persistent  PartitionState
+    /config/topics/T                        persistent  TopicConfig
     /latest_producer_id_block               persistent  ProducerIdBlock
 
 Every znode is JSON with a "version" field, as Kafka's are; a znode this
@@ -27,7 +28,8 @@ TOPICS = "/brokers/topics"
 CONTROLLER = "/controller"
 CONTROLLER_EPOCH = "/controller_epoch"
 PRODUCER_ID_BLOCK = "/latest_producer_id_block"
-PERSISTENT_PATHS = (BROKER_IDS, TOPICS)  # created once, by whoever comes first
+TOPIC_CONFIGS = "/config/topics"
+PERSISTENT_PATHS = (BROKER_IDS, TOPICS, TOPIC_CONFIGS)  # created once, by whoever comes first
 
 NO_LEADER = -1  # a partition's leader when no live in-sync replica can take over
 
@@ -38,6 +40,10 @@ def broker_path(broker_id: int) -> str:
 
 def topic_path(topic: str) -> str:
     return f"{TOPICS}/{topic}"
+
+
+def topic_config_path(topic: str) -> str:
+    return f"{TOPIC_CONFIGS}/{topic}"
 
 
 def partition_state_path(topic: str, partition: int) -> str:
@@ -158,6 +164,24 @@ class PartitionState:
                       ("leader", "leader_epoch", "isr", "controller_epoch"))
         return cls(int(value["leader"]), int(value["leader_epoch"]),
                    tuple(int(b) for b in value["isr"]), int(value["controller_epoch"]))
+
+
+@dataclass(frozen=True)
+class TopicConfig:
+    """A topic's configs that differ from the brokers' defaults, as strings."""
+
+    topic: str
+    configs: dict[str, str]
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"version": 1, "config": dict(sorted(self.configs.items()))})
+
+    @classmethod
+    def decode(cls, topic: str, data: bytes) -> TopicConfig:
+        value = _load(data, topic_config_path(topic), ("config",))
+        if not isinstance(value["config"], dict):
+            raise ValueError(f"{topic_config_path(topic)}'s config is not an object")
+        return cls(topic, {str(k): str(v) for k, v in value["config"].items()})
 
 
 @dataclass(frozen=True)

@@ -89,9 +89,11 @@ def _offsets(offsets: r.PartitionOffsets | None) -> dict[str, int]:
 
 def _metadata(reply: r.MetadataReply) -> dict:
     return {"brokers": [{"id": b.id, "host": b.host, "port": b.port} for b in reply.brokers],
+            "controller_id": reply.controller_id,
             "topics": [{"name": t.name, **_error(t.error), "partitions": [
-                {"partition": p.partition, "leader": p.leader, "replicas": p.replicas,
-                 "isr": p.isr, "endpoint": p.endpoint} for p in t.partitions]}
+                {"partition": p.partition, "leader": p.leader, "leader_epoch": p.leader_epoch,
+                 "replicas": p.replicas, "isr": p.isr, "endpoint": p.endpoint,
+                 **_error(p.error)} for p in t.partitions]}
                 for t in reply.topics]}
 
 
@@ -107,7 +109,9 @@ def _describe_topics(reply: r.DescribeTopicsReply) -> dict:
             continue
         topics.append({"name": t.name, "error": None, "partitions": [
             {"partition": p.partition, "owner_worker": p.owner_worker, **_error(p.error),
-             **_offsets(p.offsets), "size_bytes": p.size_bytes} for p in t.partitions],
+             **_offsets(p.offsets), "size_bytes": p.size_bytes, "leader": p.leader,
+             "leader_epoch": p.leader_epoch, "replicas": p.replicas, "isr": p.isr}
+            for p in t.partitions],
             "replication_factor": t.replication_factor, "configs": t.configs})
     return {"topics": topics}
 
@@ -133,7 +137,8 @@ def _group_view(reply: r.GroupViewReply) -> dict:
 
 def _status(reply: r.StatusReply) -> dict:
     fields: dict[str, Any] = {"workers": reply.workers, "topics": reply.topics,
-                              "serving": reply.serving, "processes": reply.processes}
+                              "serving": reply.serving, "processes": reply.processes,
+                              "cluster": reply.cluster}
     if reply.partitions is not None:  # asked with details
         fields.update(partitions=reply.partitions, groups=_jsonable(reply.groups))
     return fields

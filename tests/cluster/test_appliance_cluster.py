@@ -4,33 +4,32 @@ controller's place. Real appliances, a real ZooKeeper."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+from kazoo.exceptions import NoNodeError
+
 from appliance.cluster import ControllerRegistration, connect
 from appliance.cluster.znodes import BROKER_IDS, CONTROLLER, BrokerRegistration
 from loadtest.harness import REPO, Appliance
+from tests.cluster.brokers import SESSION_MS, start_broker
 from tests.polling import wait_for
-
-SESSION_MS = 2000
 
 
 def broker(tmp_path: Path, zookeeper_connect: str, broker_id: int) -> Appliance:
-    directory = tmp_path / f"broker-{broker_id}"
-    directory.mkdir()
-    appliance = Appliance(directory, f"zookeeper.connect={zookeeper_connect}",
-                          f"broker.id={broker_id}",
-                          f"zookeeper.session.timeout.ms={SESSION_MS}")
-    appliance.wait_until_serving()
-    return appliance
+    return start_broker(tmp_path, zookeeper_connect, broker_id)
 
 
 def registered(client) -> dict[int, BrokerRegistration]:
-    return {int(b): BrokerRegistration.decode(int(b), client.get(f"{BROKER_IDS}/{b}")[0])
-            for b in client.get_children(BROKER_IDS)}
+    found = {}
+    for b in client.get_children(BROKER_IDS):
+        with contextlib.suppress(NoNodeError):  # left between the listing and the read
+            found[int(b)] = BrokerRegistration.decode(int(b), client.get(f"{BROKER_IDS}/{b}")[0])
+    return found
 
 
 def controller_id(client) -> int | None:

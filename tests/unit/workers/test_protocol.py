@@ -26,6 +26,11 @@ MESSAGES = [
     wp.Traffic({"produce": 3, "fetch": 1}, [("produce", "NOT_LEADER_OR_FOLLOWER", 1)],
                {"produce": [0.0004, 0.0011]}, {"t": 300}, {"t": 120}),
     wp.Closed([("t", 0)]),
+    wp.Lead([wp.PartitionLeader("t", 0, 4, [1, 2, 3], [1, 2], 2)]),
+    wp.Follow([wp.PartitionFollower("t", 1, 4, "tcp://127.0.0.12:40124"),
+               wp.PartitionFollower("t", 2, 0, "")]),
+    wp.IsrChange([("t", 0, 4, [1, 2, 3])]),
+    wp.Ready(0, 4243, "tcp://127.0.0.11:40125", "tcp://127.0.0.11:40126"),
 ]
 
 
