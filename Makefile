@@ -1,9 +1,9 @@
-# The two commands of the quick start: `make run` and `make test`.
+# The two commands of the quick start, `make run` and `make test`, and `make cluster`.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml setup.py shm/_codec.c appliance/client/_accumulator.c | sha1sum | cut -c1-12)
 
-.PHONY: run test lint bench clean
+.PHONY: run cluster test lint bench clean
 
 $(STAMP): pyproject.toml setup.py shm/_codec.c appliance/client/_accumulator.c
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -18,6 +18,11 @@ run: $(STAMP)
 	  "  printf 'alice:hello\\nbob:hi\\n' | $(VENV)/bin/ringlog produce greetings --key-separator :" \
 	  "  $(VENV)/bin/ringlog consume greetings --from-beginning --max-messages 2 --print-key"
 	$(VENV)/bin/ringlog serve --override log.dirs=./data
+
+# ZooKeeper (Debian's zookeeper package) and the three brokers of config/cluster
+# on 127.0.0.11-13, data under ./data/cluster; prints what to try, Ctrl-C stops all.
+cluster: $(STAMP)
+	$(PY) -m loadtest.cluster
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
