@@ -28,6 +28,7 @@ from appliance.metrics import ProcessProbe, RequestMetrics
 from appliance.native import decode_request, encode_reply
 from shm.allocator import keep_freed_memory
 from workers import protocol as worker_protocol
+from workers.replicas import WILDCARD_HOSTS
 from workers.sockets import repoll
 
 log = logging.getLogger("ringlog.supervisor")
@@ -314,7 +315,7 @@ class Supervisor:
         assert self.cluster is not None
         roles = ReplicaRoles(self.cluster.membership.client, int(self.config["broker.id"]),
                              self.metadata, self.broker.outbox.to_worker, min_insync_replicas,
-                             listener, self.context, host)
+                             listener, self.context, None if host in WILDCARD_HOSTS else host)
         topics = self.broker.topics
         topics.cluster = roles
         roles.on_topics_changed = topics.cluster_changed

@@ -54,7 +54,8 @@ class ReplicaFetcher:
 
     def __init__(self, context: zmq.Context, logs: dict[TopicPartition, PartitionLog], *,
                  replica_id: int, broker_epoch: int, max_wait_ms: int, min_bytes: int = 1,
-                 max_bytes: int = 1 << 20, request_timeout_ms: int = 30_000):
+                 max_bytes: int = 1 << 20, request_timeout_ms: int = 30_000,
+                 source_host: str | None = None):
         self.context = context
         self.logs = logs
         self.replica_id = replica_id
@@ -63,6 +64,9 @@ class ReplicaFetcher:
         self.min_bytes = min_bytes
         self.max_bytes = max_bytes
         self.request_timeout_ms = request_timeout_ms
+        # Fetches leave from this broker's own address, so that a network
+        # partition between two brokers' addresses cuts them (fault tests).
+        self.source_host = source_host
         self._leaders: dict[str, _Leader] = {}
         self._waiting: set[TopicPartition] = set()  # told of a leader change, not yet of whom
         self._ids = itertools.count(1)
@@ -90,7 +94,10 @@ class ReplicaFetcher:
         socket = self.context.socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.IMMEDIATE, 1)  # no queueing for a leader not connected yet
-        socket.connect(endpoint)
+        if self.source_host:
+            socket.connect(f"tcp://{self.source_host}:0;{endpoint.removeprefix('tcp://')}")
+        else:
+            socket.connect(endpoint)
         return socket
 
     @property

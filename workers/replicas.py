@@ -43,6 +43,7 @@ TopicPartition = tuple[str, int]
 ISR_CHECK_MS = 250  # how often a leader looks for followers to drop from or add to the ISR
 CHECKPOINT_EVERY_MS = 5000  # Kafka's replica.high.watermark.checkpoint.interval.ms
 FETCH_TIMEOUT_MARGIN_MS = 2000  # past the long poll's wait, a fetch is given up
+WILDCARD_HOSTS = ("0.0.0.0", "::", "*")  # bound everywhere: no one source address to leave from
 
 
 @dataclass
@@ -77,7 +78,8 @@ class Replicas:
         self.fetcher = ReplicaFetcher(
             context, logs, replica_id=settings.replica_id, broker_epoch=-1,
             max_wait_ms=settings.fetch_wait_max_ms, max_bytes=settings.fetch_max_bytes,
-            request_timeout_ms=settings.fetch_wait_max_ms + FETCH_TIMEOUT_MARGIN_MS)
+            request_timeout_ms=settings.fetch_wait_max_ms + FETCH_TIMEOUT_MARGIN_MS,
+            source_host=None if host in WILDCARD_HOSTS else host)
         self._awaiting: list[AwaitingReplicas] = []
         self._isr_check_ms = 0
         self._checkpoint_ms = _now_ms() + CHECKPOINT_EVERY_MS

@@ -102,6 +102,7 @@ class ProducerBatch(_BatchColumns):
         self.size = size
         self.encoded = None
         self.sent_order = -1
+        self.window_index = -1  # its place among its partition's batches sent (accumulator)
         self.deadline = 0.0
         self.retry_at = 0.0
         self.settled = threading.Event()

@@ -24,6 +24,13 @@ from appliance.partitioner import Partitioner
 from shm.errors import RequestTimedOutError
 
 RECORD_OVERHEAD = 16  # a record's varints and attributes, for sizing batches
+# A partition's batches sent past its oldest unacknowledged one, at most: the
+# broker remembers a producer's last five batches (workers/producer_state.py),
+# so a retry further back than that would be answered DUPLICATE_SEQUENCE_NUMBER
+# with its offsets lost to the producer. Kafka bounds it with five requests in
+# flight on the one connection per broker; here requests to a partition may
+# go by two paths (its leader's front end, then its door), so it is counted.
+IDEMPOTENT_WINDOW = 5
 
 
 class RecordAccumulator(object if NATIVE is None else NATIVE.Accumulator):
@@ -53,6 +60,9 @@ class RecordAccumulator(object if NATIVE is None else NATIVE.Accumulator):
         os.set_blocking(self._wake_w, False)
         self._open: dict[tuple[str, int], ProducerBatch] = {}
         self._retries: list[ProducerBatch] = []  # closed: due now or at their retry_at
+        # partition -> window indexes of its batches sent and not yet settled, and the next
+        self._unsettled: dict[tuple[str, int], list[int]] = {}
+        self._next_window_index: dict[tuple[str, int], int] = {}
         # Re-entrant (a delivery callback, run by the sender under the lock, may
         # send()); the C module's RLock when there is one, so that its send()
         # can take it without a Python call.
@@ -102,8 +112,29 @@ class RecordAccumulator(object if NATIVE is None else NATIVE.Accumulator):
         """How long until a batch is ready: its linger or retry time. Caller holds the lock."""
         now = time.monotonic()
         times = [b.created + self.linger_s for b in self._open.values()]
-        times += [b.retry_at for b in self._retries]
+        times += [b.retry_at for b in self._retries
+                  if b.window_index >= 0 or not self._window_full((b.topic, b.partition))]
         return max(0.0, min(times) - now) if times else 0.5
+
+    def _window_full(self, partition: tuple[str, int]) -> bool:
+        """Whether a new batch of the partition must wait for an older one's
+        answer (IDEMPOTENT_WINDOW)."""
+        unsettled = self._unsettled.get(partition)
+        return bool(unsettled) and \
+            self._next_window_index.get(partition, 0) - unsettled[0] >= IDEMPOTENT_WINDOW
+
+    def _take_window(self, batch: ProducerBatch) -> bool:
+        """A place in its partition's window for a batch about to be sent;
+        False when it must wait. A retry has its place already."""
+        if batch.window_index >= 0:
+            return True
+        partition = (batch.topic, batch.partition)
+        if self._window_full(partition):
+            return False
+        batch.window_index = self._next_window_index.get(partition, 0)
+        self._next_window_index[partition] = batch.window_index + 1
+        self._unsettled.setdefault(partition, []).append(batch.window_index)
+        return True
 
     def _drain(self) -> list[ProducerBatch]:
         """Batches to send now: closed ones whose retry time has come, and open
@@ -126,7 +157,8 @@ class RecordAccumulator(object if NATIVE is None else NATIVE.Accumulator):
             partition = (batch.topic, batch.partition)
             first = partition not in seen
             seen.add(partition)
-            (ready if first and batch.retry_at <= now else waiting).append(batch)
+            go = first and batch.retry_at <= now and self._take_window(batch)
+            (ready if go else waiting).append(batch)
         self._retries = waiting
         return ready
 
@@ -146,6 +178,11 @@ class RecordAccumulator(object if NATIVE is None else NATIVE.Accumulator):
                   error: BaseException | None) -> None:
         """Resolve a batch's futures and free its room. Caller holds the lock."""
         batch.settle(base_offset, error)
+        if batch.window_index >= 0:
+            unsettled = self._unsettled[(batch.topic, batch.partition)]
+            unsettled.remove(batch.window_index)
+            if not unsettled:
+                del self._unsettled[(batch.topic, batch.partition)]
         self._unfinished -= len(batch.values)
         self._buffered -= batch.size
 

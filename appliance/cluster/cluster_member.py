@@ -16,6 +16,7 @@ from appliance.cluster.controller import ControllerElection
 from appliance.cluster.membership import Membership, connect
 from appliance.cluster.partition_leadership import PartitionLeadership
 from appliance.cluster.znodes import BrokerRegistration
+from workers.replicas import WILDCARD_HOSTS
 
 
 class ClusterMember:
@@ -31,11 +32,13 @@ class ClusterMember:
     def join(cls, config: Any) -> ClusterMember:
         """Connect, register and stand for controller, as `config` says."""
         session_ms = int(config["zookeeper.session.timeout.ms"])
-        client = connect(config["zookeeper.connect"], session_ms,
-                         connect_timeout_s=session_ms / 1000)
-        broker_id = int(config["broker.id"])
         host, port = config.listener_host_port("listeners")
         replication_host, replication_port = config.listener_host_port("replication.listener")
+        client = connect(config["zookeeper.connect"], session_ms,
+                         connect_timeout_s=session_ms / 1000,
+                         source_host=None if replication_host in WILDCARD_HOSTS
+                         else replication_host)
+        broker_id = int(config["broker.id"])
         membership = Membership(client, BrokerRegistration(
             broker_id, f"tcp://{host}:{port}",
             f"tcp://{replication_host}:{replication_port}"), session_ms)

@@ -18,13 +18,15 @@ second live broker with the same `broker.id`).
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
 
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
-from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.handlers.threading import KazooTimeoutError, SequentialThreadingHandler
+from kazoo.handlers.utils import create_tcp_connection
 
 from appliance.cluster.znodes import BROKER_IDS, PERSISTENT_PATHS, BrokerRegistration, broker_path
 
@@ -48,22 +50,52 @@ def split_connect(zookeeper_connect: str) -> tuple[str, str]:
 
 
 def connect(zookeeper_connect: str, session_timeout_ms: int,
-            connect_timeout_s: float = 15.0) -> KazooClient:
-    """A started kazoo client, rooted at the chroot (created if missing)."""
+            connect_timeout_s: float = 15.0, source_host: str | None = None) -> KazooClient:
+    """A started kazoo client, rooted at the chroot (created if missing);
+    its connections leave from `source_host` when one is given."""
     hosts, chroot = split_connect(zookeeper_connect)
+    handler = None if source_host is None else SourceBoundHandler(source_host)
     if chroot:
-        root = KazooClient(hosts=hosts, timeout=session_timeout_ms / 1000)
+        root = KazooClient(hosts=hosts, timeout=session_timeout_ms / 1000,
+                           handler=SourceBoundHandler(source_host) if source_host else None)
         _start(root, hosts, connect_timeout_s)
         try:
             root.ensure_path(chroot)
         finally:
             root.stop()
             root.close()
-    client = KazooClient(hosts=hosts + chroot, timeout=session_timeout_ms / 1000)
+    client = KazooClient(hosts=hosts + chroot, timeout=session_timeout_ms / 1000,
+                         handler=handler)
     _start(client, hosts, connect_timeout_s)
     for path in PERSISTENT_PATHS:
         client.ensure_path(path)
     return client
+
+
+class _SourceBoundSocket:
+    """The socket module, except that connections leave from one address."""
+
+    def __init__(self, source_host: str):
+        self.source_host = source_host
+
+    def __getattr__(self, name: str):
+        return getattr(socket, name)
+
+    def create_connection(self, address, timeout=None):
+        return socket.create_connection(address, timeout, source_address=(self.source_host, 0))
+
+
+class SourceBoundHandler(SequentialThreadingHandler):
+    """kazoo's threading handler with ZooKeeper connections from this
+    broker's own address: a fault test that cuts the broker's address from
+    ZooKeeper's with iptables then cuts its session too."""
+
+    def __init__(self, source_host: str):
+        super().__init__()
+        self._socket = _SourceBoundSocket(source_host)
+
+    def create_connection(self, *args, **kwargs):
+        return create_tcp_connection(self._socket, *args, **kwargs)
 
 
 def _start(client: KazooClient, hosts: str, timeout_s: float) -> None:

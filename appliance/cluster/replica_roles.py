@@ -77,7 +77,7 @@ class ReplicaRoles:
     def __init__(self, client: KazooClient, broker_id: int, metadata: Metadata,
                  to_worker: Callable[[int, wp.ToWorker], None],
                  min_insync_replicas: Callable[[str], int], listener: zmq.Socket,
-                 context: zmq.Context, source_host: str):
+                 context: zmq.Context, source_host: str | None):
         self.client = client
         self.broker_id = broker_id
         self.metadata = metadata
@@ -120,10 +120,12 @@ class ReplicaRoles:
             self._sent = {k: v for k, v in self._sent.items() if k[0] != topic}
             self._locating = {k: v for k, v in self._locating.items() if k[0] != topic}
         added = {t for t in changes.topics_added if self._adopt(t)}
-        self.on_topics_changed(added, changes.topics_removed, changes.configs - added)
+        self.on_topics_changed(added, changes.topics_removed,
+                               {t for t in changes.configs - added if t in self.metadata.topics})
         keys = set(changes.states)
         for topic in added | changes.configs:
-            keys |= {(topic, p) for p in range(self.metadata.get(topic).partitions)}
+            if topic in self.metadata.topics:  # configs may come before the assignment
+                keys |= {(topic, p) for p in range(self.metadata.topics[topic].partitions)}
         if changes.brokers:  # a leader's listener may have moved, or gone
             keys |= set(self._locating)
         self._tell(keys)
@@ -242,7 +244,10 @@ class ReplicaRoles:
         dealer = self.context.socket(zmq.DEALER)
         dealer.setsockopt(zmq.LINGER, 0)
         dealer.setsockopt(zmq.IMMEDIATE, 1)
-        dealer.connect(f"tcp://{self.source_host}:0;{endpoint.removeprefix('tcp://')}")
+        if self.source_host:
+            dealer.connect(f"tcp://{self.source_host}:0;{endpoint.removeprefix('tcp://')}")
+        else:
+            dealer.connect(endpoint)
         self._dealers[broker_id] = (endpoint, dealer)
         return dealer
 

@@ -34,3 +34,25 @@ def start_broker(tmp_path: Path, zookeeper_connect: str, broker_id: int, *overri
     if wait:
         appliance.wait_until_serving()
     return appliance
+
+
+def replica_records(broker_dir: Path, topic: str, partition: int
+                    ) -> tuple[list[tuple[int, bytes | None]], int]:
+    """Every record of a stopped broker's replica, (offset, value) in log
+    order, and the high watermark it had checkpointed: read from its files."""
+    from shm import PartitionLog
+    from shm.records import iter_batches
+
+    directory = broker_dir / "data" / f"{topic}-{partition}"
+    log = PartitionLog.open(directory, control_path=broker_dir / f"read-{topic}-{partition}.ctl")
+    try:
+        high_watermark = log.restore_high_watermark()
+        records, offset = [], log.log_start_offset
+        while offset < log.log_end_offset:
+            data = log.read(offset, 1 << 20, upto=log.log_end_offset)
+            for batch in iter_batches(data):
+                records.extend((r.offset, r.value) for r in batch.records)
+                offset = batch.header.base_offset + batch.header.last_offset_delta + 1
+        return records, high_watermark
+    finally:
+        log.close()

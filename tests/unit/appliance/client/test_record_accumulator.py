@@ -70,3 +70,22 @@ def test_a_partition_backing_off_for_a_retry_sends_nothing_newer(accumulator):
     assert drained(accumulator, order) == [second]
     assert drained(accumulator, order) == [newer]
     assert newer.sent_order > second.sent_order
+
+
+def test_a_partition_sends_no_sixth_batch_past_one_still_unanswered(accumulator):
+    """The broker remembers a producer's last five batches: a sixth sent past
+    an unanswered one would make that one's retry unrecognisable (it went by
+    the front end, the later ones by the door, and they were answered first)."""
+    batches = [closed(accumulator, 0) for _ in range(7)]
+    taken = []
+    for _ in range(6):
+        with accumulator._lock:
+            taken += accumulator._drain()
+    assert taken == batches[:5]
+    with accumulator._lock:
+        for batch in batches[1:5]:  # answered, all but the oldest
+            accumulator._complete(batch, 10, None)
+        assert accumulator._drain() == []  # still five past the oldest unanswered
+        accumulator._complete(batches[0], 9, None)
+        assert accumulator._drain() == [batches[5]]
+        assert accumulator._drain() == [batches[6]]

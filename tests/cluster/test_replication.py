@@ -1,0 +1,137 @@
+"""Replicated topics through three real brokers and a real ZooKeeper: what
+a producer with acks=all was told is on every replica, at the offset it was
+told, once; a leader killed with kill -9 is replaced within the session
+timeout and a margin, production carries on, and the old leader, restarted,
+catches up and rejoins the in-sync replicas."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+from appliance.client import Admin, Consumer, Producer
+from loadtest.fault_checker import PartitionRead, check
+from loadtest.fault_history import History
+from tests.cluster.brokers import SESSION_MS, replica_records, start_broker
+from tests.polling import wait_for
+
+TOPIC = "orders"
+
+
+def bootstrap(brokers) -> str:
+    return ",".join(a.bootstrap for a in brokers.values())
+
+
+def partitions(admin: Admin, topic: str = TOPIC) -> list[dict]:
+    return admin.describe_topic(topic)["partitions"]
+
+
+def fully_replicated(admin: Admin, replicas: int = 3) -> bool:
+    return all(p["leader"] >= 0 and len(p["isr"]) == replicas for p in partitions(admin))
+
+
+def test_acks_all_records_are_on_every_replica_at_their_offsets(tmp_path, zookeeper_connect):
+    brokers = {b: start_broker(tmp_path, zookeeper_connect, b) for b in (1, 2, 3)}
+    try:
+        with Admin(bootstrap(brokers)) as admin:
+            admin.create_topic(TOPIC, partitions=3, replication_factor=3,
+                               configs={"min.insync.replicas": "2"})
+            wait_for(lambda: fully_replicated(admin), 15, "leaders and full ISRs")
+            described = partitions(admin)
+            cluster = admin.describe_cluster()
+        assert sorted(b["id"] for b in cluster["brokers"]) == [1, 2, 3]
+        assert cluster["controller_id"] in brokers
+        assert sorted(p["leader"] for p in described) == [1, 2, 3]  # leaders balanced
+        with Producer(bootstrap(brokers), acks="all") as producer:
+            futures = [(i, producer.send(TOPIC, b"v-%d" % i, key=b"k-%d" % (i % 7)))
+                       for i in range(300)]
+            producer.flush()
+            acked = {(f.result(10).partition, f.result(10).offset): b"v-%d" % i
+                     for i, f in futures}
+        consumer = Consumer(bootstrap_servers=bootstrap(brokers), auto_offset_reset="earliest")
+        consumer.assign([(TOPIC, p) for p in range(3)])
+        read: dict = {}
+        deadline = time.monotonic() + 20
+        while len(read) < len(acked) and time.monotonic() < deadline:
+            for message in consumer.poll(500):
+                read[(message.partition, message.offset)] = message.value
+        consumer.close()
+        assert read == acked
+    finally:
+        for appliance in brokers.values():
+            assert appliance.stop() == 0, appliance.stderr_tail()
+    for p in range(3):
+        copies = [replica_records(tmp_path / f"broker-{b}", TOPIC, p) for b in brokers]
+        assert all(records == copies[0][0] for records, _ in copies)  # replicas identical
+        assert sorted(copies[0][0]) == sorted(
+            (offset, value) for (partition, offset), value in acked.items() if partition == p)
+
+
+def test_a_killed_leader_is_replaced_and_rejoins_with_no_acknowledged_record_lost(
+        tmp_path, zookeeper_connect):
+    brokers = {b: start_broker(tmp_path, zookeeper_connect, b) for b in (1, 2, 3)}
+    history = History()
+    stop = threading.Event()
+    try:
+        with Admin(bootstrap(brokers)) as admin:
+            admin.create_topic(TOPIC, partitions=1, replication_factor=3,
+                               configs={"min.insync.replicas": "2"})
+            wait_for(lambda: fully_replicated(admin), 15, "a leader and a full ISR")
+            victim = partitions(admin)[0]["leader"]
+
+        def produce() -> None:
+            with Producer(bootstrap(brokers), acks="all", linger_ms=2,
+                          request_timeout_ms=5000, delivery_timeout_ms=60_000) as producer:
+                for n in range(100_000):
+                    if stop.is_set():
+                        break
+                    operation = history.invoke(f"w-{n}", partition=0)
+                    future = producer.send(TOPIC, operation.value.encode(), partition=0)
+
+                    def done(f, operation=operation) -> None:
+                        error = f.exception(0)
+                        if error is None:
+                            history.ok(operation, partition=0, offset=f.result(0).offset)
+                        else:
+                            history.complete_with_error(operation, type(error).__name__)
+                    future.add_done_callback(done)
+                    time.sleep(0.002)
+                producer.flush()
+
+        writer = threading.Thread(target=produce)
+        writer.start()
+        wait_for(lambda: acked_count(history) >= 200, 20, "acks before the fault")
+        before = acked_count(history)
+        os.killpg(brokers[victim].process.pid, signal.SIGKILL)
+        brokers[victim].process.wait(10)
+        killed_at = time.monotonic()
+        survivors = ",".join(a.bootstrap for b, a in brokers.items() if b != victim)
+        with Admin(survivors) as admin:
+            wait_for(lambda: partitions(admin)[0]["leader"] not in (victim, -1), 30,
+                     "a new leader")
+            failover_s = time.monotonic() - killed_at
+            wait_for(lambda: acked_count(history) >= before + 200, 30, "acks after failover")
+            brokers[victim] = start_broker(tmp_path, zookeeper_connect, victim)
+            wait_for(lambda: len(partitions(admin)[0]["isr"]) == 3, 60,
+                     "the old leader back in the ISR")
+        stop.set()
+        writer.join(60)
+        assert failover_s < SESSION_MS / 1000 + 5
+    finally:
+        stop.set()
+        for appliance in brokers.values():
+            appliance.stop()
+    reads = {}
+    for b in brokers:
+        records, high_watermark = replica_records(tmp_path / f"broker-{b}", TOPIC, 0)
+        reads[f"broker-{b}"] = {0: PartitionRead([(o, v.decode()) for o, v in records],
+                                                 high_watermark)}
+    report = check(history, reads)
+    assert report.ok, report.summary()
+    assert report.acknowledged >= 400
+
+
+def acked_count(history: History) -> int:
+    return sum(1 for op in history.operations() if op.type == "ok")
