@@ -73,6 +73,9 @@ from shm.errors import RinglogError
 from tests.cluster.brokers import SESSION_MS, broker_host, replica_records, start_broker
 
 TOPIC = "jepsen"
+# Broker N listens on 127.0.0.1N (tests/cluster/brokers.broker_host). Another
+# set of ids (31, 32, 33: 127.0.0.41-43) and ZooKeeper address lets a long run
+# go on beside the test suite without either's iptables rules cutting the other.
 BROKERS = (1, 2, 3)
 ZOOKEEPER_HOST = "127.0.0.2"  # not 127.0.0.1: cutting a broker from ZooKeeper spares the clients
 LAG_MS = 3000  # replica.lag.time.max.ms: an ISR shrinks within seconds, not Kafka's 30
@@ -228,7 +231,10 @@ class RunResult:
 class Cluster:
     """ZooKeeper and three brokers under one directory, each on its own address."""
 
-    def __init__(self, directory: Path, overrides: Sequence[str], partitions: int):
+    def __init__(self, directory: Path, overrides: Sequence[str], partitions: int,
+                 broker_ids: Sequence[int] = BROKERS, zookeeper_host: str = ZOOKEEPER_HOST):
+        self.broker_ids = tuple(broker_ids)
+        self.zookeeper_host = zookeeper_host
         self.directory = directory
         self.overrides = tuple(overrides)
         self.partitions = partitions
@@ -236,15 +242,16 @@ class Cluster:
         self.brokers: dict[int, Appliance] = {}
 
     def start(self) -> None:
-        self.zookeeper = ZooKeeperServer(self.directory / "zookeeper", host=ZOOKEEPER_HOST)
+        self.zookeeper = ZooKeeperServer(self.directory / "zookeeper", host=self.zookeeper_host)
         self.zookeeper.wait_until_serving()
-        for broker in BROKERS:
+        for broker in self.broker_ids:
             self.brokers[broker] = start_broker(self.directory, self.zookeeper.connect, broker,
                                                 *self.overrides, wait=False)
         for appliance in self.brokers.values():
             appliance.wait_until_serving(60)
         with Admin(self.bootstrap()) as admin:
-            admin.create_topic(TOPIC, partitions=self.partitions, replication_factor=len(BROKERS),
+            admin.create_topic(TOPIC, partitions=self.partitions,
+                               replication_factor=len(self.broker_ids),
                                configs={"min.insync.replicas": "2"})
 
     def bootstrap(self) -> str:
@@ -275,11 +282,12 @@ class Cluster:
         except (RinglogError, OSError, KeyError):
             return None
 
-    def views(self, brokers: Iterable[int] = BROKERS) -> dict[int, list[dict] | None]:
-        return {broker: self.view(broker) for broker in brokers}
+    def views(self, brokers: Iterable[int] | None = None) -> dict[int, list[dict] | None]:
+        return {broker: self.view(broker)
+                for broker in (self.broker_ids if brokers is None else brokers)}
 
     def leaders(self) -> dict[int, tuple[int, list[int]]]:
-        return newest_leaders(self.views(b for b in BROKERS if self.alive(b)))
+        return newest_leaders(self.views(b for b in self.broker_ids if self.alive(b)))
 
     def leader_of(self, partition: int, deadline_s: float = 20) -> int:
         """The partition's current leader, waiting (bounded) for there to be one."""
@@ -292,8 +300,8 @@ class Cluster:
         raise RunFailed(f"partition {partition} had no leader for {deadline_s:.0f} s")
 
     def is_whole(self, caught_up: bool = False) -> bool:
-        return (all(self.alive(b) for b in BROKERS)
-                and whole(self.views(), len(BROKERS), caught_up))
+        return (all(self.alive(b) for b in self.broker_ids)
+                and whole(self.views(), len(self.broker_ids), caught_up))
 
     def wait_whole(self, deadline_s: float, caught_up: bool = False) -> float | None:
         """Seconds until every partition has a leader and a full ISR; None past the deadline."""
@@ -314,7 +322,7 @@ class Cluster:
     def reads(self) -> dict[str, dict[int, PartitionRead]]:
         """Every replica of every partition from the stopped brokers' files."""
         reads: dict[str, dict[int, PartitionRead]] = {}
-        for broker in BROKERS:
+        for broker in self.broker_ids:
             partitions = {}
             for partition in range(self.partitions):
                 records, high_watermark = replica_records(
@@ -438,20 +446,24 @@ class Nemesis:
     def inject(self, kind: str) -> None:
         getattr(self, kind.replace("-", "_"))()
 
-    def _record(self, kind: str, detail: str, fault: Callable[[], None],
-                heal: Callable[[], None]) -> None:
+    def _record(self, kind: str, detail: str, fault: Callable[[], object],
+                heal: Callable[[], object]) -> None:
+        """Start, fault, heal, stop; what the fault observed (a string it
+        returns) goes into the stop event's detail."""
         self.history.nemesis_start(kind, detail)
+        observed = None
         try:
-            fault()
+            observed = fault()
         finally:
             heal()
-            self.history.nemesis_stop(kind, detail)
+            self.history.nemesis_stop(
+                kind, f"{detail}; {observed}" if isinstance(observed, str) else detail)
 
     def _partition(self) -> int:
         return self.rng.randrange(self.cluster.partitions)
 
     def _others(self, broker: int) -> list[int]:
-        return [b for b in BROKERS if b != broker]
+        return [b for b in self.cluster.broker_ids if b != broker]
 
     def _wait(self, condition: Callable[[], bool], deadline_s: float) -> bool:
         until = time.monotonic() + deadline_s
@@ -508,7 +520,7 @@ class Nemesis:
         clients: it is replaced, and must acknowledge nothing afterwards."""
         partition = self._partition()
         leader = self.cluster.leader_of(partition)
-        others = [broker_host(b) for b in self._others(leader)] + [ZOOKEEPER_HOST]
+        others = [broker_host(b) for b in self._others(leader)] + [self.cluster.zookeeper_host]
 
         def fault() -> None:
             self.network.isolate(broker_host(leader), others)
@@ -531,7 +543,7 @@ class Nemesis:
 
     def packet_loss(self) -> None:
         """30% of one broker's packets dropped, each way, clients' too."""
-        broker = self.rng.choice(BROKERS)
+        broker = self.rng.choice(self.cluster.broker_ids)
         self._record("packet-loss", f"broker {broker}, 30%",
                      lambda: (self.network.loss(broker_host(broker), 0.3),
                               time.sleep(self.hold_s)),
@@ -539,7 +551,7 @@ class Nemesis:
 
     def kill_worker(self) -> None:
         """kill -9 of one worker process; its supervisor is expected to replace it."""
-        broker = self.rng.choice(BROKERS)
+        broker = self.rng.choice(self.cluster.broker_ids)
         appliance = self.cluster.brokers[broker]
         pids = appliance.worker_pids()
         if not pids:
@@ -577,7 +589,7 @@ class Nemesis:
         partition has no leader until L or G is back, and F catches up."""
         leader = self.cluster.leader_of(partition)
         follower = self.rng.choice(self._others(leader))
-        third = next(b for b in BROKERS if b not in (leader, follower))
+        third = next(b for b in self.cluster.broker_ids if b not in (leader, follower))
         detail = (f"partition {partition}: broker {follower} cut from {leader} and {third} "
                   f"until out of the ISR, then kill -9 of {leader} and {third}")
 
@@ -603,8 +615,11 @@ class Nemesis:
             if self.unclean:
                 if not self._wait(lambda: self._leads(follower, partition), 30):
                     raise RunFailed(f"unclean election never made {follower} the leader")
-            else:
-                time.sleep(2)  # long enough for a wrong election to show
+                return f"{follower} elected uncleanly"
+            # Long enough for a wrong election to show; the checker judges it.
+            if self._wait(lambda: self._leads(follower, partition), 2):
+                return f"{follower} LED without being in the ISR"
+            return f"no leader while {follower} was alone"
 
         self._record(STALE_LEADER, detail, fault,
                      lambda: (self.network.heal(), self.cluster.restart(
@@ -629,7 +644,7 @@ class Nemesis:
         if zookeeper.process is None or zookeeper.process.poll() is not None:
             zookeeper.start()
             zookeeper.wait_until_serving()
-        dead = [b for b in BROKERS if not self.cluster.alive(b)]
+        dead = [b for b in self.cluster.broker_ids if not self.cluster.alive(b)]
         if dead:
             self.cluster.restart(*dead)
 
@@ -640,6 +655,7 @@ class Nemesis:
 def run(directory: Path, *, faults: int, seconds: float, seed: int = 0, unclean: bool = False,
         stale_leader: bool = False, partitions: int = 3, interval_s: float = 2.0,
         recover_s: float = 60.0, journal: Path | None = None, max_ops: int = 2_000_000,
+        broker_ids: Sequence[int] = BROKERS, zookeeper_host: str = ZOOKEEPER_HOST,
         log: Callable[[str], None] = print) -> RunResult:
     """One whole run in `directory`; see the module's docstring."""
     began = time.monotonic()
@@ -650,7 +666,7 @@ def run(directory: Path, *, faults: int, seconds: float, seed: int = 0, unclean:
     if stale_leader or unclean:
         plan.append(STALE_LEADER)
     history = History(journal=journal)
-    cluster = Cluster(directory, overrides, partitions)
+    cluster = Cluster(directory, overrides, partitions, broker_ids, zookeeper_host)
     result_faults: Counter = Counter()
     recovery: list[float] = []
     not_recovered = 0
@@ -718,6 +734,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--interval", type=float, default=2.0,
                         help="calm seconds after the cluster is whole again, between faults")
+    parser.add_argument("--broker-ids", default="1,2,3",
+                        help="broker N listens on 127.0.0.1N; 31,32,33 keeps clear of the tests")
+    parser.add_argument("--zookeeper-host", default=ZOOKEEPER_HOST)
     parser.add_argument("--dir", type=Path, help="where the cluster's data goes (kept)")
     parser.add_argument("--journal", type=Path, help="the history as JSON lines, as it happens")
     args = parser.parse_args(argv)
@@ -732,6 +751,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                      unclean=args.unclean, stale_leader=args.stale_leader,
                      partitions=args.partitions, interval_s=args.interval,
                      journal=args.journal,
+                     broker_ids=[int(b) for b in args.broker_ids.split(",")],
+                     zookeeper_host=args.zookeeper_host,
                      log=lambda line: print(line, file=sys.stderr, flush=True))
     except RunFailed as exc:
         print(f"error: {exc}; data kept in {directory}", file=sys.stderr)
