@@ -35,6 +35,9 @@ log = logging.getLogger("ringlog.supervisor")
 
 RESPAWN_BACKOFF_S = (0.0, 0.5, 1.0, 2.0, 5.0)  # consecutive quick deaths wait longer
 STOP_TIMEOUT_S = 30.0
+# SIGTERM with controlled.shutdown.enable: how long leaderships may take to move
+# away before the broker stops anyway (Kafka: 3 retries of 5 s).
+CONTROLLED_SHUTDOWN_S = 15.0
 LOOP_MS = 100
 CLUSTER_POLL_MS = 20  # how soon ZooKeeper's news (queued by kazoo's thread) is applied
 
@@ -69,6 +72,7 @@ class Supervisor:
         self.loop_turned = time.monotonic()  # read by /healthz: the loop is alive
         self._probe = ProcessProbe()
         self._stopping = False
+        self._moving_until: float | None = None  # controlled shutdown: leaderships moving
         self._reload = False
         self._watchdog = systemd.Watchdog.from_environment()
         self.cluster = None  # a ClusterMember when zookeeper.connect is set
@@ -121,7 +125,7 @@ class Supervisor:
         poller.register(clients, zmq.POLLIN)
         poller.register(workers, zmq.POLLIN)
         polled: list[zmq.Socket] = []  # the replica roles' sockets (cluster mode)
-        while not self._stopping:
+        while not self._stopping or self._moving_leaderships():
             self.loop_turned = time.monotonic()
             timeout = LOOP_MS
             deadline = self.broker.next_deadline()
@@ -162,6 +166,29 @@ class Supervisor:
 
     def _on_stop_signal(self, *_: object) -> None:
         self._stopping = True
+
+    def _moving_leaderships(self) -> bool:
+        """SIGTERM in a cluster with controlled.shutdown.enable: keep serving
+        while the controller moves this broker's leaderships away (bounded by
+        CONTROLLED_SHUTDOWN_S), so producers move on without a session
+        timeout's wait; then stop."""
+        if self.cluster is None or self.roles is None or \
+                not self.config["controlled.shutdown.enable"]:
+            return False
+        now = time.monotonic()
+        if self._moving_until is None:
+            if not self.cluster.begin_controlled_shutdown():
+                return False
+            self._moving_until = now + CONTROLLED_SHUTDOWN_S
+            log.info("controlled shutdown: moving %d leaderships away",
+                     self.roles.movable_leaderships())
+        left = self.roles.movable_leaderships()
+        if left and now < self._moving_until:
+            return True
+        if left:
+            log.warning("controlled shutdown: %d leaderships did not move in %.0f s; "
+                        "stopping anyway", left, CONTROLLED_SHUTDOWN_S)
+        return False
 
     def _on_hup(self, *_: object) -> None:
         self._reload = True

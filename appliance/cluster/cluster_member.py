@@ -10,13 +10,18 @@ when ZooKeeper does not answer within the session timeout or this
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from kazoo.exceptions import KazooException, NodeExistsError
 
 from appliance.cluster.controller import ControllerElection
 from appliance.cluster.membership import Membership, connect
 from appliance.cluster.partition_leadership import PartitionLeadership
-from appliance.cluster.znodes import BrokerRegistration
+from appliance.cluster.znodes import SHUTTING_DOWN, BrokerRegistration
 from workers.replicas import WILDCARD_HOSTS
+
+log = logging.getLogger("ringlog.cluster")
 
 
 class ClusterMember:
@@ -59,6 +64,21 @@ class ClusterMember:
                 "broker_epoch": self.membership.broker_epoch,
                 "controller": self.election.is_controller,
                 "controller_epoch": self.election.epoch}
+
+    def begin_controlled_shutdown(self) -> bool:
+        """Say this broker is shutting down: the controller moves its
+        leaderships to other in-sync replicas and takes it out of the ISRs
+        (SHUTTING_DOWN). Whether ZooKeeper took it."""
+        path = f"{SHUTTING_DOWN}/{self.membership.registration.broker_id}"
+        try:
+            self.membership.client.create(path, b"", ephemeral=True, makepath=True)
+        except NodeExistsError:
+            pass
+        except KazooException as exc:
+            log.warning("controlled shutdown not announced (%s): stopping at once",
+                        type(exc).__name__)
+            return False
+        return True
 
     def leave(self) -> None:
         """Leave at once: the registration and any controllership go with the session."""

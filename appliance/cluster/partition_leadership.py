@@ -25,6 +25,8 @@ from appliance.cluster.controller import ControllerElection, NotControllerError
 from appliance.cluster.partition_state_machine import initial_state, next_state
 from appliance.cluster.znodes import (
     BROKER_IDS,
+    NO_LEADER,
+    SHUTTING_DOWN,
     TOPICS,
     PartitionState,
     TopicAssignment,
@@ -82,6 +84,7 @@ class PartitionLeadership:
         self._watching_epoch = epoch
         self.client.ChildrenWatch(BROKER_IDS, lambda _: self._changed(epoch))
         self.client.ChildrenWatch(TOPICS, lambda _: self._changed(epoch))
+        self.client.ChildrenWatch(SHUTTING_DOWN, lambda _: self._changed(epoch))
 
     def _changed(self, epoch: int) -> bool:
         """A watch fired: reconcile on kazoo's handler, or stop watching once
@@ -99,12 +102,14 @@ class PartitionLeadership:
             written = 0
             try:
                 live = {int(b) for b in self.client.get_children(BROKER_IDS)}
+                leaving = {int(b) for b in self.client.get_children(SHUTTING_DOWN)}
                 for topic in self.client.get_children(TOPICS):
                     assignment = read_assignment(self.client, topic)
                     if assignment is None:
                         continue  # deleted between the listing and the read
                     for partition, replicas in enumerate(assignment.replicas):
-                        written += self._reconcile_partition(topic, partition, replicas, live)
+                        written += self._reconcile_partition(topic, partition, replicas, live,
+                                                             leaving)
             except NotControllerError:
                 log.warning("stopped reconciling: a newer controller exists")
             except KazooException as exc:  # the session went: a new controller will do it
@@ -112,7 +117,11 @@ class PartitionLeadership:
             return written
 
     def _reconcile_partition(self, topic: str, partition: int, replicas: tuple[int, ...],
-                             live: set[int]) -> int:
+                             live: set[int], leaving: set[int] = frozenset()) -> int:
+        """Write the partition's next state. Brokers in controlled shutdown
+        (`leaving`) count as gone: their leaderships move to another in-sync
+        replica and they leave the ISRs, except where no other in-sync
+        replica is live: that leader stays until it is really gone."""
         epoch = self.election.epoch
         path = partition_state_path(topic, partition)
         current = read_state(self.client, topic, partition)
@@ -122,7 +131,10 @@ class PartitionLeadership:
             results = self.election.fenced(lambda t: t.create(path, state.encode()))
         else:
             state, version = current
-            changed = next_state(replicas, state, live, epoch, self.unclean(topic))
+            changed = next_state(replicas, state, live - leaving, epoch, self.unclean(topic))
+            if changed is not None and changed.leader == NO_LEADER and state.leader in leaving \
+                    and state.leader in live:
+                changed = None  # nowhere to move it: it stays until the broker is gone
             if changed is None:
                 return 0
             state = changed

@@ -2,6 +2,7 @@
 holds, as Kafka kept it in ZooKeeper mode. Encoding only: no I/O here.
 
     /brokers/ids/N                          ephemeral   BrokerRegistration
+    /brokers/shutting_down/N                ephemeral   empty: N is in controlled shutdown
     /controller                             ephemeral   ControllerRegistration
     /controller_epoch                       persistent  the controller epoch, "N"
     /brokers/topics/T                       persistent  TopicAssignment
@@ -29,7 +30,8 @@ CONTROLLER = "/controller"
 CONTROLLER_EPOCH = "/controller_epoch"
 PRODUCER_ID_BLOCK = "/latest_producer_id_block"
 TOPIC_CONFIGS = "/config/topics"
-PERSISTENT_PATHS = (BROKER_IDS, TOPICS, TOPIC_CONFIGS)  # created once, by whoever comes first
+SHUTTING_DOWN = "/brokers/shutting_down"  # Kafka asks its controller; ours watches this
+PERSISTENT_PATHS = (BROKER_IDS, TOPICS, TOPIC_CONFIGS, SHUTTING_DOWN)  # made by whoever is first
 
 NO_LEADER = -1  # a partition's leader when no live in-sync replica can take over
 

@@ -69,41 +69,73 @@ def test_acks_all_records_are_on_every_replica_at_their_offsets(tmp_path, zookee
             (offset, value) for (partition, offset), value in acked.items() if partition == p)
 
 
+class Writer:
+    """A producer thread with acks=all writing unique values to partition 0,
+    every operation recorded in `history` (bounded in count and time)."""
+
+    def __init__(self, brokers: dict) -> None:
+        self.history = History()
+        self._stop = threading.Event()
+        self._bootstrap = bootstrap(brokers)
+        self._thread = threading.Thread(target=self._produce)
+        self._thread.start()
+
+    def _produce(self) -> None:
+        with Producer(self._bootstrap, acks="all", linger_ms=2, request_timeout_ms=5000,
+                      delivery_timeout_ms=60_000) as producer:
+            for n in range(100_000):
+                if self._stop.is_set():
+                    break
+                operation = self.history.invoke(f"w-{n}", partition=0)
+                future = producer.send(TOPIC, operation.value.encode(), partition=0)
+                future.add_done_callback(lambda f, operation=operation: self._done(f, operation))
+                time.sleep(0.002)
+            producer.flush()
+
+    def _done(self, future, operation) -> None:
+        error = future.exception(0)
+        if error is None:
+            self.history.ok(operation, partition=0, offset=future.result(0).offset)
+        else:
+            self.history.complete_with_error(operation, type(error).__name__)
+
+    @property
+    def acknowledged(self) -> int:
+        return sum(1 for op in self.history.operations() if op.type == "ok")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+
+def checked(tmp_path, brokers, history: History):
+    """The fault checker's report on every (stopped) broker's replica of partition 0."""
+    reads = {}
+    for b in brokers:
+        records, high_watermark = replica_records(tmp_path / f"broker-{b}", TOPIC, 0)
+        reads[f"broker-{b}"] = {0: PartitionRead([(o, v.decode()) for o, v in records],
+                                                 high_watermark)}
+    return check(history, reads)
+
+
+def single_partition_cluster(tmp_path, zookeeper_connect) -> dict:
+    brokers = {b: start_broker(tmp_path, zookeeper_connect, b) for b in (1, 2, 3)}
+    with Admin(bootstrap(brokers)) as admin:
+        admin.create_topic(TOPIC, partitions=1, replication_factor=3,
+                           configs={"min.insync.replicas": "2"})
+        wait_for(lambda: fully_replicated(admin), 15, "a leader and a full ISR")
+    return brokers
+
+
 def test_a_killed_leader_is_replaced_and_rejoins_with_no_acknowledged_record_lost(
         tmp_path, zookeeper_connect):
-    brokers = {b: start_broker(tmp_path, zookeeper_connect, b) for b in (1, 2, 3)}
-    history = History()
-    stop = threading.Event()
+    brokers = single_partition_cluster(tmp_path, zookeeper_connect)
+    writer = Writer(brokers)
     try:
         with Admin(bootstrap(brokers)) as admin:
-            admin.create_topic(TOPIC, partitions=1, replication_factor=3,
-                               configs={"min.insync.replicas": "2"})
-            wait_for(lambda: fully_replicated(admin), 15, "a leader and a full ISR")
             victim = partitions(admin)[0]["leader"]
-
-        def produce() -> None:
-            with Producer(bootstrap(brokers), acks="all", linger_ms=2,
-                          request_timeout_ms=5000, delivery_timeout_ms=60_000) as producer:
-                for n in range(100_000):
-                    if stop.is_set():
-                        break
-                    operation = history.invoke(f"w-{n}", partition=0)
-                    future = producer.send(TOPIC, operation.value.encode(), partition=0)
-
-                    def done(f, operation=operation) -> None:
-                        error = f.exception(0)
-                        if error is None:
-                            history.ok(operation, partition=0, offset=f.result(0).offset)
-                        else:
-                            history.complete_with_error(operation, type(error).__name__)
-                    future.add_done_callback(done)
-                    time.sleep(0.002)
-                producer.flush()
-
-        writer = threading.Thread(target=produce)
-        writer.start()
-        wait_for(lambda: acked_count(history) >= 200, 20, "acks before the fault")
-        before = acked_count(history)
+        wait_for(lambda: writer.acknowledged >= 200, 20, "acks before the fault")
+        before = writer.acknowledged
         os.killpg(brokers[victim].process.pid, signal.SIGKILL)
         brokers[victim].process.wait(10)
         killed_at = time.monotonic()
@@ -112,26 +144,44 @@ def test_a_killed_leader_is_replaced_and_rejoins_with_no_acknowledged_record_los
             wait_for(lambda: partitions(admin)[0]["leader"] not in (victim, -1), 30,
                      "a new leader")
             failover_s = time.monotonic() - killed_at
-            wait_for(lambda: acked_count(history) >= before + 200, 30, "acks after failover")
+            wait_for(lambda: writer.acknowledged >= before + 200, 30, "acks after failover")
             brokers[victim] = start_broker(tmp_path, zookeeper_connect, victim)
             wait_for(lambda: len(partitions(admin)[0]["isr"]) == 3, 60,
                      "the old leader back in the ISR")
-        stop.set()
-        writer.join(60)
+        writer.stop()
         assert failover_s < SESSION_MS / 1000 + 5
     finally:
-        stop.set()
+        writer.stop()
         for appliance in brokers.values():
             appliance.stop()
-    reads = {}
-    for b in brokers:
-        records, high_watermark = replica_records(tmp_path / f"broker-{b}", TOPIC, 0)
-        reads[f"broker-{b}"] = {0: PartitionRead([(o, v.decode()) for o, v in records],
-                                                 high_watermark)}
-    report = check(history, reads)
+    report = checked(tmp_path, brokers, writer.history)
     assert report.ok, report.summary()
     assert report.acknowledged >= 400
 
 
-def acked_count(history: History) -> int:
-    return sum(1 for op in history.operations() if op.type == "ok")
+def test_sigterm_moves_a_leaders_partitions_away_before_it_stops(tmp_path, zookeeper_connect):
+    brokers = single_partition_cluster(tmp_path, zookeeper_connect)
+    writer = Writer(brokers)
+    try:
+        with Admin(bootstrap(brokers)) as admin:
+            victim = partitions(admin)[0]["leader"]
+        wait_for(lambda: writer.acknowledged >= 200, 20, "acks before the stop")
+        before = writer.acknowledged
+        assert brokers[victim].stop() == 0
+        survivors = ",".join(a.bootstrap for b, a in brokers.items() if b != victim)
+        with Admin(survivors) as admin:
+            state = partitions(admin)[0]
+            # moved while it was still registered: no session timeout's wait
+            assert state["leader"] not in (victim, -1) and victim not in state["isr"], state
+            assert "controlled shutdown: moving 1 leaderships away" in brokers[victim].stderr()
+            wait_for(lambda: writer.acknowledged >= before + 200, 30, "acks after the stop")
+            brokers[victim] = start_broker(tmp_path, zookeeper_connect, victim)
+            wait_for(lambda: len(partitions(admin)[0]["isr"]) == 3, 60,
+                     "the stopped leader back in the ISR")
+        writer.stop()
+    finally:
+        writer.stop()
+        for appliance in brokers.values():
+            appliance.stop()
+    report = checked(tmp_path, brokers, writer.history)
+    assert report.ok, report.summary()
