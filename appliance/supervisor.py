@@ -323,6 +323,7 @@ class Supervisor:
     def _replica_roles(self):
         """Cluster mode: bind replication.listener, take topics and roles from
         ZooKeeper, and let the core ask who leads what."""
+        from appliance.cluster.producer_ids import ProducerIdBlocks
         from appliance.cluster.replica_roles import ReplicaRoles
 
         host, port = self.config.listener_host_port("replication.listener")
@@ -347,6 +348,8 @@ class Supervisor:
         topics.cluster = roles
         roles.on_topics_changed = topics.cluster_changed
         self.broker.readers.leads = roles.leads
+        self.broker.producer_ids = ProducerIdBlocks(self.cluster.membership.client,
+                                                    int(self.config["broker.id"])).next_id
         self.broker.status.cluster = roles
         member = self.cluster
         self.broker.status.cluster_role = lambda: {

@@ -62,6 +62,8 @@ class Broker:
         self.groups = Groups(coordinator, self.committed, readers, self.outbox)
         self.status = Status(metadata, readers, self.groups, self.calls, process_table)
         self._next_producer_id = int(time.time() * 1000) << 8  # unique across restarts
+        # In a cluster, ids unique across brokers (appliance.cluster.producer_ids).
+        self.producer_ids: Callable[[], int] | None = None
         reply = self._reply
         self._handlers: dict[type, Callable[[Any, Any], None]] = {
             q.MetadataRequest: reply(self.topics.metadata_reply),
@@ -197,6 +199,8 @@ class Broker:
     # --- small requests -------------------------------------------------------------------
 
     def _init_producer_id(self, _request: q.InitProducerIdRequest) -> r.InitProducerIdReply:
+        if self.producer_ids is not None:
+            return r.InitProducerIdReply(self.producer_ids(), 0)
         self._next_producer_id += 1
         return r.InitProducerIdReply(self._next_producer_id, 0)
 
