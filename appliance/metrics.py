@@ -223,6 +223,7 @@ def status_families(status: dict[str, Any]) -> Iterator[Metric]:
             ("ringlog_log_size_bytes", "log_bytes",
              "Bytes of record batches the partition's log holds (Kafka's Log Size).")):
         yield _gauge(name, text, ["topic", "partition"], [(k, p[field]) for k, p in keyed])
+    yield from _replication_families(status, keyed)
     committed, lag = [], []
     for group in status.get("groups") or []:
         for entry in group.get("offsets") or []:
@@ -233,6 +234,24 @@ def status_families(status: dict[str, Any]) -> Iterator[Metric]:
                  ["group", "topic", "partition"], committed)
     yield _gauge("ringlog_consumer_group_lag", "High watermark minus the group's committed "
                  "offset.", ["group", "topic", "partition"], lag)
+
+
+def _replication_families(status: dict[str, Any], keyed: list) -> Iterator[Metric]:
+    """A cluster broker's replication health; nothing on a single node."""
+    cluster = status.get("cluster")
+    if not cluster:
+        return
+    led = [p for _, p in keyed if p.get("role") == "leader"]
+    yield _gauge("ringlog_under_replicated_partitions", "Partitions this broker leads whose "
+                 "in-sync replicas are fewer than their replicas.", [],
+                 [([], sum(1 for p in led if len(p.get("isr", ())) < len(p.get("replicas", ()))))])
+    yield _counter("ringlog_isr_shrinks", "ISR shrinks this broker wrote as a leader.", [],
+                   [([], cluster.get("isr_shrinks", 0))])
+    yield _counter("ringlog_isr_expands", "ISR expansions this broker wrote as a leader.", [],
+                   [([], cluster.get("isr_expands", 0))])
+    yield _gauge("ringlog_follower_lag", "Records a followed partition is behind its leader's "
+                 "log end, as of the last fetch.", ["topic", "partition"],
+                 [(k, p.get("follower_lag")) for k, p in keyed if p.get("role") == "follower"])
 
 
 def _family(kind: type[Metric], name: str, documentation: str, labels: list[str],

@@ -287,6 +287,9 @@ class Supervisor:
         if isinstance(message, worker_protocol.IsrChange):
             if self.roles is not None:
                 self.roles.isr_change(message)
+        elif isinstance(message, worker_protocol.FollowerLag):
+            if self.roles is not None:
+                self.roles.follower_lag.update(((t, p), lag) for t, p, lag in message.partitions)
         else:
             self.broker.on_worker_message(worker, message)
         if isinstance(message, worker_protocol.Ready) and self.roles is not None:
@@ -353,7 +356,8 @@ class Supervisor:
         self.broker.status.cluster = roles
         member = self.cluster
         self.broker.status.cluster_role = lambda: {
-            **member.status(), "controller_id": roles.view.controller_id}
+            **member.status(), "controller_id": roles.view.controller_id,
+            "isr_shrinks": roles.isr_shrinks, "isr_expands": roles.isr_expands}
         roles.start()
         return roles
 

@@ -19,6 +19,7 @@ identity frame, `worker_identity(index)`; every message that follows is::
       Stop       flush, close and exit        Traffic    what its door served (metrics)
       Lead       lead at an epoch, this ISR   Closed     partitions closed (and removed)
       Follow     fetch from this leader       IsrChange  an ISR the leader wants written
+                                              FollowerLag  followed partitions' lag
 
 Clients also produce and fetch straight to a worker, at its door (a ROUTER
 of its own speaking the native protocol, workers/door.py): the supervisor
@@ -421,14 +422,31 @@ class IsrChange:
         return cls([(t, p, epoch, list(isr)) for t, p, epoch, isr in _body(frames[1])])
 
 
+@dataclass(frozen=True, slots=True)
+class FollowerLag:
+    """How far each partition this worker follows is behind its leader's log
+    end, as of the last fetch answer (for /metrics)."""
+
+    KIND: ClassVar[bytes] = b"follower_lag"
+    partitions: list[tuple[str, int, int]]  # topic, partition, messages behind
+
+    def encode(self) -> list[Frame]:
+        return [self.KIND, orjson.dumps(self.partitions)]
+
+    @classmethod
+    def parse(cls, frames: Sequence[Frame]) -> FollowerLag:
+        return cls([tuple(p) for p in _body(frames[1])])
+
+
 ToWorker = Open | Close | Produce | ListOffsetsForTimes | Watch | Stop | Lead | Follow
 FromWorker = (Ready | Opened | Produced | OffsetsForTimes | Positions | Traffic | Closed
-              | IsrChange)
+              | IsrChange | FollowerLag)
 Message = ToWorker | FromWorker
 
 _KINDS: dict[bytes, type] = {cls.KIND: cls for cls in (
     Open, Close, Produce, ListOffsetsForTimes, Watch, Stop, Lead, Follow,
-    Ready, Opened, Produced, OffsetsForTimes, Positions, Traffic, Closed, IsrChange)}
+    Ready, Opened, Produced, OffsetsForTimes, Positions, Traffic, Closed, IsrChange,
+    FollowerLag)}
 
 
 class ProtocolError(ValueError):

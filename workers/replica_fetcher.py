@@ -69,6 +69,7 @@ class ReplicaFetcher:
         self.source_host = source_host
         self._leaders: dict[str, _Leader] = {}
         self._waiting: set[TopicPartition] = set()  # told of a leader change, not yet of whom
+        self.lag: dict[TopicPartition, int] = {}  # behind the leader's log end, last we heard
         self._ids = itertools.count(1)
 
     # --- what to follow ---------------------------------------------------------------
@@ -85,6 +86,7 @@ class ReplicaFetcher:
         leader.partitions[key] = leader_epoch
 
     def unfollow(self, key: TopicPartition) -> None:
+        self.lag.pop(key, None)
         for endpoint, leader in list(self._leaders.items()):
             if leader.partitions.pop(key, None) is not None and not leader.partitions:
                 leader.socket.close(0)
@@ -175,6 +177,8 @@ class ReplicaFetcher:
             answers.append((key, answer))
         for key in appended:  # durable before the next fetch reports it (rule 8)
             self.logs[key].flush()
+        for key, answer in answers:
+            self.lag[key] = max(0, answer.log_end_offset - self.logs[key].log_end_offset)
         moved = set()
         for key, answer in answers:
             if self.logs[key].set_high_watermark(answer.high_watermark):

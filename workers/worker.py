@@ -371,6 +371,9 @@ class Worker:
         traffic = self.door.traffic.take()
         if traffic is not None:
             self._send(traffic)
+        if self.replicas is not None and self.replicas.fetcher.lag:
+            self._send(protocol.FollowerLag([(*key, lag) for key, lag in
+                                             self.replicas.fetcher.lag.items()]))
 
     def _flush_due_logs(self) -> list[tuple[tuple[str, int], int, OSError | None]]:
         """Flush every log whose policy says so: (key, high watermark before, error).

@@ -55,10 +55,12 @@ class Status:
                     continue
                 entry: dict[str, Any] = {"topic": name, "partition": p, "owner_worker": owner}
                 if self.cluster is not None:
-                    leader, _, _, isr = self.cluster.leader(name, p)
+                    leader, _, replicas, isr = self.cluster.leader(name, p)
                     role = "leader" if leader == self.cluster.broker_id else \
                         "offline" if leader < 0 else "follower"
-                    entry.update(role=role, leader=leader, isr=isr)
+                    entry.update(role=role, leader=leader, replicas=replicas, isr=isr)
+                    if role == "follower":
+                        entry["follower_lag"] = self.cluster.follower_lag.get((name, p))
                 try:
                     offsets, position = self.readers.offsets(name, p)
                 except RinglogError as exc:

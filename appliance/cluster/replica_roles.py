@@ -94,6 +94,9 @@ class ReplicaRoles:
         # leader broker -> (its replication.listener, our DEALER to it)
         self._dealers: dict[int, tuple[str, zmq.Socket]] = {}
         self._writes: queue.SimpleQueue = queue.SimpleQueue()  # ISR writes' results
+        self.isr_shrinks = 0  # ISR changes this broker wrote as a leader (for /metrics)
+        self.isr_expands = 0
+        self.follower_lag: dict[TopicPartition, int] = {}  # from the workers' FollowerLag
         self.on_topics_changed: Callable[[set[str], set[str], set[str]], None] = \
             lambda added, removed, reconfigured: None
 
@@ -326,12 +329,13 @@ class ReplicaRoles:
             new = PartitionState(state.leader, epoch, tuple(isr), state.controller_epoch)
             result = self.client.set_async(partition_state_path(topic, partition),
                                            new.encode(), version=version)
-            result.rawlink(lambda done, key=key, new=new: self._writes.put((key, new, done)))
+            result.rawlink(lambda done, key=key, old=state, new=new: self._writes.put(
+                (key, old, new, done)))
 
     def _take_writes(self) -> None:
         while True:
             try:
-                key, new, done = self._writes.get_nowait()
+                key, old, new, done = self._writes.get_nowait()
             except queue.Empty:
                 return
             try:
@@ -341,6 +345,10 @@ class ReplicaRoles:
             else:
                 log.info("partition %s-%d: isr %s at leader epoch %d", *key, list(new.isr),
                          new.leader_epoch)
+                if len(new.isr) < len(old.isr):
+                    self.isr_shrinks += 1
+                elif len(new.isr) > len(old.isr):
+                    self.isr_expands += 1
                 self.view.set_state(key, new, stat.version)
             self._sent.pop(key, None)
             self._tell({key})

@@ -12,6 +12,7 @@ import threading
 import time
 
 from appliance.client import Admin, Consumer, Producer
+from appliance.metrics import status_families
 from loadtest.fault_checker import PartitionRead, check
 from loadtest.fault_history import History
 from tests.cluster.brokers import SESSION_MS, replica_records, start_broker
@@ -108,6 +109,15 @@ class Writer:
         self._thread.join(60)
 
 
+def replication_metrics(appliance) -> dict[str, float]:
+    """The replication figures /metrics shows for a broker (its detailed status)."""
+    with Admin(appliance.bootstrap) as admin:
+        status = admin.status(details=True)
+    return {sample.name: sample.value for family in status_families(status)
+            for sample in family.samples if "isr" in sample.name or "replica" in sample.name
+            or "follower" in sample.name}
+
+
 def checked(tmp_path, brokers, history: History):
     """The fault checker's report on every (stopped) broker's replica of partition 0."""
     reads = {}
@@ -175,9 +185,16 @@ def test_sigterm_moves_a_leaders_partitions_away_before_it_stops(tmp_path, zooke
             assert state["leader"] not in (victim, -1) and victim not in state["isr"], state
             assert "controlled shutdown: moving 1 leaderships away" in brokers[victim].stderr()
             wait_for(lambda: writer.acknowledged >= before + 200, 30, "acks after the stop")
-            brokers[victim] = start_broker(tmp_path, zookeeper_connect, victim)
+        leader = brokers[state["leader"]]
+        assert replication_metrics(leader)["ringlog_under_replicated_partitions"] == 1
+        brokers[victim] = start_broker(tmp_path, zookeeper_connect, victim)
+        with Admin(survivors) as admin:
             wait_for(lambda: len(partitions(admin)[0]["isr"]) == 3, 60,
                      "the stopped leader back in the ISR")
+        metrics = replication_metrics(leader)
+        assert metrics["ringlog_under_replicated_partitions"] == 0
+        assert metrics["ringlog_isr_expands_total"] >= 1  # the leader let it back in
+        assert replication_metrics(brokers[victim])["ringlog_follower_lag"] >= 0
         writer.stop()
     finally:
         writer.stop()

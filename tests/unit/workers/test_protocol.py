@@ -30,6 +30,7 @@ MESSAGES = [
     wp.Follow([wp.PartitionFollower("t", 1, 4, "tcp://127.0.0.12:40124"),
                wp.PartitionFollower("t", 2, 0, "")]),
     wp.IsrChange([("t", 0, 4, [1, 2, 3])]),
+    wp.FollowerLag([("t", 1, 17)]),
     wp.Ready(0, 4243, "tcp://127.0.0.11:40125", "tcp://127.0.0.11:40126"),
 ]
 
