@@ -78,6 +78,7 @@ TOPIC = "jepsen"
 # go on beside the test suite without either's iptables rules cutting the other.
 BROKERS = (1, 2, 3)
 ZOOKEEPER_HOST = "127.0.0.2"  # not 127.0.0.1: cutting a broker from ZooKeeper spares the clients
+MIN_ISR = 2  # the topic's min.insync.replicas
 LAG_MS = 3000  # replica.lag.time.max.ms: an ISR shrinks within seconds, not Kafka's 30
 SESSION_S = SESSION_MS / 1000
 FAULT_KINDS = ("kill-leader", "pause-broker", "cut-leader", "zombie-leader", "cut-follower",
@@ -145,10 +146,14 @@ def faults_followed_by_acks(entries: Sequence[Entry]) -> tuple[int, int]:
     return len(stops), followed
 
 
-def whole(views: dict[int, list[dict] | None], replicas: int, caught_up: bool = False) -> bool:
+def whole(views: dict[int, list[dict] | None], replicas: int, caught_up: bool = False,
+          min_isr: int | None = None) -> bool:
     """Whether every broker's view of the topic agrees that each partition has
     a leader and a full ISR (and, with `caught_up`, that each replica's log
-    ends where its leader's high watermark is: nothing left to replicate)."""
+    ends where its leader's high watermark is: nothing left to replicate).
+
+    With `min_isr`, an ISR of at least that many will do: the partition takes
+    acks=all writes again, which is what the run waits for between faults."""
     if not views or any(view is None for view in views.values()):
         return False
     first = next(iter(views.values()))
@@ -156,7 +161,9 @@ def whole(views: dict[int, list[dict] | None], replicas: int, caught_up: bool = 
         if len(view) != len(first):
             return False
         for mine, theirs in zip(view, first, strict=True):
-            if (mine["leader"] < 0 or len(mine["isr"]) != replicas
+            short = (len(mine["isr"]) < min_isr if min_isr is not None
+                     else len(mine["isr"]) != replicas)
+            if (mine["leader"] < 0 or short
                     or (mine["leader"], mine["leader_epoch"], sorted(mine["isr"]))
                     != (theirs["leader"], theirs["leader_epoch"], sorted(theirs["isr"]))):
                 return False
@@ -181,6 +188,26 @@ def newest_leaders(views: dict[int, list[dict] | None]) -> dict[int, tuple[int, 
     return {number: (p["leader"], list(p["isr"])) for number, p in best.items()}
 
 
+def outside_isr(leaders: dict[int, tuple[int, list[int]]], brokers: Iterable[int]
+                ) -> dict[int, list[int]]:
+    """Per partition, the replicas its ISR left out (all of them without a leader)."""
+    out = {}
+    for partition, (leader, isr) in leaders.items():
+        if missing := [b for b in brokers if leader < 0 or b not in isr]:
+            out[partition] = missing
+    return out
+
+
+def held_to_acks(reads: dict[str, dict[int, PartitionRead]], outside: dict[int, list[int]],
+                 name: Callable[[int], str]) -> dict[str, dict[int, PartitionRead]]:
+    """The reads without the replicas the ISR left out: the checker holds every
+    reader to every acknowledged write, and a replica outside the ISR is
+    allowed to lack some (it is still judged for divergence, apart)."""
+    left_out = {(name(b), partition) for partition, brokers in outside.items() for b in brokers}
+    return {reader: {p: read for p, read in partitions.items() if (reader, p) not in left_out}
+            for reader, partitions in reads.items()}
+
+
 @dataclass
 class RunResult:
     """What a run did and what the checker made of it."""
@@ -194,31 +221,48 @@ class RunResult:
     broker_exit_codes: dict[int, int] = field(default_factory=dict)
     unclean: bool = False
     seconds: float = 0.0
+    history: History | None = None  # the whole record, for whoever wants more than counts
+    # Every replica, the ones outside the ISR included, checked for
+    # duplicates and divergence below its high watermark only.
+    replicas: Report | None = None
+    outside_isr: dict[int, list[int]] = field(default_factory=dict)  # at the end, after the heal
 
     @property
     def ok(self) -> bool:
-        """Safe run: the checker found nothing. Unclean run: it found the loss."""
+        """Safe run: the checker found nothing and the cluster was whole again
+        at the end. Unclean run: the checker found the loss."""
         if self.unclean:
             return self.report.lost.count > 0
-        return self.report.ok
+        return self.report.ok and self.replicas_ok and not self.outside_isr
+
+    @property
+    def replicas_ok(self) -> bool:
+        return self.replicas is None or not (self.replicas.duplicated.count
+                                             or self.replicas.divergent.count)
 
     def summary(self) -> str:
         report = self.report
         kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(self.faults.items())) or "none"
         worst = f", slowest {max(self.recovery_s):.1f} s" if self.recovery_s else ""
+        replicas = self.replicas or report
         lines = [
             f"faults injected: {sum(self.faults.values())} ({kinds})",
             f"faults followed by new acknowledged writes: {self.faults_followed_by_acks} "
-            f"of {self.faults_healed}; whole again by the deadline after "
-            f"{self.faults_healed - self.not_recovered}{worst}",
+            f"of {self.faults_healed}; taking writes again (leader, ISR >= 2) by the deadline "
+            f"after {self.faults_healed - self.not_recovered}{worst}",
             f"operations: {report.acknowledged} acknowledged, {report.failed} failed, "
             f"{report.indeterminate} unknown ({report.recovered} of them visible)",
-            f"lost {report.lost.count}, duplicated {report.duplicated.count}, "
-            f"divergent {report.divergent.count}, phantom {report.phantom.count}, "
+            f"lost {report.lost.count}, duplicated {replicas.duplicated.count}, "
+            f"divergent {replicas.divergent.count}, phantom {report.phantom.count}, "
             f"order violations {report.order_violations.count}",
+            "every partition's ISR full at the end" if not self.outside_isr else
+            f"NOT WHOLE at the end: replicas outside the ISR {self.outside_isr} "
+            "(judged for divergence only)",
             f"brokers' exit codes at the clean stop: {self.broker_exit_codes}",
             f"run took {self.seconds:.0f} s; checker: {report.summary()}",
         ]
+        if self.replicas is not None and not self.replicas_ok:
+            lines.append(f"all replicas: {self.replicas.summary()}")
         if self.unclean:
             lines.append("unclean leader election on: loss expected, "
                          + ("found" if report.lost.count else "NOT FOUND (the checker is blind)"))
@@ -252,7 +296,7 @@ class Cluster:
         with Admin(self.bootstrap()) as admin:
             admin.create_topic(TOPIC, partitions=self.partitions,
                                replication_factor=len(self.broker_ids),
-                               configs={"min.insync.replicas": "2"})
+                               configs={"min.insync.replicas": str(MIN_ISR)})
 
     def bootstrap(self) -> str:
         return ",".join(a.bootstrap for a in self.brokers.values())
@@ -299,15 +343,17 @@ class Cluster:
             time.sleep(0.1)
         raise RunFailed(f"partition {partition} had no leader for {deadline_s:.0f} s")
 
-    def is_whole(self, caught_up: bool = False) -> bool:
+    def is_whole(self, caught_up: bool = False, min_isr: int | None = None) -> bool:
         return (all(self.alive(b) for b in self.broker_ids)
-                and whole(self.views(), len(self.broker_ids), caught_up))
+                and whole(self.views(), len(self.broker_ids), caught_up, min_isr))
 
-    def wait_whole(self, deadline_s: float, caught_up: bool = False) -> float | None:
-        """Seconds until every partition has a leader and a full ISR; None past the deadline."""
+    def wait_whole(self, deadline_s: float, caught_up: bool = False,
+                   min_isr: int | None = None) -> float | None:
+        """Seconds until every partition has a leader and a full ISR (or one of
+        `min_isr`); None past the deadline."""
         began = time.monotonic()
         while time.monotonic() - began < deadline_s:
-            if self.is_whole(caught_up):
+            if self.is_whole(caught_up, min_isr):
                 return time.monotonic() - began
             time.sleep(0.2)
         return None
@@ -654,15 +700,16 @@ class Nemesis:
 
 def run(directory: Path, *, faults: int, seconds: float, seed: int = 0, unclean: bool = False,
         stale_leader: bool = False, partitions: int = 3, interval_s: float = 2.0,
-        recover_s: float = 60.0, journal: Path | None = None, max_ops: int = 2_000_000,
+        recover_s: float = 30.0, final_s: float = 60.0, journal: Path | None = None,
+        max_ops: int = 2_000_000,
         broker_ids: Sequence[int] = BROKERS, zookeeper_host: str = ZOOKEEPER_HOST,
-        log: Callable[[str], None] = print) -> RunResult:
+        kinds: Sequence[str] = FAULT_KINDS, log: Callable[[str], None] = print) -> RunResult:
     """One whole run in `directory`; see the module's docstring."""
     began = time.monotonic()
     overrides = [f"replica.lag.time.max.ms={LAG_MS}"]
     if unclean:
         overrides.append("unclean.leader.election.enable=true")
-    plan = plan_faults(faults, seed)
+    plan = plan_faults(faults, seed, kinds)
     if stale_leader or unclean:
         plan.append(STALE_LEADER)
     history = History(journal=journal)
@@ -686,33 +733,39 @@ def run(directory: Path, *, faults: int, seconds: float, seed: int = 0, unclean:
                     continue
                 nemesis.inject(kind)
                 result_faults[kind] += 1
-                took = cluster.wait_whole(recover_s)
+                took = cluster.wait_whole(recover_s, min_isr=MIN_ISR)
                 if took is None:
                     not_recovered += 1
-                    log(f"fault {number} ({kind}): not whole again within {recover_s:.0f} s")
+                    log(f"fault {number} ({kind}): not taking writes again within "
+                        f"{recover_s:.0f} s: {cluster.leaders()}")
                     nemesis.heal_all()
                 else:
                     recovery.append(took)
-                log(f"fault {number}/{len(plan)} {kind}: whole again in "
+                log(f"{time.strftime('%H:%M:%S')} fault {number}/{len(plan)} {kind}: "
+                    "taking writes again in "
                     f"{'-' if took is None else f'{took:.1f}'} s, "
                     f"{sum(1 for e in history.operations() if e.type == 'ok')} acknowledged")
                 time.sleep(interval_s)  # calm: the producers write to a whole cluster
             nemesis.heal_all()
-            if cluster.wait_whole(recover_s) is None:
-                raise RunFailed(f"the cluster was not whole {recover_s:.0f} s after the heal")
+            healed = cluster.wait_whole(final_s)
+            if healed is None:
+                log(f"not whole {final_s:.0f} s after the final heal: {cluster.leaders()}")
             workload.stop()
             if workload.errors:
                 raise RunFailed("; ".join(workload.errors))
-            if cluster.wait_whole(recover_s, caught_up=True) is None:
-                raise RunFailed("the replicas did not catch up after the writes stopped")
+            if cluster.wait_whole(final_s if healed is not None else 5, caught_up=True) is None:
+                log(f"the replicas did not catch up after the writes stopped: {cluster.leaders()}")
+            outside = outside_isr(cluster.leaders(), cluster.broker_ids)
             codes = cluster.stop()
-        report = check(history, cluster.reads())
+        reads = cluster.reads()
+        report = check(history, held_to_acks(reads, outside, lambda b: f"broker-{b}"))
+        replicas = check([], reads)
     finally:
         cluster.close()
         history.close()
-    healed, followed = faults_followed_by_acks(history.entries())
-    return RunResult(report, result_faults, healed, followed, recovery, not_recovered, codes,
-                     unclean, time.monotonic() - began)
+    healed_faults, followed = faults_followed_by_acks(history.entries())
+    return RunResult(report, result_faults, healed_faults, followed, recovery, not_recovered,
+                     codes, unclean, time.monotonic() - began, history, replicas, outside)
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
@@ -731,15 +784,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stale-leader", action="store_true",
                         help="end with the stale-leader scenario (lossless without --unclean)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kinds", default=",".join(FAULT_KINDS),
+                        help="the fault kinds to draw from, comma-separated")
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--interval", type=float, default=2.0,
                         help="calm seconds after the cluster is whole again, between faults")
     parser.add_argument("--broker-ids", default="1,2,3",
                         help="broker N listens on 127.0.0.1N; 31,32,33 keeps clear of the tests")
     parser.add_argument("--zookeeper-host", default=ZOOKEEPER_HOST)
+    parser.add_argument("--recover", type=float, default=30,
+                        help="seconds a fault's heal may take to make every partition "
+                             "take writes again")
     parser.add_argument("--dir", type=Path, help="where the cluster's data goes (kept)")
     parser.add_argument("--journal", type=Path, help="the history as JSON lines, as it happens")
     args = parser.parse_args(argv)
+    kinds = args.kinds.split(",")
+    if unknown := sorted(set(kinds) - set(FAULT_KINDS)):
+        parser.error(f"unknown fault kinds {unknown}; known: {', '.join(FAULT_KINDS)}")
     if os.geteuid() != 0:
         print("error: iptables needs root", file=sys.stderr)
         return 2
@@ -752,7 +813,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                      partitions=args.partitions, interval_s=args.interval,
                      journal=args.journal,
                      broker_ids=[int(b) for b in args.broker_ids.split(",")],
-                     zookeeper_host=args.zookeeper_host,
+                     zookeeper_host=args.zookeeper_host, kinds=kinds,
+                     recover_s=args.recover,
                      log=lambda line: print(line, file=sys.stderr, flush=True))
     except RunFailed as exc:
         print(f"error: {exc}; data kept in {directory}", file=sys.stderr)
