@@ -60,6 +60,7 @@ class ListOffsets:
         by_worker: dict[int, list[int]] = {}
         for i, (topic, partition, timestamp) in enumerate(entries):
             try:
+                self.readers.check_leader(topic, partition)
                 position = self.readers.position(topic, partition)
                 if timestamp == EARLIEST:
                     results[i] = r.OffsetForTime(topic, partition, position.log_start_offset)

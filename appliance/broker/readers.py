@@ -76,9 +76,7 @@ class PartitionReaders:
         """A fetch's read of one partition with one reader lookup: its positions
         and whole batches from `offset` (None when there are none, or when
         `max_bytes` is 0: positions only)."""
-        if self.leads is not None and not self.leads(topic, partition):
-            raise NotLeaderOrFollowerError(
-                f"this broker does not lead {topic}-{partition}; ask metadata for its leader")
+        self.check_leader(topic, partition)
         reader = self.reader(topic, partition)
         try:
             position = reader.position()
@@ -89,6 +87,13 @@ class PartitionReaders:
                 f"partition {topic}-{partition} is reopening; retry") from None
         return PartitionOffsets(position.log_start_offset, position.log_end_offset,
                                 position.high_watermark), data or None
+
+    def check_leader(self, topic: str, partition: int) -> None:
+        """What clients read (fetch, list offsets) only the leader answers: a
+        follower's copy may lag, or hold a tail the leader will cut."""
+        if self.leads is not None and not self.leads(topic, partition):
+            raise NotLeaderOrFollowerError(
+                f"this broker does not lead {topic}-{partition}; ask metadata for its leader")
 
     def offsets(self, topic: str, partition: int) -> tuple[PartitionOffsets, LogPosition]:
         position = self.position(topic, partition)

@@ -26,13 +26,14 @@ import zmq
 from appliance import protocol
 from appliance.client.connection import raise_for
 from appliance.client.network_client import NetworkClient
-from appliance.client.routes import Routes
+from appliance.client.routes import REROUTE, Routes
 from shm.errors import (
     FencedLeaderEpochError,
     LeaderNotAvailableError,
     NetworkError,
     NotLeaderOrFollowerError,
     OffsetOutOfRangeError,
+    RinglogError,
     UnknownLeaderEpochError,
     error_for,
 )
@@ -134,13 +135,40 @@ class Fetcher:
 
     def list_offsets(self, partitions: list[TopicPartition], timestamp: int
                      ) -> dict[TopicPartition, int]:
-        response = self._request("list_offsets",
-                                 {"partitions": [[t, p, timestamp] for t, p in partitions]})
         offsets = {}
-        for entry in response.fields["partitions"]:
+        for entry in self._list_offsets(partitions, timestamp):
             raise_for(entry)
             offsets[(entry["topic"], entry["partition"])] = entry["offset"]
         return offsets
+
+    def _list_offsets(self, partitions: list[TopicPartition], timestamp: int) -> list[dict]:
+        """Each partition's list_offsets answer, asked of its leader broker
+        (only a leader answers); a partition whose leader moved is asked
+        again through fresh metadata by the caller's retry."""
+        by_leader: dict[str | None, list[TopicPartition]] = {}
+        for topic, partition in partitions:
+            by_leader.setdefault(self._routes.leader(topic, partition), []).append(
+                (topic, partition))
+        entries = []
+        for leader, asked in by_leader.items():
+            fields = {"partitions": [[t, p, timestamp] for t, p in asked]}
+            if leader is None:
+                response = self._request("list_offsets", fields)
+            else:
+                try:
+                    response = self._network.connection(leader).request(
+                        "list_offsets", fields, timeout_ms=self.request_timeout_ms)
+                except RinglogError as exc:  # the leader went: retried with fresh routes
+                    entries += [{"topic": t, "partition": p, "error": exc.name,
+                                 "message": str(exc)} for t, p in asked]
+                    for topic, _ in asked:
+                        self._routes.forget(topic)
+                    continue
+            for entry in response.fields["partitions"]:
+                if entry.get("error") in REROUTE:
+                    self._routes.forget(entry["topic"])
+                entries.append(entry)
+        return entries
 
     def consumed_position(self, key: TopicPartition) -> int | None:
         """Next offset to hand out: the first buffered message, else the fetch position."""
@@ -153,9 +181,7 @@ class Fetcher:
         return protocol.EARLIEST if self.auto_offset_reset == "earliest" else protocol.LATEST
 
     def reset(self, partitions: list[TopicPartition], timestamp: int) -> None:
-        response = self._request("list_offsets",
-                                 {"partitions": [[t, p, timestamp] for t, p in partitions]})
-        for entry in response.fields["partitions"]:
+        for entry in self._list_offsets(partitions, timestamp):
             if entry.get("error") and error_for(entry["error"]).retriable:
                 continue  # e.g. the partition is still being opened: the next poll retries
             raise_for(entry)

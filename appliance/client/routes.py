@@ -66,6 +66,7 @@ class Route(NamedTuple):
 
     endpoint: Endpoint
     leader_front_end: str | None = None
+    leader: str | None = None  # the leader broker's front end (list_offsets), None: bootstrap
 
     @property
     def is_door(self) -> bool:
@@ -100,9 +101,9 @@ def partition_routes(partitions: list[dict], brokers: list[dict], bootstrap: str
         door = door_endpoint(entry.get("endpoint"), bootstrap)
         leader_front_end = front_ends.get(entry.get("leader", -1))
         if door is not None:
-            routes.append(Route(door))
+            routes.append(Route(door, None, leader_front_end))
         elif leader_front_end is not None:
-            routes.append(Route(leader_front_end, leader_front_end))
+            routes.append(Route(leader_front_end, leader_front_end, leader_front_end))
         else:
             routes.append(Route(None))
     return routes
@@ -195,9 +196,18 @@ class Routes:
             for partition, door in leader_doors(entry["partitions"], front_end).items():
                 if partition < len(known.routes) and \
                         known.routes[partition].leader_front_end == front_end:
-                    known.routes[partition] = Route(door)
+                    known.routes[partition] = Route(door, None, front_end)
         if all(route.is_door for route in known.routes):
             known.retry_at = float("inf")
+
+    def leader(self, topic: str, partition: int) -> str | None:
+        """The partition's leader broker's front end, for the requests only a
+        leader answers that no door serves (list_offsets); None: bootstrap."""
+        self.endpoint(topic, partition)  # learn the routes if they are not known
+        known = self._routes.get(topic)
+        if known is None or partition >= len(known.routes):
+            return None
+        return known.routes[partition].leader
 
     def forget(self, topic: str) -> None:
         """The topic's routes are stale: ask metadata again on the next request."""

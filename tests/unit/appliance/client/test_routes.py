@@ -79,15 +79,18 @@ BOOTSTRAP = "tcp://127.0.0.11:7092"
 
 def test_a_door_in_metadata_is_the_route():
     partitions = [{"partition": 0, "leader": 1, "endpoint": "tcp://127.0.0.11:7100"}]
-    assert partition_routes(partitions, BROKERS, BOOTSTRAP) == [Route("tcp://127.0.0.11:7100")]
+    assert partition_routes(partitions, BROKERS, BOOTSTRAP) == [
+        Route("tcp://127.0.0.11:7100", leader="tcp://127.0.0.11:7092")]
 
 
 def test_without_a_door_a_partition_goes_to_its_leader_brokers_front_end_to_learn_the_door():
     partitions = [{"partition": 0, "leader": 2, "endpoint": None},
                   {"partition": 1, "leader": 3}]
     assert partition_routes(partitions, BROKERS, BOOTSTRAP) == [
-        Route("tcp://127.0.0.12:7092", leader_front_end="tcp://127.0.0.12:7092"),
-        Route("tcp://127.0.0.13:7092", leader_front_end="tcp://127.0.0.13:7092")]
+        Route("tcp://127.0.0.12:7092", leader_front_end="tcp://127.0.0.12:7092",
+              leader="tcp://127.0.0.12:7092"),
+        Route("tcp://127.0.0.13:7092", leader_front_end="tcp://127.0.0.13:7092",
+              leader="tcp://127.0.0.13:7092")]
 
 
 def test_no_leader_or_a_leader_not_among_the_live_brokers_goes_to_the_bootstrap_front_end():

@@ -1,0 +1,94 @@
+"""The round trips of a single node, through three brokers: the command line
+(create, produce, consume, describe with Leader/Replicas/Isr, status), a
+consumer group sharing a replicated topic and resuming from its commits,
+and seeks to the beginning and end answered by each partition's leader."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from appliance.client import Admin, Consumer, Producer
+from loadtest.harness import REPO
+from tests.cluster.brokers import start_broker
+from tests.polling import wait_for
+
+TOPIC = "greetings"
+
+
+def ringlog(bootstrap: str, *args: str, stdin: bytes | None = None) -> str:
+    env = {**os.environ, "RINGLOG_BOOTSTRAP_SERVER": bootstrap}
+    done = subprocess.run([sys.executable, "-m", "appliance", *args], input=stdin,
+                          capture_output=True, timeout=60, cwd=REPO, env=env)
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout.decode()
+
+
+def fully_replicated(admin: Admin, topic: str) -> bool:
+    return all(p["leader"] >= 0 and len(p["isr"]) == 3
+               for p in admin.describe_topic(topic)["partitions"])
+
+
+def test_the_command_line_and_a_consumer_group_through_three_brokers(tmp_path,
+                                                                      zookeeper_connect):
+    brokers = {b: start_broker(tmp_path, zookeeper_connect, b) for b in (1, 2, 3)}
+    servers = ",".join(a.bootstrap for a in brokers.values())
+    try:
+        ringlog(servers, "topics", "create", TOPIC, "--partitions", "3",
+                "--replication-factor", "3")
+        with Admin(servers) as admin:
+            wait_for(lambda: fully_replicated(admin, TOPIC), 15, "leaders and full ISRs")
+        ringlog(servers, "produce", TOPIC, "--key-separator", ":",
+                stdin=b"alice:hello\nbob:hi\ncarol:hey\n")
+        out = ringlog(servers, "consume", TOPIC, "--from-beginning", "--max-messages", "3",
+                      "--print-key")
+        assert sorted(out.splitlines()) == ["alice\thello", "bob\thi", "carol\they"]
+        described = ringlog(servers, "topics", "describe", TOPIC)
+        assert "LEADER" in described and "REPLICAS" in described and "ISR" in described
+        assert described.count("1,2,3") + described.count("2,3,1") + \
+            described.count("3,1,2") + described.count("1,3,2") + \
+            described.count("2,1,3") + described.count("3,2,1") >= 3  # replicas and ISRs
+        assert "Cluster: broker 2" in ringlog(brokers[2].bootstrap, "status")
+
+        with Admin(servers) as admin:
+            admin.create_topic("orders", partitions=3, replication_factor=3)
+            wait_for(lambda: fully_replicated(admin, "orders"), 15, "orders replicated")
+        with Producer(servers, acks="all") as producer:
+            for i in range(300):
+                producer.send("orders", b"v-%d" % i, key=b"k-%d" % (i % 11))
+            producer.flush()
+        members = [Consumer(bootstrap_servers=servers, group_id="billing",
+                            auto_offset_reset="earliest", heartbeat_interval_ms=200,
+                            enable_auto_commit=False) for _ in range(2)]
+        for member in members:
+            member.subscribe(["orders"])
+        got: list[bytes] = []
+        deadline = time.monotonic() + 30
+        while len(got) < 300 and time.monotonic() < deadline:
+            for member in members:
+                got += [m.value for m in member.poll(200)]
+        assert sorted(got) == sorted(b"v-%d" % i for i in range(300))  # a queue: once each
+        assert all(member.assignment() for member in members)
+        for member in members:
+            member.commit()
+            member.close()
+        with Producer(servers, acks="all") as producer:
+            producer.send("orders", b"after", partition=0).result(10)
+        resumed = Consumer(bootstrap_servers=servers, group_id="billing",
+                           auto_offset_reset="earliest")
+        resumed.subscribe(["orders"])
+        later: list[bytes] = []
+        deadline = time.monotonic() + 20
+        while not later and time.monotonic() < deadline:
+            later += [m.value for m in resumed.poll(200)]
+        assert later == [b"after"]  # from the commits, not from the beginning
+        # each partition's leader answers: the ends add up to every record written
+        assert sum(resumed.end_offsets([("orders", p) for p in range(3)]).values()) == 301
+        assert set(resumed.beginning_offsets([("orders", p) for p in range(3)]).values()) == {0}
+        resumed.close()
+    finally:
+        for appliance in brokers.values():
+            assert appliance.stop() == 0, appliance.stderr_tail()
+
