@@ -30,8 +30,10 @@ cluster does not pile up unbounded work, and stops at a count or a time.
 The nemesis is the main thread (so Ctrl-C lands in it): one fault at a time,
 chosen by a seeded random generator from FAULT_KINDS, each recorded as a
 nemesis start and stop around the fault and its heal; after each, the run
-waits (bounded) until the cluster is whole again, then lets the producers
-run calmly for `--interval` seconds. `--stale-leader` appends the scenario
+waits (bounded by `--recover`) until every partition takes acks=all writes
+again (a leader and an ISR of min.insync.replicas, agreed by every broker;
+not a full ISR, so that one follower slow to rejoin does not stall the run),
+then lets the producers run calmly for `--interval` seconds. `--stale-leader` appends the scenario
 that loses acknowledged writes when an out-of-sync replica may lead (see
 stale_leader); `--unclean` turns unclean leader election on and implies it,
 and the run then succeeds only if the checker reports the loss.
@@ -39,7 +41,9 @@ and the run then succeeds only if the checker reports the loss.
 At the end: heal everything, wait (bounded) until every partition has a
 leader, a full ISR and equal log ends on every broker, stop producing, let
 the producers finish, stop the brokers with SIGTERM, read every replica from
-its files and check (loadtest/fault_checker.py). Whatever happens, Ctrl-C
+its files and check (loadtest/fault_checker.py). A replica still outside
+its ISR then is not held to the acknowledged writes (only to duplicates and
+divergence), and the run fails: the cluster did not heal. Whatever happens, Ctrl-C
 and SIGTERM included, the iptables chain is deleted, paused processes are
 resumed and every broker and ZooKeeper is stopped.
 """
@@ -716,7 +720,7 @@ def run(directory: Path, *, faults: int, seconds: float, seed: int = 0, unclean:
     cluster = Cluster(directory, overrides, partitions, broker_ids, zookeeper_host)
     result_faults: Counter = Counter()
     recovery: list[float] = []
-    not_recovered = 0
+    not_recovered = skipped = 0
     try:
         with NetworkNemesis() as network, ProcessNemesis() as processes:
             cluster.start()
@@ -729,7 +733,9 @@ def run(directory: Path, *, faults: int, seconds: float, seed: int = 0, unclean:
             time.sleep(interval_s)  # writes before the first fault
             for number, kind in enumerate(plan, 1):
                 if time.monotonic() - began > seconds and kind != STALE_LEADER:
-                    log(f"--seconds {seconds:.0f} reached after {number - 1} faults")
+                    if not skipped:
+                        log(f"--seconds {seconds:.0f} reached after {number - 1} faults")
+                    skipped += 1
                     continue
                 nemesis.inject(kind)
                 result_faults[kind] += 1
