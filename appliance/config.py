@@ -487,6 +487,12 @@ SETTINGS: tuple[Setting, ...] = (
         minimum=1, group="Consumer groups and offsets",
     ),
     Setting(
+        "offsets.topic.replication.factor", "int", 3,
+        "Replicas of __consumer_offsets in a cluster, which creates it at the first "
+        "coordinator lookup once this many brokers are live (a single node keeps one).",
+        minimum=1, group="Consumer groups and offsets",
+    ),
+    Setting(
         "offsets.retention.minutes", "int", 10080,
         "Minutes the committed offsets of a group without members are kept.",
         minimum=1, group="Consumer groups and offsets",

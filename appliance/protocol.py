@@ -112,6 +112,7 @@ SCHEMAS: dict[str, Schema] = {
                      "partitions": (_nullable(_list_of(_TOPIC_PARTITION)), False)},
     "describe_groups": {"groups": (_list_of(_str), True)},
     "list_groups": {},
+    "find_coordinator": {"group_id": (_str, True)},
     "status": {"details": (_bool, False)},
 }
 _ENVELOPE = ("api", "v", "id")

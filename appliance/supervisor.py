@@ -102,7 +102,8 @@ class Supervisor:
             raise OSError(f"listeners=tcp://{host}:{port}: {os.strerror(exc.errno)}; choose a free "
                           "HOST:PORT for listeners") from None
         clients.bind(self.status_endpoint)
-        if OFFSETS_TOPIC not in self.metadata.topics:
+        if OFFSETS_TOPIC not in self.metadata.topics and not self.config["zookeeper.connect"]:
+            # (a cluster creates it in ZooKeeper, replicated, at the first coordinator lookup)
             self.metadata.create(OFFSETS_TOPIC, int(self.config["offsets.topic.num.partitions"]),
                                  1, dict(OFFSETS_TOPIC_CONFIGS))
         self.clients, self.workers = clients, workers
@@ -351,6 +352,13 @@ class Supervisor:
         topics.cluster = roles
         roles.on_topics_changed = topics.cluster_changed
         self.broker.readers.leads = roles.leads
+        offsets_topic = (OFFSETS_TOPIC, int(self.config["offsets.topic.num.partitions"]),
+                         int(self.config["offsets.topic.replication.factor"]),
+                         dict(OFFSETS_TOPIC_CONFIGS))
+        committed = self.broker.committed
+        self.broker.coordinator_of = lambda group: roles.coordinator(
+            group, committed.partition_for, offsets_topic)
+        committed.leadership = lambda partition: _led_epoch(roles, OFFSETS_TOPIC, partition)
         self.broker.producer_ids = ProducerIdBlocks(self.cluster.membership.client,
                                                     int(self.config["broker.id"])).next_id
         self.broker.status.cluster = roles
@@ -399,6 +407,12 @@ class Supervisor:
             log.info("reloaded %s: %s -> %s", key, old, value)
         self.broker.reconfigure(self.config)
         self._send_outbox()
+
+
+def _led_epoch(roles, topic: str, partition: int) -> int | None:
+    """The leader epoch at which this broker leads the partition, None if it does not."""
+    leader, epoch, _, _ = roles.leader(topic, partition)
+    return epoch if leader == roles.broker_id else None
 
 
 def raise_open_file_limit() -> int:

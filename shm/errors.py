@@ -119,6 +119,11 @@ class CoordinatorNotAvailableError(RinglogError):
     name, code, retriable = "COORDINATOR_NOT_AVAILABLE", 15, True
 
 
+class NotCoordinatorError(RinglogError):
+    """This broker is not the group's coordinator: find it again."""
+    name, code, retriable = "NOT_COORDINATOR", 16, True
+
+
 class InvalidTopicError(RinglogError):
     """The topic name is not legal."""
     name, code, retriable = "INVALID_TOPIC_EXCEPTION", 17, False

@@ -64,6 +64,9 @@ class Broker:
         self._next_producer_id = int(time.time() * 1000) << 8  # unique across restarts
         # In a cluster, ids unique across brokers (appliance.cluster.producer_ids).
         self.producer_ids: Callable[[], int] | None = None
+        # In a cluster, (broker id, host, port) of a group's coordinator.
+        self.coordinator_of: Callable[[str], tuple[int, str, int]] | None = None
+        self.config = config
         reply = self._reply
         self._handlers: dict[type, Callable[[Any, Any], None]] = {
             q.MetadataRequest: reply(self.topics.metadata_reply),
@@ -84,6 +87,7 @@ class Broker:
             q.DescribeGroupsRequest: reply(self.groups.describe),
             q.ListGroupsRequest: reply(lambda _request: self.groups.list_groups()),
             q.StatusRequest: reply(self.status.status),
+            q.FindCoordinatorRequest: reply(self._find_coordinator),
         }
 
     def _reply(self, answer: Callable[[Any], r.Reply]) -> Callable[[Any, Any], None]:
@@ -197,6 +201,14 @@ class Broker:
         self.readers.close()
 
     # --- small requests -------------------------------------------------------------------
+
+    def _find_coordinator(self, request: q.FindCoordinatorRequest) -> r.FindCoordinatorReply:
+        """A single node coordinates every group; a cluster broker names the
+        leader of the group's offsets partition."""
+        if self.coordinator_of is not None:
+            return r.FindCoordinatorReply(*self.coordinator_of(request.group_id))
+        host, port = self.config.listener_host_port("listeners")
+        return r.FindCoordinatorReply(int(self.config["broker.id"]), host, port)
 
     def _init_producer_id(self, _request: q.InitProducerIdRequest) -> r.InitProducerIdReply:
         if self.producer_ids is not None:

@@ -43,21 +43,25 @@ class Groups:
         self.outbox = outbox
 
     def join(self, request: JoinGroupRequest) -> r.GroupViewReply:
+        self.committed.coordinates(request.group_id)
         return _view(self.coordinator.join(
             request.group_id, request.member_id, request.topics, request.session_timeout_ms,
             request.assignor, now_ms(), request.client_id))
 
     def heartbeat(self, request: HeartbeatRequest) -> r.GroupViewReply:
+        self.committed.coordinates(request.group_id)
         return _view(self.coordinator.heartbeat(
             request.group_id, request.member_id, request.generation_id,
             [tuple(tp) for tp in request.owned], now_ms()))
 
     def leave(self, request: LeaveGroupRequest) -> r.LeaveGroupReply:
+        self.committed.coordinates(request.group_id)
         self.coordinator.leave(request.group_id, request.member_id, now_ms())
         return r.LeaveGroupReply()
 
     def commit(self, client: Any, request: OffsetCommitRequest) -> None:
         """Fence a stale generation, then store; answered once durable."""
+        self.committed.coordinates(request.group_id)
         self.coordinator.check_commit(request.group_id, request.member_id,
                                       request.generation_id)
         if not request.offsets:
@@ -71,7 +75,8 @@ class Groups:
         self.committed.commit(request.group_id, list(request.offsets), done)
 
     def describe(self, request: DescribeGroupsRequest) -> r.DescribeGroupsReply:
-        self.committed.load()
+        for group in request.groups:
+            self.committed.coordinates(group)
         groups = []
         for group in request.groups:
             described = self.coordinator.describe(group)

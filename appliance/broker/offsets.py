@@ -38,6 +38,7 @@ from shm.errors import (
     CoordinatorLoadInProgressError,
     CoordinatorNotAvailableError,
     InvalidRequestError,
+    NotCoordinatorError,
     RinglogError,
 )
 from shm.records import Record, encode_batch, iter_batches
@@ -88,47 +89,96 @@ class ListOffsets:
 
 
 class CommittedOffsets:
-    """Every group's committed offsets, durable in __consumer_offsets."""
+    """Every group's committed offsets, durable in __consumer_offsets.
 
-    def __init__(self, metadata: Metadata, readers: PartitionReaders, produce: Produce):
+    A group's offsets live in one partition of it (partition_for); this
+    broker coordinates the groups of the partitions it leads, reading each
+    one's commits back when it first needs them at a leader epoch (a
+    single node leads them all at epoch 0). `leadership(partition)` says
+    at which epoch this broker leads an offsets partition, None if it does
+    not: its groups then answer NOT_COORDINATOR.
+    """
+
+    def __init__(self, metadata: Metadata, readers: PartitionReaders, produce: Produce,
+                 leadership: Callable[[int], int | None] = lambda partition: 0):
         self.metadata = metadata
         self.readers = readers
         self.produce = produce
-        self._committed: dict[str, Committed] | None = None  # None until loaded
+        self.leadership = leadership
+        # offsets partition -> (the leader epoch it was read at, its groups' commits)
+        self._partitions: dict[int, tuple[int, dict[str, Committed]]] = {}
 
-    def load(self) -> dict[str, Committed]:
-        """Read the committed offsets back from __consumer_offsets, once;
-        COORDINATOR_LOAD_IN_PROGRESS until every partition of it is open."""
-        if self._committed is not None:
-            return self._committed
-        cache: dict[str, Committed] = {}
-        for partition in range(self.metadata.get(OFFSETS_TOPIC).partitions):
-            try:
-                position = self.readers.position(OFFSETS_TOPIC, partition)
-            except RinglogError:
-                self.readers.forget(OFFSETS_TOPIC, partition)
-                raise CoordinatorLoadInProgressError(
-                    "committed offsets are still loading; retry") from None
-            offset = position.log_start_offset
-            while offset < position.high_watermark:
-                data = self.readers.read(OFFSETS_TOPIC, partition, offset, 1 << 20)
-                if not data:
-                    break
-                for batch in iter_batches(data):
-                    for record in batch.records:
-                        group, topic, p = orjson.loads(record.key)
-                        value = orjson.loads(record.value)
-                        cache.setdefault(group, {})[(topic, p)] = (value["offset"],
-                                                                  value.get("metadata", ""))
-                    offset = batch.header.next_offset
-        self._committed = cache
+    def partition_for(self, group: str) -> int:
+        """The group's partition of __consumer_offsets (Kafka hashes the group id)."""
+        if OFFSETS_TOPIC not in self.metadata.topics:
+            raise CoordinatorNotAvailableError(
+                f"{OFFSETS_TOPIC} does not exist yet; retry")
+        return partition_for_key(group.encode(), self.metadata.topics[OFFSETS_TOPIC].partitions)
+
+    def _of_partition(self, partition: int) -> dict[str, Committed]:
+        """The partition's groups' commits, read back at this leader epoch;
+        NOT_COORDINATOR where another broker leads it, and
+        COORDINATOR_LOAD_IN_PROGRESS until it is open."""
+        epoch = self.leadership(partition)
+        if epoch is None:
+            raise NotCoordinatorError(
+                f"this broker does not lead {OFFSETS_TOPIC}-{partition}; find the coordinator")
+        known = self._partitions.get(partition)
+        if known is not None and known[0] == epoch:
+            return known[1]
+        cache = self._read(partition, epoch)
+        self._partitions[partition] = (epoch, cache)
         return cache
 
+    def _read(self, partition: int, epoch: int) -> dict[str, Committed]:
+        """Every commit of the partition. Read only once its worker leads it
+        at this epoch and its high watermark has reached its log end: only
+        the coordinator appends to it, so nothing is then left uncommitted
+        that a later read would find (a new leader's tail becomes committed
+        once its followers have it)."""
+        try:
+            position = self.readers.position(OFFSETS_TOPIC, partition)
+        except RinglogError:
+            self.readers.forget(OFFSETS_TOPIC, partition)
+            raise CoordinatorLoadInProgressError(
+                "committed offsets are still loading; retry") from None
+        if position.leader_epoch < epoch or position.high_watermark < position.log_end_offset:
+            raise CoordinatorLoadInProgressError(
+                f"{OFFSETS_TOPIC}-{partition} is becoming this broker's: its commits load once "
+                "its followers have them; retry")
+        cache: dict[str, Committed] = {}
+        offset = position.log_start_offset
+        while offset < position.high_watermark:
+            data = self.readers.read(OFFSETS_TOPIC, partition, offset, 1 << 20)
+            if not data:
+                break
+            for batch in iter_batches(data):
+                for record in batch.records:
+                    group, topic, p = orjson.loads(record.key)
+                    value = orjson.loads(record.value)
+                    cache.setdefault(group, {})[(topic, p)] = (value["offset"],
+                                                              value.get("metadata", ""))
+                offset = batch.header.next_offset
+        return cache
+
+    def coordinates(self, group: str) -> None:
+        """Raise unless this broker is the group's coordinator, loaded."""
+        self._of_partition(self.partition_for(group))
+
     def of(self, group: str) -> Committed:
-        return self.load().get(group, {})
+        return self._of_partition(self.partition_for(group)).get(group, {})
 
     def groups(self) -> set[str]:
-        return set(self.load())
+        """The groups with commits in the partitions this broker leads."""
+        if OFFSETS_TOPIC not in self.metadata.topics:
+            return set()
+        names: set[str] = set()
+        for partition in range(self.metadata.topics[OFFSETS_TOPIC].partitions):
+            try:
+                names |= set(self._of_partition(partition))
+            except NotCoordinatorError:
+                continue
+        return names
 
     def fetch(self, request: OffsetFetchRequest) -> r.OffsetFetchReply:
         committed = self.of(request.group_id)
@@ -140,15 +190,14 @@ class CommittedOffsets:
                on_done: Callable[[RinglogError | None], None]) -> None:
         """Append the offsets to the group's partition of __consumer_offsets;
         `on_done(error)` once they are as durable as any record (None) or not."""
-        committed = self.load()
+        partition = self.partition_for(group)
+        committed = self._of_partition(partition)
         now = time.time_ns() // 1_000_000
         batch = encode_batch([
             Record(key=orjson.dumps([group, t, p]),
                    value=orjson.dumps({"offset": o, "metadata": m, "timestamp": now}),
                    timestamp=now)
             for t, p, o, m in offsets])
-        partition = partition_for_key(group.encode(),
-                                      self.metadata.get(OFFSETS_TOPIC).partitions)
 
         def stored(results: list[r.ProduceResult]) -> None:
             error = results[0].error

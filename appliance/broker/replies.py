@@ -144,6 +144,13 @@ class ListOffsetsReply:
 
 
 @dataclass(frozen=True, slots=True)
+class FindCoordinatorReply:
+    broker_id: int
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
 class InitProducerIdReply:
     producer_id: int
     producer_epoch: int
@@ -200,4 +207,4 @@ class StatusReply:
 Reply = (ErrorReply | MetadataReply | CreateTopicsReply | DeleteTopicsReply | DescribeTopicsReply
          | AlterConfigsReply | ProduceReply | FetchReply | ListOffsetsReply | InitProducerIdReply
          | GroupViewReply | LeaveGroupReply | OffsetCommitReply | OffsetFetchReply
-         | DescribeGroupsReply | ListGroupsReply | StatusReply)
+         | DescribeGroupsReply | ListGroupsReply | StatusReply | FindCoordinatorReply)

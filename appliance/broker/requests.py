@@ -103,6 +103,14 @@ class InitProducerIdRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class FindCoordinatorRequest:
+    """Which broker coordinates a group: the leader of its __consumer_offsets partition."""
+
+    API: ClassVar[str] = "find_coordinator"
+    group_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class JoinGroupRequest:
     API: ClassVar[str] = "join_group"
     group_id: str
@@ -166,4 +174,4 @@ Request = (MetadataRequest | CreateTopicsRequest | DeleteTopicsRequest | Describ
            | AlterConfigsRequest | ProduceRequest | FetchRequest | ListOffsetsRequest
            | InitProducerIdRequest | JoinGroupRequest | HeartbeatRequest | LeaveGroupRequest
            | OffsetCommitRequest | OffsetFetchRequest | DescribeGroupsRequest
-           | ListGroupsRequest | StatusRequest)
+           | ListGroupsRequest | StatusRequest | FindCoordinatorRequest)

@@ -49,6 +49,7 @@ from appliance.cluster.znodes import (
 )
 from appliance.metadata import Metadata
 from shm.errors import (
+    CoordinatorNotAvailableError,
     InvalidReplicationFactorError,
     TopicAlreadyExistsError,
     UnknownServerError,
@@ -412,6 +413,28 @@ class ReplicaRoles:
             raise UnknownServerError(f"ZooKeeper did not take the configs of {name!r}: "
                                      f"{type(exc).__name__}; retry") from None
         return merged
+
+    def coordinator(self, group: str, partition_for: Callable[[str], int],
+                    offsets_topic: tuple[str, int, int, dict[str, str]]
+                    ) -> tuple[int, str, int]:
+        """(broker id, host, port) of the group's coordinator: the leader of
+        its partition of the offsets topic, which is created in ZooKeeper at
+        the first lookup once enough brokers are live (Kafka's rule)."""
+        name, partitions, replication_factor, configs = offsets_topic
+        if name not in self.view.assignments:
+            if len(self.view.brokers) < replication_factor:
+                raise CoordinatorNotAvailableError(
+                    f"{name} needs offsets.topic.replication.factor={replication_factor} live "
+                    f"brokers and {len(self.view.brokers)} are; start more brokers or lower it")
+            with contextlib.suppress(TopicAlreadyExistsError):  # another broker was first
+                self.create_topic(name, partitions, replication_factor, configs)
+        leader = self.leader(name, partition_for(group))[0]
+        registration = self.view.brokers.get(leader)
+        if registration is None:
+            raise CoordinatorNotAvailableError(
+                f"group {group!r}'s offsets partition has no leader now; retry")
+        host, _, port = registration.client_endpoint.removeprefix("tcp://").rpartition(":")
+        return leader, host, int(port)
 
     def describe_cluster(self) -> dict[str, Any]:
         return {"brokers": sorted(self.view.brokers), "controller_id": self.view.controller_id}

@@ -36,7 +36,7 @@ _PLAIN: dict[str, type] = {cls.API: cls for cls in (
     q.MetadataRequest, q.DeleteTopicsRequest, q.DescribeTopicsRequest, q.AlterConfigsRequest,
     q.ListOffsetsRequest, q.InitProducerIdRequest, q.JoinGroupRequest, q.HeartbeatRequest,
     q.LeaveGroupRequest, q.OffsetCommitRequest, q.OffsetFetchRequest, q.DescribeGroupsRequest,
-    q.ListGroupsRequest, q.StatusRequest)}
+    q.ListGroupsRequest, q.StatusRequest, q.FindCoordinatorRequest)}
 
 
 def _create_topics(fields: dict, _payloads: list) -> q.CreateTopicsRequest:
@@ -152,6 +152,8 @@ _FIELDS: dict[type, Callable[[Any], dict]] = {
     r.AlterConfigsReply: lambda reply: {"topic": reply.topic, "configs": reply.configs},
     r.ProduceReply: _produce_reply,
     r.ListOffsetsReply: _list_offsets,
+    r.FindCoordinatorReply: lambda reply: {"broker_id": reply.broker_id, "host": reply.host,
+                                           "port": reply.port},
     r.InitProducerIdReply: lambda reply: {"producer_id": reply.producer_id,
                                           "producer_epoch": reply.producer_epoch},
     r.GroupViewReply: _group_view,

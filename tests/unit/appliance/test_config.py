@@ -94,6 +94,7 @@ EXPECTED_DEFAULTS = {
     "group.max.session.timeout.ms": 1_800_000,
     "group.initial.rebalance.delay.ms": 3000,
     "offsets.topic.num.partitions": 8,
+    "offsets.topic.replication.factor": 3,
     "offsets.retention.minutes": 10080,
 }
 

@@ -29,7 +29,7 @@ def test_every_native_api_decodes_to_its_core_request():
         "leave_group": {"group_id": "g", "member_id": "m"},
         "offset_commit": {"group_id": "g", "offsets": [["t", 0, 1, ""]]},
         "offset_fetch": {"group_id": "g"}, "describe_groups": {"groups": ["g"]},
-        "list_groups": {}, "status": {"details": True},
+        "list_groups": {}, "status": {"details": True}, "find_coordinator": {"group_id": "g"},
     }
     assert set(examples) == set(protocol.SCHEMAS)
     for api, fields in examples.items():
