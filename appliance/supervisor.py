@@ -141,10 +141,7 @@ class Supervisor:
             if clients in events:
                 self._drain(clients, self._on_client_message)
             if self.roles is not None:
-                for socket in polled:
-                    if socket in events:
-                        self.roles.on_readable(socket)
-                self.roles.poll()
+                self._cluster_turn(polled, events)
             self.broker.expire(time.monotonic())
             self._watch_children()
             self._send_outbox()
@@ -156,6 +153,19 @@ class Supervisor:
                 self._reload_config()
             self._watchdog.maybe_ping()
         return self._drain_and_exit(clients, workers)
+
+    def _cluster_turn(self, polled: list[zmq.Socket], events: dict) -> None:
+        """Replication's share of the loop's turn: answers from other brokers,
+        then what ZooKeeper said. A bug here is logged with its traceback and
+        costs what this turn would have applied, not the broker."""
+        assert self.roles is not None
+        try:
+            for socket in polled:
+                if socket in events:
+                    self.roles.on_readable(socket)
+            self.roles.poll()
+        except Exception:
+            log.exception("cluster state not applied this turn")
 
     def _drain(self, socket: zmq.Socket, handler) -> None:
         for _ in range(1000):  # bounded so that one busy socket cannot starve the other
