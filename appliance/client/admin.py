@@ -1,14 +1,35 @@
 """Admin: topics, configs, groups, the cluster and status, as Kafka's admin
 client offers them.
 
-Every request goes to the first bootstrap broker that answers
-(bootstrap.py): any live broker answers for the whole cluster.
+Requests about topics, configs, the cluster and status go to the first
+bootstrap broker that answers (bootstrap.py): any live broker answers for
+the whole cluster. Groups are the exception, as in Kafka: a group is
+described by its coordinator (coordinator_lookup.py), and each broker lists
+only the groups it coordinates, so every live broker is asked and the
+answers are merged.
 """
 
 from __future__ import annotations
 
 from appliance.client.bootstrap import Bootstrap
 from appliance.client.connection import DEFAULT_BOOTSTRAP, Connection, raise_for
+from appliance.client.coordinator_lookup import CoordinatorLookup
+from appliance.client.retry import retry_within
+from appliance.client.routes import broker_front_end
+
+
+def merge_group_listings(listings: list[list[dict]]) -> list[dict]:
+    """One list of groups from each broker's list_groups answer, sorted by id.
+
+    A group is listed once: while its coordinator moves, both the old and
+    the new one may name it, and the first listing given (brokers are asked
+    in id order) is kept.
+    """
+    merged: dict[str, dict] = {}
+    for listing in listings:
+        for group in listing:
+            merged.setdefault(group["group_id"], group)
+    return [merged[group_id] for group_id in sorted(merged)]
 
 
 class Admin:
@@ -67,14 +88,33 @@ class Admin:
         return self._request("status", {"details": details}).fields
 
     def list_groups(self) -> list[dict]:
-        """Every consumer group the coordinator knows or holds offsets for:
-        `group_id` and `state`."""
-        return self._request("list_groups").fields["groups"]
+        """Every consumer group a live broker coordinates or holds offsets
+        for: `group_id` and `state`, and what else its coordinator lists.
+
+        Each broker in metadata's `brokers` is asked, in id order; one that
+        fails fails the listing (a partial list would hide groups). With one
+        broker, the bootstrap broker that answered is the one asked.
+        """
+        fields = self._request("metadata", {"topics": [], "allow_auto_create": False}).fields
+        brokers = sorted(fields.get("brokers") or [], key=lambda b: b["id"])
+        if len(brokers) <= 1:
+            return merge_group_listings([self._request("list_groups").fields["groups"]])
+        bootstrap = self._connection.current
+        return merge_group_listings([
+            self._connection.request_to(broker_front_end(broker, bootstrap), "list_groups",
+                                        timeout_ms=self.request_timeout_ms).fields["groups"]
+            for broker in brokers])
 
     def describe_group(self, group_id: str) -> dict:
         """A group's state, generation, members and assignment, and its
-        committed offsets with lag per partition."""
-        return self._request("describe_groups", {"groups": [group_id]}).fields["groups"][0]
+        committed offsets with lag per partition, from its coordinator (found
+        again and asked again while it moves, within the request timeout)."""
+        lookup = CoordinatorLookup(self._connection, group_id)
+        response = retry_within(
+            lambda attempt_ms: lookup.request("describe_groups", {"groups": [group_id]},
+                                              attempt_ms),
+            self.request_timeout_ms)
+        return response.fields["groups"][0]
 
     def close(self) -> None:
         self._connection.close()

@@ -5,7 +5,8 @@ A consumer reads the partitions it is given (`assign`) or all partitions of
 the topics it subscribes to. The fetcher (fetcher.py) keeps the positions,
 fetches and decodes; with a group_id, the coordinator
 (consumer_coordinator.py) joins the group on subscribe(), heartbeats from
-poll() and commits.
+poll() and commits, talking to the group's coordinator broker
+(coordinator_lookup.py).
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ from appliance.client.blocking_connection import BlockingConnection
 from appliance.client.bootstrap import Bootstrap
 from appliance.client.connection import DEFAULT_BOOTSTRAP, raise_for
 from appliance.client.consumer_coordinator import ConsumerCoordinator
+from appliance.client.coordinator_lookup import CoordinatorLookup
 from appliance.client.fetcher import Fetcher, Message, TopicPartition
 from appliance.client.network_client import NetworkClient
+from appliance.client.retry import retry_within
 from shm.allocator import keep_freed_memory
-from shm.errors import RinglogError
 
 __all__ = ["Consumer", "Message", "TopicPartition"]
-
-RETRY_BACKOFF_S = 0.1
 
 
 class Consumer:
@@ -53,8 +53,11 @@ class Consumer:
             fetch_max_wait_ms=fetch_max_wait_ms, fetch_min_bytes=fetch_min_bytes,
             max_partition_fetch_bytes=max_partition_fetch_bytes,
             fetch_max_bytes=fetch_max_bytes, request_timeout_ms=request_timeout_ms)
+        # Group requests: to the group's coordinator, found through the bootstrap brokers.
+        self._coordinator_lookup = None if group_id is None else CoordinatorLookup(
+            self._connection, group_id)
         self._coordinator = None if group_id is None else ConsumerCoordinator(
-            self._fetcher, self._request, group_id=group_id,
+            self._fetcher, self._group_request, group_id=group_id,
             enable_auto_commit=enable_auto_commit, session_timeout_ms=session_timeout_ms,
             heartbeat_interval_s=heartbeat_interval_ms / 1000,
             auto_commit_interval_s=auto_commit_interval_ms / 1000,
@@ -165,17 +168,22 @@ class Consumer:
 
     def _request(self, api: str, fields: dict, timeout_ms: int | None = None
                  ) -> protocol.Response:
-        """One request, retried on retriable errors (a partition or the offsets
-        still loading after a restart) until the request timeout."""
-        timeout_ms = timeout_ms or self.request_timeout_ms
-        deadline = time.monotonic() + timeout_ms / 1000
-        while True:
-            try:
-                return self._connection.request(api, fields, timeout_ms=timeout_ms)
-            except RinglogError as exc:
-                if not exc.retriable or time.monotonic() + RETRY_BACKOFF_S > deadline:
-                    raise
-            time.sleep(RETRY_BACKOFF_S)
+        """One request to the bootstrap brokers, retried on retriable errors (a
+        partition or the offsets still loading after a restart) until the
+        request timeout."""
+        return retry_within(
+            lambda attempt_ms: self._connection.request(api, fields, timeout_ms=attempt_ms),
+            timeout_ms or self.request_timeout_ms)
+
+    def _group_request(self, api: str, fields: dict, timeout_ms: int | None = None,
+                       attempt_timeout_ms: int | None = None) -> protocol.Response:
+        """One request to the group's coordinator, retried as `_request` is; an
+        attempt that finds the coordinator moved, unavailable or silent makes
+        the next one find it again (coordinator_lookup.py)."""
+        assert self._coordinator_lookup is not None
+        lookup = self._coordinator_lookup
+        return retry_within(lambda attempt_ms: lookup.request(api, fields, attempt_ms),
+                            timeout_ms or self.request_timeout_ms, attempt_timeout_ms)
 
     def close(self) -> None:
         """Commit (with auto-commit on) and leave the group, so it rebalances at once."""

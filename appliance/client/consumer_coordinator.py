@@ -5,16 +5,30 @@ The member joins on subscribe() and the appliance assigns it partitions.
 poll() heartbeats; a partition the group takes away is committed (with
 auto-commit on) and released before its new owner gets it, so a clean
 rebalance delivers no record twice.
+
+Every request here goes to the group's coordinator through `request`
+(Consumer._group_request), which finds the coordinator and retries. When
+the coordinator moves, its successor does not know this member: the
+heartbeat's UNKNOWN_MEMBER_ID makes it join again, and the group
+rebalances, as in Kafka.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from typing import Any, Protocol
 
 from appliance import protocol
 from appliance.client.fetcher import Fetcher, TopicPartition
 from shm.errors import IllegalGenerationError, UnknownMemberIdError
+
+
+class GroupRequest(Protocol):
+    """A request to the group's coordinator, retried until the request timeout;
+    `attempt_timeout_ms` bounds each attempt's wait for a reply."""
+
+    def __call__(self, api: str, fields: dict[str, Any], timeout_ms: int | None = None,
+                 attempt_timeout_ms: int | None = None) -> protocol.Response: ...
 
 
 class ConsumerCoordinator:
@@ -24,7 +38,7 @@ class ConsumerCoordinator:
     offsets) and commits what the fetcher has handed out.
     """
 
-    def __init__(self, fetcher: Fetcher, request: Callable[..., protocol.Response], *,
+    def __init__(self, fetcher: Fetcher, request: GroupRequest, *,
                  group_id: str, enable_auto_commit: bool, session_timeout_ms: int,
                  heartbeat_interval_s: float, auto_commit_interval_s: float, assignor: str,
                  client_id: str):
@@ -57,10 +71,14 @@ class ConsumerCoordinator:
 
     def _heartbeat(self) -> None:
         try:
+            # An attempt waits no longer than the session: past it the member
+            # is evicted anyway, and, as in Kafka, a coordinator that answered
+            # no heartbeat for a session is looked up again.
             response = self._request("heartbeat", {
                 "group_id": self.group_id, "member_id": self._member_id,
                 "generation_id": self._generation,
-                "owned": [list(tp) for tp in self._fetcher.assignment]})
+                "owned": [list(tp) for tp in self._fetcher.assignment]},
+                attempt_timeout_ms=self.session_timeout_ms)
         except UnknownMemberIdError:
             # Evicted (we were silent too long): our partitions are someone
             # else's now. Drop them uncommitted and join as a new member.
