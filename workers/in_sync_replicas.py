@@ -9,7 +9,10 @@ writes ISR changes to ZooKeeper itself.
   and the leader has only moved on since).
 - An in-sync follower not caught up for `replica.lag.time.max.ms` is due to
   leave the ISR (`lagging`); one out of it whose log end reaches the high
-  watermark and the start of the leader's epoch is due to join (`caught_up`).
+  watermark and the start of the leader's epoch is due to join
+  (`caught_up`), if it is caught up now by the rule above: a follower that
+  stopped fetching keeps its last log end, which the high watermark comes
+  down to once it has left, and must not come straight back.
 - An ISR change counts for the high watermark the safe way while ZooKeeper
   has not confirmed it: a member leaving still holds it back, a member
   joining already does (Kafka's "maximal ISR").
@@ -95,10 +98,12 @@ class InSyncReplicas:
         return tuple(m for m in self.isr if m != self.leader and m in self.followers
                      and now_ms - self.followers[m].last_caught_up_ms > self.lag_time_max_ms)
 
-    def caught_up(self, high_watermark: int) -> tuple[int, ...]:
-        """Followers out of the ISR that may join it (if their broker is live)."""
+    def caught_up(self, high_watermark: int, now_ms: int) -> tuple[int, ...]:
+        """Followers out of the ISR that may join it: fetching, caught up
+        within the lag time, and holding everything committed."""
         return tuple(r for r, state in self.followers.items() if r not in self.isr
                      and state.log_end_offset != UNKNOWN
+                     and now_ms - state.last_caught_up_ms <= self.lag_time_max_ms
                      and state.log_end_offset >= max(high_watermark, self.epoch_start_offset))
 
     def propose(self, isr: tuple[int, ...]) -> None:

@@ -10,7 +10,10 @@ on it for its high watermark). A fetch unanswered for `request_timeout_ms`
 is given up with its socket: ZeroMQ would deliver a request queued while
 the leader was unreachable late, so a fresh DEALER starts again.
 A partition whose leader answers with a leader-epoch or not-leader error
-waits until it is told its new leader (`follow` again).
+backs off for LEADER_CHANGED_BACKOFF_MS and asks again, as Kafka's fetcher
+does: the follower may have heard of the new epoch before its leader has
+(UNKNOWN_LEADER_EPOCH), and then nothing else would tell it to ask again;
+a leader that really moved is followed anew when the supervisor says where.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ TopicPartition = tuple[str, int]
 # A partition's errors that mean its leader changed: wait to be told the new one.
 LEADER_CHANGED = frozenset({FencedLeaderEpochError.name, UnknownLeaderEpochError.name,
                             NotLeaderOrFollowerError.name})
+LEADER_CHANGED_BACKOFF_MS = 500  # Kafka's replica.fetch.backoff.ms is 1000
 
 
 @dataclass
@@ -68,7 +72,8 @@ class ReplicaFetcher:
         # partition between two brokers' addresses cuts them (fault tests).
         self.source_host = source_host
         self._leaders: dict[str, _Leader] = {}
-        self._waiting: set[TopicPartition] = set()  # told of a leader change, not yet of whom
+        # partitions whose leader answered a leader change: fetched again at this time (ms)
+        self._waiting: dict[TopicPartition, int] = {}
         self.lag: dict[TopicPartition, int] = {}  # behind the leader's log end, last we heard
         self._ids = itertools.count(1)
 
@@ -77,7 +82,7 @@ class ReplicaFetcher:
     def follow(self, key: TopicPartition, endpoint: str, leader_epoch: int) -> None:
         """Fetch `key` from the leader at `endpoint`, as of `leader_epoch`."""
         self.unfollow(key)
-        self._waiting.discard(key)
+        self._waiting.pop(key, None)
         if self.logs[key].hw_at_flush:  # first replicated role since it was opened
             self.logs[key].restore_high_watermark()  # the leader's answers move it now
         leader = self._leaders.get(endpoint)
@@ -128,7 +133,7 @@ class ReplicaFetcher:
     def _send(self, leader: _Leader, now_ms: int) -> None:
         partitions = tuple((t, p, position(self.logs[(t, p)], epoch))
                            for (t, p), epoch in leader.partitions.items()
-                           if (t, p) not in self._waiting)
+                           if self._waiting.get((t, p), 0) <= now_ms)
         if not partitions:
             return
         request_id = next(self._ids)
@@ -157,19 +162,20 @@ class ReplicaFetcher:
             if reply.request_id != leader.in_flight:
                 continue  # an answer to a fetch given up on
             leader.in_flight = None
-            moved |= self._apply(leader, reply)
+            moved |= self._apply(leader, reply, now_ms)
             self._send(leader, now_ms)
         return moved
 
-    def _apply(self, leader: _Leader, reply) -> set[TopicPartition]:
+    def _apply(self, leader: _Leader, reply, now_ms: int) -> set[TopicPartition]:
         appended, answers = set(), []
         for topic, partition, answer in reply.partitions:
             key = (topic, partition)
             if key not in leader.partitions or key not in self.logs:
                 continue
             if answer.error in LEADER_CHANGED:
-                self._waiting.add(key)
+                self._waiting[key] = now_ms + LEADER_CHANGED_BACKOFF_MS
                 continue
+            self._waiting.pop(key, None)
             end = self.logs[key].log_end_offset
             follower_apply(self.logs[key], answer)
             if self.logs[key].log_end_offset > end:

@@ -206,7 +206,7 @@ class Replicas:
             if isr.pending is not None:
                 continue  # one change in flight at a time
             lagging = isr.lagging(now_ms)
-            joining = isr.caught_up(self.logs[key].high_watermark)
+            joining = isr.caught_up(self.logs[key].high_watermark, now_ms)
             if not lagging and not joining:
                 continue
             proposed = tuple(m for m in isr.isr if m not in lagging) + joining

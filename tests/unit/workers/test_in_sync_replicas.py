@@ -53,10 +53,19 @@ def test_a_follower_behind_for_longer_than_the_lag_time_is_due_to_leave_the_isr(
 def test_a_follower_that_reached_the_hw_and_the_epoch_start_may_join():
     p = partition(isr=(1, 2), epoch_start=50)
     p.on_follower_fetch(3, 40, leader_log_end=60, now_ms=1)
-    assert p.caught_up(high_watermark=30) == (), "short of the leader epoch's start"
+    assert p.caught_up(high_watermark=30, now_ms=1) == (), "short of the leader epoch's start"
     p.on_follower_fetch(3, 55, leader_log_end=60, now_ms=2)
-    assert p.caught_up(high_watermark=55) == (3,)
-    assert p.caught_up(high_watermark=56) == ()
+    assert p.caught_up(high_watermark=55, now_ms=2) == (3,)
+    assert p.caught_up(high_watermark=56, now_ms=2) == ()
+
+
+def test_a_follower_that_stopped_fetching_does_not_come_back_on_its_old_log_end():
+    """Cut from its followers, a leader drops them; its high watermark is then
+    their last log end, which must not read as caught up (the ISR flapped)."""
+    p = partition(isr=(1,), epoch_start=0)
+    p.on_follower_fetch(2, 40, leader_log_end=40, now_ms=1_000)  # level, then silent
+    assert p.caught_up(high_watermark=40, now_ms=1_000 + LAG_MS) == (2,)
+    assert p.caught_up(high_watermark=40, now_ms=1_001 + LAG_MS) == ()
 
 
 def test_an_unconfirmed_shrink_still_holds_the_high_watermark_back():

@@ -38,7 +38,8 @@ class Pair:
         port = self.router.bind_to_random_port("tcp://127.0.0.1")
         self.fetcher = ReplicaFetcher(self.context, {KEY: self.follower}, replica_id=2,
                                       broker_epoch=1, max_wait_ms=200)
-        self.fetcher.follow(KEY, f"tcp://127.0.0.1:{port}", EPOCH)
+        self.endpoint = f"tcp://127.0.0.1:{port}"
+        self.fetcher.follow(KEY, self.endpoint, EPOCH)
 
     @staticmethod
     def _log(tmp_path: Path, name: str) -> PartitionLog:
@@ -116,3 +117,20 @@ def test_the_high_watermarks_follow_what_the_follower_made_durable(pair):
     pair.run_until(lambda: pair.leader.high_watermark == 3)
     pair.run_until(lambda: pair.follower.high_watermark == 3)
     assert pair.follower.durable_end_offset == 3
+
+
+def test_a_follower_told_of_an_epoch_before_its_leader_asks_again_until_it_leads_it(pair):
+    """The supervisor may locate the new leader (ZooKeeper says epoch 3)
+    before that worker has taken epoch 3: its answer is UNKNOWN_LEADER_EPOCH,
+    and nothing else would tell the follower to ask again."""
+    pair.produce(2)
+    pair.run_until(lambda: pair.follower.log_end_offset == 2)
+    pair.fetcher.follow(KEY, pair.endpoint, EPOCH + 1)
+    pair.produce(3)
+    until = time.monotonic() + 1.0
+    pair.run_until(lambda: time.monotonic() > until)  # fetching, refused: the door is at EPOCH
+    assert pair.follower.log_end_offset == 2
+    pair.door.become_leader(KEY, Leadership(EPOCH + 1, InSyncReplicas(
+        1, (1, 2), (1, 2), min_insync_replicas=2, lag_time_max_ms=30_000,
+        epoch_start_offset=pair.leader.log_end_offset, now_ms=pair.now())))
+    pair.run_until(lambda: pair.follower.log_end_offset == 5)
