@@ -6,6 +6,7 @@ and seeks to the beginning and end answered by each partition's leader."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -92,3 +93,51 @@ def test_the_command_line_and_a_consumer_group_through_three_brokers(tmp_path,
         for appliance in brokers.values():
             assert appliance.stop() == 0, appliance.stderr_tail()
 
+
+
+def test_a_groups_commits_survive_the_loss_of_its_coordinator(tmp_path, zookeeper_connect):
+    """__consumer_offsets is replicated: with the coordinator's broker killed,
+    the group finds the new leader of its offsets partition, which read the
+    commits back, and resumes where it committed."""
+    brokers = {b: start_broker(tmp_path, zookeeper_connect, b) for b in (1, 2, 3)}
+    servers = ",".join(a.bootstrap for a in brokers.values())
+    try:
+        with Admin(servers) as admin:
+            admin.create_topic("orders", partitions=2, replication_factor=3)
+            wait_for(lambda: fully_replicated(admin, "orders"), 15, "orders replicated")
+        with Producer(servers, acks="all") as producer:
+            for i in range(100):
+                producer.send("orders", b"v-%d" % i)
+            producer.flush()
+        first = Consumer(bootstrap_servers=servers, group_id="audit",
+                         auto_offset_reset="earliest", enable_auto_commit=False)
+        first.subscribe(["orders"])
+        got: list[bytes] = []
+        deadline = time.monotonic() + 30
+        while len(got) < 100 and time.monotonic() < deadline:
+            got += [m.value for m in first.poll(200)]
+        assert len(got) == 100
+        first.commit()
+        first.close()
+        with Admin(servers) as admin:
+            wait_for(lambda: fully_replicated(admin, "__consumer_offsets"), 15,
+                     "the offsets topic replicated")
+            coordinator = admin._request("find_coordinator", {"group_id": "audit"}).fields
+        victim = coordinator["broker_id"]
+        os.killpg(brokers[victim].process.pid, signal.SIGKILL)
+        brokers.pop(victim).process.wait(10)
+        survivors = ",".join(a.bootstrap for a in brokers.values())
+        with Producer(survivors, acks="all") as producer:
+            producer.send("orders", b"after", partition=1).result(30)
+        resumed = Consumer(bootstrap_servers=survivors, group_id="audit",
+                           auto_offset_reset="earliest")
+        resumed.subscribe(["orders"])
+        later: list[bytes] = []
+        deadline = time.monotonic() + 40
+        while not later and time.monotonic() < deadline:
+            later += [m.value for m in resumed.poll(200)]
+        assert later == [b"after"]  # from the replicated commits, not from the beginning
+        resumed.close()
+    finally:
+        for appliance in brokers.values():
+            appliance.stop()
