@@ -11,9 +11,10 @@ flight to many endpoints.
 
 A worker that dies takes its door's requests with it: no reply will come.
 Each connection but the bootstrap front end's (a door, another broker) is
-watched by a ZeroMQ socket monitor, and a lost
-connection fails its requests at once (`lost()`), so the caller retries
-through fresh metadata within a poll instead of after the request timeout.
+watched by a ZeroMQ socket monitor, and a lost connection, or one that
+could not be made, fails its requests at once (`lost()`), so the caller
+retries through fresh metadata within a poll instead of after the request
+timeout.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ from appliance.client.blocking_connection import BlockingConnection
 from appliance.client.connection import io_zmq, parse_bootstrap
 
 WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "*")
+# A connection that went down, or one whose attempt failed (nothing listens
+# there: a broker that died before this client first dialled it, which
+# metadata may still name as a leader). Either way its requests will not be
+# answered: they fail at once and are retried through fresh metadata.
+LOST_EVENTS = zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED
 
 
 def door_endpoint(endpoint: str | None, bootstrap: str) -> str | None:
@@ -67,7 +73,7 @@ class NetworkClient:
             self._connections[endpoint] = connection
             self._poller.register(connection.socket, zmq.POLLIN)
             if endpoint != self.front_end:  # the front end's loss is the appliance's
-                monitor = connection.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+                monitor = connection.socket.get_monitor_socket(LOST_EVENTS)
                 self._monitors[monitor] = endpoint
                 self._poller.register(monitor, zmq.POLLIN)
         return connection

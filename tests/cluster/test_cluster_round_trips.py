@@ -27,6 +27,16 @@ def ringlog(bootstrap: str, *args: str, stdin: bytes | None = None) -> str:
     return done.stdout.decode()
 
 
+def poll_values(consumers: list[Consumer], want: int, timeout_s: float) -> list[bytes]:
+    """Poll the consumers in turn until they returned `want` values or time is up."""
+    got: list[bytes] = []
+    deadline = time.monotonic() + timeout_s
+    while len(got) < want and time.monotonic() < deadline:
+        for consumer in consumers:
+            got += [m.value for m in consumer.poll(200)]
+    return got
+
+
 def fully_replicated(admin: Admin, topic: str) -> bool:
     return all(p["leader"] >= 0 and len(p["isr"]) == 3
                for p in admin.describe_topic(topic)["partitions"])
@@ -65,11 +75,7 @@ def test_the_command_line_and_a_consumer_group_through_three_brokers(tmp_path,
                             enable_auto_commit=False) for _ in range(2)]
         for member in members:
             member.subscribe(["orders"])
-        got: list[bytes] = []
-        deadline = time.monotonic() + 30
-        while len(got) < 300 and time.monotonic() < deadline:
-            for member in members:
-                got += [m.value for m in member.poll(200)]
+        got = poll_values(members, 300, 30)
         assert sorted(got) == sorted(b"v-%d" % i for i in range(300))  # a queue: once each
         assert all(member.assignment() for member in members)
         for member in members:
@@ -80,11 +86,7 @@ def test_the_command_line_and_a_consumer_group_through_three_brokers(tmp_path,
         resumed = Consumer(bootstrap_servers=servers, group_id="billing",
                            auto_offset_reset="earliest")
         resumed.subscribe(["orders"])
-        later: list[bytes] = []
-        deadline = time.monotonic() + 20
-        while not later and time.monotonic() < deadline:
-            later += [m.value for m in resumed.poll(200)]
-        assert later == [b"after"]  # from the commits, not from the beginning
+        assert poll_values([resumed], 1, 20) == [b"after"]  # from the commits, not the start
         # each partition's leader answers: the ends add up to every record written
         assert sum(resumed.end_offsets([("orders", p) for p in range(3)]).values()) == 301
         assert set(resumed.beginning_offsets([("orders", p) for p in range(3)]).values()) == {0}
@@ -112,11 +114,7 @@ def test_a_groups_commits_survive_the_loss_of_its_coordinator(tmp_path, zookeepe
         first = Consumer(bootstrap_servers=servers, group_id="audit",
                          auto_offset_reset="earliest", enable_auto_commit=False)
         first.subscribe(["orders"])
-        got: list[bytes] = []
-        deadline = time.monotonic() + 30
-        while len(got) < 100 and time.monotonic() < deadline:
-            got += [m.value for m in first.poll(200)]
-        assert len(got) == 100
+        assert len(poll_values([first], 100, 30)) == 100
         first.commit()
         first.close()
         with Admin(servers) as admin:
@@ -132,11 +130,7 @@ def test_a_groups_commits_survive_the_loss_of_its_coordinator(tmp_path, zookeepe
         resumed = Consumer(bootstrap_servers=survivors, group_id="audit",
                            auto_offset_reset="earliest")
         resumed.subscribe(["orders"])
-        later: list[bytes] = []
-        deadline = time.monotonic() + 40
-        while not later and time.monotonic() < deadline:
-            later += [m.value for m in resumed.poll(200)]
-        assert later == [b"after"]  # from the replicated commits, not from the beginning
+        assert poll_values([resumed], 1, 40) == [b"after"]  # from the replicated commits
         resumed.close()
     finally:
         for appliance in brokers.values():
