@@ -25,6 +25,7 @@ from kazoo.client import KazooClient
 from appliance.cluster.znodes import (
     BROKER_IDS,
     CONTROLLER,
+    SHUTTING_DOWN,
     TOPICS,
     BrokerRegistration,
     ControllerRegistration,
@@ -64,6 +65,7 @@ class ClusterView:
     def __init__(self, client: KazooClient):
         self.client = client
         self.brokers: dict[int, BrokerRegistration] = {}
+        self.leaving: set[int] = set()  # brokers in controlled shutdown
         self.controller_id = -1
         self.assignments: dict[str, TopicAssignment] = {}
         self.configs: dict[str, dict[str, str]] = {}
@@ -77,6 +79,8 @@ class ClusterView:
         self.client.ChildrenWatch(BROKER_IDS, self._on_brokers)
         self.client.ChildrenWatch(TOPICS, self._on_topics)
         self.client.DataWatch(CONTROLLER, self._on_controller)
+        self.client.ChildrenWatch(SHUTTING_DOWN, lambda children: self._events.put(
+            ("leaving", {int(c) for c in children if c.isdigit()})))
 
     # --- kazoo's thread: queue what the watches say ------------------------------------
 
@@ -174,6 +178,9 @@ class ClusterView:
                 self.brokers.pop(broker_id, None)
             else:
                 self.brokers[broker_id] = registration
+            changes.brokers = True
+        elif kind == "leaving":
+            self.leaving = event[1]
             changes.brokers = True
         elif kind == "controller":
             self.controller_id = event[1]

@@ -161,11 +161,13 @@ class ReplicaRoles:
         return self.leader(topic, partition)[0] == self.broker_id
 
     def movable_leaderships(self) -> int:
-        """Partitions this broker leads that another live in-sync replica could
-        lead: what a controlled shutdown waits to see moved."""
+        """Partitions this broker leads that another live in-sync replica, not
+        shutting down itself, could lead: what a controlled shutdown waits to
+        see moved (brokers stopping together do not wait for each other)."""
         return sum(1 for state, _ in self.view.states.values()
                    if state.leader == self.broker_id and any(
-                       b != self.broker_id and b in self.view.brokers for b in state.isr))
+                       b != self.broker_id and b in self.view.brokers
+                       and b not in self.view.leaving for b in state.isr))
 
     def worker_ready(self, worker: int, replication_door: str) -> None:
         """A worker (re)started and was told to open its partitions: tell it
