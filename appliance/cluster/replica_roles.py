@@ -69,7 +69,8 @@ from workers.replication_protocol import (
 log = logging.getLogger("ringlog.cluster")
 
 TopicPartition = tuple[str, int]
-LOCATE_RETRY_S = 0.5  # a leader that could not say where it serves a partition is asked again
+LOCATE_RETRY_S = 0.1  # a leader that could not say where it serves a partition (it may not
+# have heard of its leadership yet: ZooKeeper tells brokers one by one) is asked again
 
 
 class ReplicaRoles:
