@@ -202,8 +202,7 @@ class ReplicaRoles:
                     leads.setdefault(owner, []).append(message)
             elif leader == NO_LEADER or leader not in self.view.brokers:
                 self._follow(owner, topic, partition, epoch, "", follows)
-            elif self._sent.get((topic, partition), ("",))[:2] != ("follow", epoch) or \
-                    not self._sent[(topic, partition)][2]:
+            elif not self._following(topic, partition, epoch):
                 # Stop leading or fetching from an old leader at once; fetch
                 # from the new one once its broker says where (_located).
                 self._follow(owner, topic, partition, epoch, "", follows)
@@ -214,6 +213,11 @@ class ReplicaRoles:
             self.to_worker(owner, wp.Lead(entries))
         for owner, entries in follows.items():
             self.to_worker(owner, wp.Follow(entries))
+
+    def _following(self, topic: str, partition: int, epoch: int) -> bool:
+        """Whether the worker was told where to fetch the partition at this epoch."""
+        sent = self._sent.get((topic, partition))
+        return sent is not None and sent[:2] == ("follow", epoch) and bool(sent[2])
 
     def _follow(self, owner: int, topic: str, partition: int, epoch: int, endpoint: str,
                 follows: dict[int, list[wp.PartitionFollower]]) -> None:
