@@ -9,6 +9,7 @@ import time
 
 from appliance.client import Admin, Consumer, Producer
 from tests.integration.conftest import start_appliance
+from tests.polling import wait_for
 
 TOPIC, PARTITIONS = "doors", 4
 
@@ -29,6 +30,12 @@ def test_fetches_are_answered_by_the_workers_while_the_front_end_is_stopped(tmp_
     try:
         with Admin(appliance.bootstrap) as admin:
             admin.create_topic(TOPIC, partitions=PARTITIONS)
+            # Routes learnt while a worker still opens its partitions go by the
+            # front end and are asked again later, which the frozen front end
+            # would not answer: start once every partition is at its door.
+            wait_for(lambda: all(p["endpoint"] for p in admin._request(
+                "metadata", {"topics": [TOPIC]}).fields["topics"][0]["partitions"]),
+                10, "every partition served at its worker's door")
         producer = Producer(appliance.bootstrap, acks="all", linger_ms=0,
                             request_timeout_ms=10_000)
         consumer = Consumer(bootstrap_servers=appliance.bootstrap,
