@@ -29,7 +29,7 @@ from appliance.native import decode_request, encode_reply
 from shm.allocator import keep_freed_memory
 from workers import protocol as worker_protocol
 from workers.replicas import WILDCARD_HOSTS
-from workers.sockets import repoll
+from workers.sockets import poll_timeout_ms, repoll
 
 log = logging.getLogger("ringlog.supervisor")
 
@@ -128,10 +128,7 @@ class Supervisor:
         polled: list[zmq.Socket] = []  # the replica roles' sockets (cluster mode)
         while not self._stopping or self._moving_leaderships():
             self.loop_turned = time.monotonic()
-            timeout = LOOP_MS
-            deadline = self.broker.next_deadline()
-            if deadline is not None:
-                timeout = max(0, min(timeout, int((deadline - time.monotonic()) * 1000) + 1))
+            timeout = poll_timeout_ms([self.broker.next_deadline()], LOOP_MS)
             if self.roles is not None:
                 polled = repoll(poller, polled, self.roles.sockets)
                 timeout = min(timeout, CLUSTER_POLL_MS)
@@ -368,7 +365,7 @@ class Supervisor:
         committed = self.broker.committed
         self.broker.coordinator_of = lambda group: roles.coordinator(
             group, committed.partition_for, offsets_topic)
-        committed.leadership = lambda partition: _led_epoch(roles, OFFSETS_TOPIC, partition)
+        committed.leadership = lambda partition: roles.led_epoch(OFFSETS_TOPIC, partition)
         self.broker.producer_ids = ProducerIdBlocks(self.cluster.membership.client,
                                                     int(self.config["broker.id"])).next_id
         self.broker.status.cluster = roles
@@ -417,12 +414,6 @@ class Supervisor:
             log.info("reloaded %s: %s -> %s", key, old, value)
         self.broker.reconfigure(self.config)
         self._send_outbox()
-
-
-def _led_epoch(roles, topic: str, partition: int) -> int | None:
-    """The leader epoch at which this broker leads the partition, None if it does not."""
-    leader, epoch, _, _ = roles.leader(topic, partition)
-    return epoch if leader == roles.broker_id else None
 
 
 def raise_open_file_limit() -> int:

@@ -1,8 +1,12 @@
-"""Two things every loop that owns ZeroMQ sockets here does alike: bind a
-ROUTER on a port kept across respawns, and keep a poller on a set of
-sockets that comes and goes (a DEALER per leader, per remote broker)."""
+"""Three things every loop that owns ZeroMQ sockets here does alike: bind a
+ROUTER on a port kept across respawns, keep a poller on a set of sockets
+that comes and goes (a DEALER per leader, per remote broker), and sleep in
+it until the next deadline."""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Iterable
 
 import zmq
 
@@ -37,3 +41,12 @@ def repoll(poller: zmq.Poller, polled: list[zmq.Socket], sockets: list[zmq.Socke
         if socket not in polled:
             poller.register(socket, zmq.POLLIN)
     return list(sockets)
+
+
+def poll_timeout_ms(deadlines: Iterable[float | None], cap_ms: int) -> int:
+    """How long a poll may wait: until the soonest deadline (time.monotonic(),
+    None for none), rounded up so the loop wakes after it, at most cap_ms."""
+    soonest = min((d for d in deadlines if d is not None), default=None)
+    if soonest is None:
+        return cap_ms
+    return max(0, min(cap_ms, int((soonest - time.monotonic()) * 1000) + 1))

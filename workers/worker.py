@@ -38,7 +38,7 @@ from workers import protocol
 from workers.door import ClientDoor, DoorProduce
 from workers.producer_state import ProducerStateTable
 from workers.replicas import AwaitingReplicas, Replicas, ReplicaSettings
-from workers.sockets import bind_router, repoll
+from workers.sockets import bind_router, poll_timeout_ms, repoll
 
 POLL_MS = 100
 TRAFFIC_EVERY_S = 0.2  # how fresh the door's share of /metrics is
@@ -121,10 +121,7 @@ class Worker:
             follower_ms = self.replicas.next_deadline_ms()
             if follower_ms is not None:
                 deadlines.append(follower_ms / 1000)  # both on the monotonic clock
-        deadline = min((d for d in deadlines if d is not None), default=None)
-        if deadline is None:
-            return POLL_MS
-        return max(0, min(POLL_MS, int((deadline - time.monotonic()) * 1000) + 1))
+        return poll_timeout_ms(deadlines, POLL_MS)
 
     def _stop(self) -> None:
         self._running = False

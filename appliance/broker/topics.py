@@ -155,7 +155,7 @@ class Topics:
             broker_id = self.config["broker.id"]
             host, port = self.config.listener_host_port("listeners")
             return r.MetadataReply([r.BrokerInfo(broker_id, host, port)], topics, broker_id)
-        brokers = [r.BrokerInfo(b, *_host_port(reg.client_endpoint))
+        brokers = [r.BrokerInfo(b, *reg.client_host_port)
                    for b, reg in sorted(self.cluster.view.brokers.items())]
         return r.MetadataReply(brokers, topics, self.cluster.view.controller_id)
 
@@ -271,11 +271,6 @@ def _validate(configs: dict[str, str]) -> dict:
         return validate_topic_configs(configs)
     except ConfigError as exc:
         raise InvalidConfigError(str(exc)) from None
-
-
-def _host_port(endpoint: str) -> tuple[str, int]:
-    host, _, port = endpoint.removeprefix("tcp://").rpartition(":")
-    return host, int(port)
 
 
 def _disk_usage(directory: Path) -> int:

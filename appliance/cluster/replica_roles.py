@@ -159,7 +159,12 @@ class ReplicaRoles:
         return state.leader, state.leader_epoch, replicas, list(state.isr)
 
     def leads(self, topic: str, partition: int) -> bool:
-        return self.leader(topic, partition)[0] == self.broker_id
+        return self.led_epoch(topic, partition) is not None
+
+    def led_epoch(self, topic: str, partition: int) -> int | None:
+        """The leader epoch at which this broker leads the partition, None if it does not."""
+        leader, epoch, _, _ = self.leader(topic, partition)
+        return epoch if leader == self.broker_id else None
 
     def movable_leaderships(self) -> int:
         """Partitions this broker leads that another live in-sync replica, not
@@ -440,8 +445,7 @@ class ReplicaRoles:
         if registration is None:
             raise CoordinatorNotAvailableError(
                 f"group {group!r}'s offsets partition has no leader now; retry")
-        host, _, port = registration.client_endpoint.removeprefix("tcp://").rpartition(":")
-        return leader, host, int(port)
+        return leader, *registration.client_host_port
 
     def describe_cluster(self) -> dict[str, Any]:
         return {"brokers": sorted(self.view.brokers), "controller_id": self.view.controller_id}

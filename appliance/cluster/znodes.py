@@ -77,9 +77,15 @@ class BrokerRegistration:
     replication_endpoint: str  # tcp://HOST:PORT, followers fetch here
     timestamp: str = ""
 
-    def encode(self) -> bytes:
+    @property
+    def client_host_port(self) -> tuple[str, int]:
+        """(host, port) of the native front end, as metadata hands them out."""
         host, _, port = self.client_endpoint.removeprefix("tcp://").rpartition(":")
-        return orjson.dumps({"version": 1, "host": host, "port": int(port),
+        return host, int(port)
+
+    def encode(self) -> bytes:
+        host, port = self.client_host_port
+        return orjson.dumps({"version": 1, "host": host, "port": port,
                              "endpoints": [self.client_endpoint],
                              "replication_endpoint": self.replication_endpoint,
                              "timestamp": self.timestamp or _now_ms()})
