@@ -208,6 +208,13 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def _listener_map(value: str) -> dict[str, tuple[str, int]]:
+    """A validated listener list's entries by scheme."""
+    found = split_listeners(value)
+    assert not isinstance(found, str), found  # validated when loaded
+    return found
+
+
 def _split_host_port(text: str) -> tuple[str, int] | None:
     """HOST:PORT (IPv6 in brackets) -> (host, port), or None if malformed."""
     match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):([0-9]{1,5})", text)
@@ -222,6 +229,51 @@ def _split_host_port(text: str) -> tuple[str, int] | None:
 def _tcp_listener(value: str) -> str | None:
     if not value.startswith("tcp://") or _split_host_port(value[len("tcp://") :]) is None:
         return "expected tcp://HOST:PORT with a port in [0, 65535], e.g. tcp://127.0.0.1:7092"
+    return None
+
+
+# listeners' schemes, as Kafka names a listener's security protocol: the native
+# ZeroMQ door and Kafka's own protocol in plain text.
+NATIVE_SCHEME, KAFKA_SCHEME = "tcp", "PLAINTEXT"
+
+
+def split_listeners(value: str) -> dict[str, tuple[str, int]] | str:
+    """Kafka's listener list, "SCHEME://HOST:PORT,..." -> {scheme: (host, port)},
+    or the reason it is malformed. One entry per scheme: Ringlog serves one
+    native door and at most one Kafka door per broker."""
+    found: dict[str, tuple[str, int]] = {}
+    for entry in (e.strip() for e in value.split(",")):
+        scheme, sep, address = entry.partition("://")
+        parsed = _split_host_port(address) if sep else None
+        if scheme not in (NATIVE_SCHEME, KAFKA_SCHEME) or parsed is None:
+            return (f"{entry!r} is not tcp://HOST:PORT or PLAINTEXT://HOST:PORT (port in "
+                    "[0, 65535]), e.g. tcp://127.0.0.1:7092,PLAINTEXT://127.0.0.1:9092")
+        if scheme in found:
+            return f"two {scheme}:// entries; give one native and at most one PLAINTEXT listener"
+        found[scheme] = parsed
+    return found
+
+
+def _listeners(value: str) -> str | None:
+    found = split_listeners(value)
+    if isinstance(found, str):
+        return found
+    if NATIVE_SCHEME not in found:
+        return ("no tcp://HOST:PORT entry: the native door (ringlog's CLI and client) needs "
+                "one, e.g. tcp://127.0.0.1:7092,PLAINTEXT://127.0.0.1:9092")
+    return None
+
+
+def _advertised_listeners(value: str) -> str | None:
+    if value == "":
+        return None  # advertise what listeners binds
+    found = split_listeners(value)
+    if isinstance(found, str):
+        return found
+    if any(host in ("0.0.0.0", "::", "") for host, _ in found.values()):
+        return "a wildcard address cannot be advertised: name the host clients should reach"
+    if any(port == 0 for _, port in found.values()):
+        return "port 0 cannot be advertised: name the port clients should reach"
     return None
 
 
@@ -293,10 +345,27 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     # Listeners
     Setting(
-        "listeners", "string", "tcp://127.0.0.1:7092",
-        "Where clients connect: the ZeroMQ front end binds this tcp://HOST:PORT. Use "
-        "tcp://0.0.0.0:7092 to accept clients from other hosts.",
-        check=_tcp_listener, expects="tcp://HOST:PORT", group="Listeners",
+        "listeners", "string", "tcp://127.0.0.1:7092,PLAINTEXT://127.0.0.1:9092",
+        "Where clients connect, as Kafka's comma-separated listener list: tcp://HOST:PORT is "
+        "the native ZeroMQ front end (ringlog's CLI and client), PLAINTEXT://HOST:PORT "
+        "speaks Kafka's protocol (kafka-python, librdkafka, kcat, Kafka's tools). Use "
+        "0.0.0.0 as HOST to accept clients from other hosts.",
+        check=_listeners, expects="tcp://HOST:PORT[,PLAINTEXT://HOST:PORT]", group="Listeners",
+    ),
+    Setting(
+        "advertised.listeners", "string", "",
+        "What metadata hands clients for each listener, same syntax as listeners; empty "
+        "advertises the listeners' own addresses (set it when clients reach this host by "
+        "another name, or when listeners binds 0.0.0.0).",
+        check=_advertised_listeners, expects="empty or SCHEME://HOST:PORT,...",
+        group="Listeners", example="tcp://broker1.example:7092,PLAINTEXT://broker1.example:9092",
+        commented=True,
+    ),
+    Setting(
+        "socket.request.max.bytes", "int", 104_857_600,
+        "The largest request the Kafka listener reads; a longer frame closes its "
+        "connection, as Kafka does.",
+        minimum=1024, group="Listeners",
     ),
     Setting(
         "replication.listener", "string", "tcp://127.0.0.1:7093",
@@ -798,14 +867,30 @@ class ServerConfig(Mapping[str, Any]):
         return self.log_dirs[0]
 
     def listener_host_port(self, name: str = "listeners") -> tuple[str, int]:
-        """(host, port) of listeners, replication.listener or http.listener."""
+        """(host, port) of the native tcp:// entry of listeners, of
+        replication.listener or of http.listener."""
         value = self[name]
         if name not in ("listeners", "replication.listener", "http.listener"):
             raise KeyError(f"{name!r} is not a listener setting")
+        if name == "listeners":
+            return _listener_map(value)[NATIVE_SCHEME]
         text = value[len("tcp://") :] if value.startswith("tcp://") else value
         parsed = _split_host_port(text)
         assert parsed is not None  # validated when loaded
         return parsed
+
+    def kafka_listener(self) -> tuple[str, int] | None:
+        """(host, port) of the PLAINTEXT:// entry of listeners: None, no Kafka door."""
+        return _listener_map(self["listeners"]).get(KAFKA_SCHEME)
+
+    def advertised(self, scheme: str, bound: tuple[str, int]) -> tuple[str, int]:
+        """What metadata hands out for the listener of `scheme` that is bound at
+        `bound`: advertised.listeners' entry, else the bound address."""
+        if self["advertised.listeners"]:
+            entry = _listener_map(self["advertised.listeners"]).get(scheme)
+            if entry is not None:
+                return entry
+        return bound
 
     # SIGHUP
     def _changes(self, other: ServerConfig, dynamic: bool) -> dict[str, tuple[Any, Any]]:
@@ -984,19 +1069,24 @@ def _check_consistency(values: Mapping[str, Any], sources: Mapping[str, str]) ->
         value = values[name]
         if not value:
             continue  # an empty http.listener serves nothing
-        text = value[len("tcp://") :] if value.startswith("tcp://") else value
-        address = _split_host_port(text)
-        assert address is not None
-        if address[1] == 0:
-            continue  # any free port: no clash
-        if address in seen:
-            raise ConfigError(
-                f"{name}={value} ({sources[name]}) uses the same address as "
-                f"{seen[address]}={values[seen[address]]} ({sources[seen[address]]}); "
-                f"give each listener its own port",
-                key=name,
-            )
-        seen[address] = name
+        if name == "listeners":
+            addresses = list(_listener_map(value).values())
+        else:
+            text = value[len("tcp://") :] if value.startswith("tcp://") else value
+            addresses = [_split_host_port(text)]
+        for address in addresses:
+            assert address is not None
+            if address[1] == 0:
+                continue  # any free port: no clash
+            if address in seen:
+                other = seen[address]
+                clash = (f"names {address[0]}:{address[1]} twice" if other == name else
+                         f"uses the same address as {other}={values[other]} ({sources[other]})")
+                raise ConfigError(
+                    f"{name}={value} ({sources[name]}) {clash}; give each listener its own port",
+                    key=name,
+                )
+            seen[address] = name
 
 
 def default_config() -> ServerConfig:

@@ -21,8 +21,10 @@ import zmq
 
 from appliance import protocol, systemd
 from appliance.broker import Broker, ClientReply, PartitionReaders
-from appliance.config import ServerConfig
+from appliance.config import KAFKA_SCHEME, ServerConfig
 from appliance.http_listener import HttpListener
+from appliance.kafka import KafkaClient, KafkaDoor
+from appliance.kafka.listener import KafkaListener
 from appliance.metadata import OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIGS, Metadata
 from appliance.metrics import ProcessProbe, RequestMetrics
 from appliance.native import decode_request, encode_reply
@@ -77,6 +79,7 @@ class Supervisor:
         self._watchdog = systemd.Watchdog.from_environment()
         self.cluster = None  # a ClusterMember when zookeeper.connect is set
         self.roles = None  # its ReplicaRoles: what each hosted partition's worker does
+        self.kafka: KafkaListener | None = None  # the PLAINTEXT listener, if configured
 
     # --- life cycle --------------------------------------------------------------------
 
@@ -102,6 +105,7 @@ class Supervisor:
             raise OSError(f"listeners=tcp://{host}:{port}: {os.strerror(exc.errno)}; choose a free "
                           "HOST:PORT for listeners") from None
         clients.bind(self.status_endpoint)
+        self.kafka = self._kafka_listener()
         if OFFSETS_TOPIC not in self.metadata.topics and not self.config["zookeeper.connect"]:
             # (a cluster creates it in ZooKeeper, replicated, at the first coordinator lookup)
             self.metadata.create(OFFSETS_TOPIC, int(self.config["offsets.topic.num.partitions"]),
@@ -110,7 +114,8 @@ class Supervisor:
         if self.config["zookeeper.connect"]:
             from appliance.cluster.cluster_member import ClusterMember  # kazoo: clusters only
 
-            self.cluster = ClusterMember.join(self.config)
+            self.cluster = ClusterMember.join(
+                self.config, self.kafka.door.advertised if self.kafka is not None else None)
         self.broker = Broker(self.config, self.metadata, PartitionReaders(self.metadata),
                              self.request_metrics, self._process_table)
         if self.cluster is not None:
@@ -119,8 +124,10 @@ class Supervisor:
                                        self.request_metrics, lambda: self.loop_turned)
         for child in self.children:
             self._spawn(child)
-        log.info("ringlog serving on tcp://%s:%d with %d workers, data in %s",
-                 host, port, self.num_workers, self.config.log_dir)
+        log.info("ringlog serving on tcp://%s:%d%s with %d workers, data in %s",
+                 host, port, "" if self.kafka is None else
+                 f" and PLAINTEXT://{self.config.kafka_listener()[0]}:{self.kafka.port}",
+                 self.num_workers, self.config.log_dir)
         ready_sent = False
         poller = zmq.Poller()
         poller.register(clients, zmq.POLLIN)
@@ -132,11 +139,16 @@ class Supervisor:
             if self.roles is not None:
                 polled = repoll(poller, polled, self.roles.sockets)
                 timeout = min(timeout, CLUSTER_POLL_MS)
+            if self.kafka is not None:
+                self.kafka.sync(poller)
             events = dict(poller.poll(timeout))
             if workers in events:
                 self._drain(workers, self._on_worker_message)
             if clients in events:
                 self._drain(clients, self._on_client_message)
+            if self.kafka is not None:
+                self.kafka.on_events(events, self._on_kafka_request, poller)
+                self._send_outbox()
             if self.roles is not None:
                 self._cluster_turn(polled, events)
             self.broker.expire(time.monotonic())
@@ -210,6 +222,8 @@ class Supervisor:
             self.cluster.leave()
         if self.http is not None:
             self.http.stop()
+        if self.kafka is not None:
+            self.kafka.close()
         clients.close()
         for child in self.children:
             if child.process and child.process.poll() is None:
@@ -282,6 +296,21 @@ class Supervisor:
         self.broker.handle(client, request)
         self._send_outbox()
 
+    def _on_kafka_request(self, client: KafkaClient, request) -> None:
+        self.broker.handle(client, request)
+
+    def _kafka_listener(self) -> KafkaListener | None:
+        """Bind the PLAINTEXT listener, if listeners names one; what it
+        advertises is known once it is bound (port 0: the kernel's pick)."""
+        address = self.config.kafka_listener()
+        if address is None:
+            return None
+        host, port = address
+        listener = KafkaListener(host, port, KafkaDoor(self.config, (host, port)),
+                                 int(self.config["socket.request.max.bytes"]))
+        listener.door.advertised = self.config.advertised(KAFKA_SCHEME, (host, listener.port))
+        return listener
+
     def _on_worker_message(self, frames: list) -> None:
         try:
             worker = worker_protocol.worker_index(frames[0].bytes)
@@ -311,6 +340,10 @@ class Supervisor:
             for event in events:
                 if isinstance(event, ClientReply):
                     client = event.client
+                    if isinstance(client, KafkaClient):
+                        if self.kafka is not None:
+                            self.kafka.reply(client, event.reply)
+                        continue
                     self._send_to_client(client.identity, encode_reply(client, event.reply))
                 elif not self._send_to_worker(event.worker, event.message):
                     self.broker.undeliverable(event.worker, event.message)

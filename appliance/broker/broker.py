@@ -35,6 +35,7 @@ from shm.errors import InvalidRequestError, RinglogError, UnknownServerError
 from workers import protocol as wp
 
 log = logging.getLogger("ringlog.broker")
+Coordinator = tuple[int, str, int, tuple[str, int] | None]
 
 
 class Broker:
@@ -64,8 +65,8 @@ class Broker:
         self._next_producer_id = int(time.time() * 1000) << 8  # unique across restarts
         # In a cluster, ids unique across brokers (appliance.cluster.producer_ids).
         self.producer_ids: Callable[[], int] | None = None
-        # In a cluster, (broker id, host, port) of a group's coordinator.
-        self.coordinator_of: Callable[[str], tuple[int, str, int]] | None = None
+        # In a cluster, (broker id, host, port, Kafka host and port) of a group's coordinator.
+        self.coordinator_of: Callable[[str], Coordinator] | None = None
         self.config = config
         reply = self._reply
         self._handlers: dict[type, Callable[[Any, Any], None]] = {

@@ -33,7 +33,8 @@ class ErrorReply:
 class BrokerInfo:
     id: int
     host: str
-    port: int
+    port: int  # the native front end's
+    kafka: tuple[str, int] | None = None  # its Kafka listener, as advertised; None: none
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +149,7 @@ class FindCoordinatorReply:
     broker_id: int
     host: str
     port: int
+    kafka: tuple[str, int] | None = None  # the coordinator's Kafka listener, if it has one
 
 
 @dataclass(frozen=True, slots=True)

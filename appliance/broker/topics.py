@@ -155,7 +155,7 @@ class Topics:
             broker_id = self.config["broker.id"]
             host, port = self.config.listener_host_port("listeners")
             return r.MetadataReply([r.BrokerInfo(broker_id, host, port)], topics, broker_id)
-        brokers = [r.BrokerInfo(b, *reg.client_host_port)
+        brokers = [r.BrokerInfo(b, *reg.client_host_port, reg.kafka_host_port)
                    for b, reg in sorted(self.cluster.view.brokers.items())]
         return r.MetadataReply(brokers, topics, self.cluster.view.controller_id)
 

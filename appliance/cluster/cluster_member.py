@@ -34,8 +34,9 @@ class ClusterMember:
         self.leadership = leadership
 
     @classmethod
-    def join(cls, config: Any) -> ClusterMember:
-        """Connect, register and stand for controller, as `config` says."""
+    def join(cls, config: Any, kafka_endpoint: tuple[str, int] | None = None) -> ClusterMember:
+        """Connect, register (with the Kafka listener's advertised address,
+        if it has one) and stand for controller, as `config` says."""
         session_ms = int(config["zookeeper.session.timeout.ms"])
         host, port = config.listener_host_port("listeners")
         replication_host, replication_port = config.listener_host_port("replication.listener")
@@ -46,7 +47,9 @@ class ClusterMember:
         broker_id = int(config["broker.id"])
         membership = Membership(client, BrokerRegistration(
             broker_id, f"tcp://{host}:{port}",
-            f"tcp://{replication_host}:{replication_port}"), session_ms)
+            f"tcp://{replication_host}:{replication_port}",
+            kafka_endpoint=f"PLAINTEXT://{kafka_endpoint[0]}:{kafka_endpoint[1]}"
+            if kafka_endpoint else ""), session_ms)
         try:
             membership.register()
             election = ControllerElection(client, broker_id)

@@ -428,8 +428,8 @@ class ReplicaRoles:
 
     def coordinator(self, group: str, partition_for: Callable[[str], int],
                     offsets_topic: tuple[str, int, int, dict[str, str]]
-                    ) -> tuple[int, str, int]:
-        """(broker id, host, port) of the group's coordinator: the leader of
+                    ) -> tuple[int, str, int, tuple[str, int] | None]:
+        """(broker id, host, port, Kafka host and port) of the group's coordinator: the leader of
         its partition of the offsets topic, which is created in ZooKeeper at
         the first lookup once enough brokers are live (Kafka's rule)."""
         name, partitions, replication_factor, configs = offsets_topic
@@ -445,7 +445,7 @@ class ReplicaRoles:
         if registration is None:
             raise CoordinatorNotAvailableError(
                 f"group {group!r}'s offsets partition has no leader now; retry")
-        return leader, *registration.client_host_port
+        return leader, *registration.client_host_port, registration.kafka_host_port
 
     def describe_cluster(self) -> dict[str, Any]:
         return {"brokers": sorted(self.view.brokers), "controller_id": self.view.controller_id}

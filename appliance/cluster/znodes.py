@@ -70,23 +70,32 @@ def _load(data: bytes, what: str, fields: tuple[str, ...]) -> dict:
 
 @dataclass(frozen=True)
 class BrokerRegistration:
-    """A live broker: where clients and followers reach it."""
+    """A live broker: where clients and followers reach it. `endpoints` lists
+    its listeners as Kafka's registration does, the native tcp:// one first
+    and its PLAINTEXT:// (Kafka protocol) one when it has one."""
 
     broker_id: int
     client_endpoint: str  # tcp://HOST:PORT, the native front end
     replication_endpoint: str  # tcp://HOST:PORT, followers fetch here
     timestamp: str = ""
+    kafka_endpoint: str = ""  # PLAINTEXT://HOST:PORT as advertised, "" without one
 
     @property
     def client_host_port(self) -> tuple[str, int]:
         """(host, port) of the native front end, as metadata hands them out."""
-        host, _, port = self.client_endpoint.removeprefix("tcp://").rpartition(":")
-        return host, int(port)
+        return _host_port(self.client_endpoint)
+
+    @property
+    def kafka_host_port(self) -> tuple[str, int] | None:
+        """(host, port) of the Kafka listener, None without one."""
+        return _host_port(self.kafka_endpoint) if self.kafka_endpoint else None
 
     def encode(self) -> bytes:
         host, port = self.client_host_port
+        endpoints = [self.client_endpoint] + ([self.kafka_endpoint] if self.kafka_endpoint
+                                              else [])
         return orjson.dumps({"version": 1, "host": host, "port": port,
-                             "endpoints": [self.client_endpoint],
+                             "endpoints": endpoints,
                              "replication_endpoint": self.replication_endpoint,
                              "timestamp": self.timestamp or _now_ms()})
 
@@ -94,8 +103,14 @@ class BrokerRegistration:
     def decode(cls, broker_id: int, data: bytes) -> BrokerRegistration:
         value = _load(data, broker_path(broker_id),
                       ("endpoints", "replication_endpoint", "timestamp"))
+        kafka = [e for e in value["endpoints"] if str(e).startswith("PLAINTEXT://")]
         return cls(broker_id, value["endpoints"][0], value["replication_endpoint"],
-                   value["timestamp"])
+                   value["timestamp"], kafka[0] if kafka else "")
+
+
+def _host_port(endpoint: str) -> tuple[str, int]:
+    host, _, port = endpoint.partition("://")[2].rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,9 @@ def config_error(**kwargs) -> str:
 
 EXPECTED_DEFAULTS = {
     "broker.id": 0,
-    "listeners": "tcp://127.0.0.1:7092",
+    "listeners": "tcp://127.0.0.1:7092,PLAINTEXT://127.0.0.1:9092",
+    "advertised.listeners": "",
+    "socket.request.max.bytes": 104_857_600,
     "replication.listener": "tcp://127.0.0.1:7093",
     "http.listener": "127.0.0.1:7094",
     "log.dirs": "/var/lib/ringlog",
@@ -455,10 +457,14 @@ def test_a_line_with_no_key_is_refused(tmp_path):
         ("delete.topic.enable", "", "expected true or false"),
         ("log.flush.policy", "always", "expected one of batch, interval, os"),
         ("log.flush.policy", "BATCH", "expected one of batch, interval, os"),
-        ("listeners", "127.0.0.1:7092", "expected tcp://HOST:PORT"),
-        ("listeners", "tcp://127.0.0.1", "expected tcp://HOST:PORT"),
+        ("listeners", "127.0.0.1:7092", "is not tcp://HOST:PORT or PLAINTEXT://HOST:PORT"),
+        ("listeners", "tcp://127.0.0.1", "is not tcp://HOST:PORT or PLAINTEXT://HOST:PORT"),
         ("listeners", "tcp://127.0.0.1:70000", "port in [0, 65535]"),
-        ("listeners", "http://127.0.0.1:7092", "expected tcp://HOST:PORT"),
+        ("listeners", "http://127.0.0.1:7092", "is not tcp://HOST:PORT or PLAINTEXT://HOST:PORT"),
+        ("listeners", "PLAINTEXT://127.0.0.1:9092", "no tcp://HOST:PORT entry"),
+        ("listeners", "tcp://127.0.0.1:1,tcp://127.0.0.1:2", "two tcp:// entries"),
+        ("advertised.listeners", "PLAINTEXT://0.0.0.0:9092", "a wildcard address"),
+        ("advertised.listeners", "PLAINTEXT://h:0", "port 0 cannot be advertised"),
         ("replication.listener", "tcp://:7093", "expected tcp://HOST:PORT"),
         ("http.listener", "http://127.0.0.1:7094", "without a scheme"),
         ("http.listener", "localhost", "expected HOST:PORT"),
@@ -510,12 +516,27 @@ def test_listeners_accept_ipv6_and_port_zero():
     cfg = load(overrides=["listeners=tcp://[::1]:0", "http.listener=0.0.0.0:8080"])
     assert cfg.listener_host_port("listeners") == ("::1", 0)
     assert cfg.listener_host_port("http.listener") == ("0.0.0.0", 8080)
+    assert cfg.kafka_listener() is None  # no PLAINTEXT entry: no Kafka door
+
+
+def test_listeners_name_the_native_and_the_kafka_door_and_what_each_advertises():
+    cfg = load()
+    assert cfg.listener_host_port("listeners") == ("127.0.0.1", 7092)
+    assert cfg.kafka_listener() == ("127.0.0.1", 9092)
+    assert cfg.advertised("PLAINTEXT", ("127.0.0.1", 9092)) == ("127.0.0.1", 9092)
+    cfg = load(overrides=["listeners=PLAINTEXT://0.0.0.0:19092, tcp://0.0.0.0:17092",
+                          "advertised.listeners=PLAINTEXT://broker1.example:19092"])
+    assert cfg.kafka_listener() == ("0.0.0.0", 19092)
+    assert cfg.advertised("PLAINTEXT", ("0.0.0.0", 19092)) == ("broker1.example", 19092)
+    assert cfg.advertised("tcp", ("0.0.0.0", 17092)) == ("0.0.0.0", 17092)
 
 
 def test_two_listeners_on_one_address_are_refused():
     message = config_error(overrides=["http.listener=127.0.0.1:7092"])
     assert message.startswith("http.listener=127.0.0.1:7092 (override) uses the same address as")
-    assert "listeners=tcp://127.0.0.1:7092 (default)" in message
+    assert "listeners=tcp://127.0.0.1:7092,PLAINTEXT://127.0.0.1:9092 (default)" in message
+    message = config_error(overrides=["listeners=tcp://127.0.0.1:9092,PLAINTEXT://127.0.0.1:9092"])
+    assert "names 127.0.0.1:9092 twice; give each listener its own port" in message
     # Port 0 means "any free port" and never clashes.
     load(overrides=["listeners=tcp://127.0.0.1:0", "replication.listener=tcp://127.0.0.1:0"])
 
@@ -707,7 +728,7 @@ def test_changes_split_into_dynamic_ones_and_ones_that_need_a_restart(tmp_path):
     }
     assert old.static_changes(new) == {
         "num.partitions": (1, 4),
-        "listeners": ("tcp://127.0.0.1:7092", "tcp://127.0.0.1:9092"),
+        "listeners": ("tcp://127.0.0.1:7092,PLAINTEXT://127.0.0.1:9092", "tcp://127.0.0.1:9092"),
     }
     assert old.dynamic_changes(old) == {} and old.static_changes(old) == {}
 

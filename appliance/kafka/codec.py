@@ -1,0 +1,548 @@
+"""Kafka's protocol to the broker core and back, sans I/O: a request frame
+becomes core requests, core replies become response bytes.
+
+The door (KafkaDoor) is per broker, not per connection: the listener hands
+it each frame with the connection it came on and a way to take that
+connection's next response slot; it answers at once what needs no core
+(ApiVersions, a version not served, a broker's configs), and otherwise
+returns the core requests to hand to `Broker.handle`, each with a
+KafkaClient naming where its reply goes. A Kafka request that is several
+core requests (the resources of one DescribeConfigs) gathers their replies
+and is encoded once they are all in.
+
+A request that cannot be parsed raises MalformedRequest: Kafka closes such
+a connection, there being no way to answer a request it cannot read.
+
+Whole-request failures of the core (ErrorReply) become Kafka's per-partition
+or per-topic error codes, which is how Kafka reports them.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from appliance.broker import replies as r
+from appliance.broker import requests as q
+from appliance.config import KAFKA_SCHEME, ServerConfig
+from appliance.kafka import apis as k
+from appliance.kafka.entities import encode_response, request_reader
+from appliance.kafka.fetch_response import FetchedPartition, encode_fetch_response
+from appliance.metadata import INTERNAL_TOPICS
+from shm.errors import (
+    InvalidRequestError,
+    LeaderNotAvailableError,
+    RinglogError,
+    UnsupportedVersionError,
+)
+
+_HEADER = struct.Struct(">hhi")  # request_api_key, request_api_version, correlation_id
+NONE = 0
+UNSUPPORTED_VERSION = UnsupportedVersionError.code
+CLUSTER_ID = "ringlog"  # Metadata's cluster_id: Ringlog names no cluster (a deviation)
+RESOURCE_TOPIC, RESOURCE_BROKER = 2, 4  # DescribeConfigs/AlterConfigs resource types
+CONFIG_SOURCE_TOPIC, CONFIG_SOURCE_STATIC_BROKER, CONFIG_SOURCE_DEFAULT = 1, 4, 5
+
+
+class MalformedRequest(Exception):
+    """A frame that is not a request this door can read: close the connection."""
+
+
+@dataclass(slots=True)
+class _Gather:
+    """The core replies one Kafka request waits for, by part."""
+
+    replies: list[r.Reply | None]
+    local: dict[int, Any] = field(default_factory=dict)  # parts answered by the door itself
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaClient:
+    """Where a core reply goes: a connection's response slot (None: acks=0,
+    no response), and what the encoder needs of the request."""
+
+    connection: int
+    slot: int | None
+    api_key: int
+    version: int
+    correlation_id: int
+    request: Any  # the kio request: the encoder answers in its order
+    gather: _Gather | None = None
+    part: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """What a frame asks for: bytes to send now, or core requests to hand in."""
+
+    response: list[Any] | None = None  # framed by the caller
+    slot: int | None = None  # the response's slot, with `response`
+    calls: list[tuple[KafkaClient, q.Request]] = field(default_factory=list)
+
+
+class KafkaDoor:
+    """`advertised` is this broker's Kafka endpoint as metadata gives it."""
+
+    def __init__(self, config: ServerConfig, advertised: tuple[str, int]):
+        self.config = config
+        self.broker_id = int(config["broker.id"])
+        self.advertised = advertised
+
+    # --- requests in ---------------------------------------------------------------------
+
+    def decode(self, connection: int, frame: bytes, take_slot: Callable[[], int]) -> Decoded:
+        if len(frame) < _HEADER.size + 2:
+            raise MalformedRequest(f"a request of {len(frame)} bytes has no header")
+        api_key, version, correlation_id = _HEADER.unpack_from(frame)
+        api = k.APIS.get(api_key)
+        if api_key == k.API_VERSIONS and (api is None or not api.serves(version)):
+            # A version we do not serve (librdkafka tries v3 first): UNSUPPORTED_VERSION
+            # in a v0 body that lists ours, so the client retries with one of them.
+            return Decoded(self._api_versions(0, correlation_id, UNSUPPORTED_VERSION),
+                           take_slot())
+        if api is None or not (api.min_version <= version <= api.max_version):
+            # Kafka closes a connection that sends an API or version it never
+            # advertised: there is no schema to write an answer with.
+            raise MalformedRequest(f"API {api_key} v{version} is not served")
+        try:
+            request, _ = self._read(api_key, version, frame)
+        except Exception as exc:  # kio's parser: any error means a frame we cannot read
+            raise MalformedRequest(f"API {api_key} v{version}: {exc}") from None
+        # Bytes after the body are ignored, as Kafka does: librdkafka's ApiVersions v0
+        # retry carries v3's fields.
+        if not api.serves(version):  # advertised for old clients, refused: see apis.py
+            slot = take_slot()
+            client = KafkaClient(connection, slot, api_key, version, correlation_id, request)
+            return Decoded(self._encode_error(client, UnsupportedVersionError(
+                f"{api.name} v{version} predates record batch v2; use v{api.min_served}+")),
+                slot)
+        if api_key == k.API_VERSIONS:
+            return Decoded(self._api_versions(version, correlation_id, NONE), take_slot())
+        # A produce with acks=0 gets no response, not even an error one.
+        slot = None if api_key == k.PRODUCE and request.acks == 0 else take_slot()
+        client = KafkaClient(connection, slot, api_key, version, correlation_id, request)
+        try:
+            built = _REQUESTS[api_key](self, client, request)
+        except RinglogError as exc:
+            return Decoded(self._encode_error(client, exc), slot)
+        if isinstance(built, list):  # a request of several core requests: gather them
+            gather = _Gather([None] * len(built))
+            calls = []
+            for part, core in enumerate(built):
+                part_client = KafkaClient(connection, slot, api_key, version, correlation_id,
+                                          request, gather, part)
+                if isinstance(core, q.Request.__args__):  # type: ignore[attr-defined]
+                    calls.append((part_client, core))
+                else:
+                    gather.local[part] = core
+                    gather.replies[part] = core
+            if not calls:
+                return Decoded(self._encode(client, gather.replies), slot)
+            return Decoded(calls=calls)
+        return Decoded(calls=[(client, built)])
+
+    @staticmethod
+    def _read(api_key: int, version: int, frame: bytes) -> tuple[Any, int]:
+        """The request body after the v1 header (api key, version, correlation
+        id, nullable client id)."""
+        (client_id_length,) = struct.unpack_from(">h", frame, _HEADER.size)
+        offset = _HEADER.size + 2 + max(client_id_length, 0)
+        if offset > len(frame):
+            raise MalformedRequest("the client id runs past the request")
+        return request_reader(api_key, version)(memoryview(frame), offset)
+
+    # --- replies out ---------------------------------------------------------------------
+
+    def encode(self, client: KafkaClient, reply: r.Reply) -> list[Any] | None:
+        """The response's buffers (no size prefix); None while parts of its
+        request are still out, or when it gets no response (acks=0)."""
+        if client.gather is not None:
+            client.gather.replies[client.part] = reply
+            if any(part is None for part in client.gather.replies):
+                return None
+            reply = client.gather.replies  # type: ignore[assignment]
+        if client.slot is None:
+            return None
+        try:
+            return self._encode(client, reply)
+        except Exception as exc:  # a reply the encoder cannot write must not cost the loop
+            return self._encode_error(client, InvalidRequestError(f"{type(exc).__name__}: {exc}"))
+
+    def _encode(self, client: KafkaClient, reply: Any) -> list[Any]:
+        if isinstance(reply, r.ErrorReply):
+            return self._encode_error(client, reply.error)
+        if client.api_key == k.FETCH:
+            return _fetch_response(client, reply)
+        values = _RESPONSES[client.api_key](self, client, reply)
+        return [encode_response(client.api_key, client.version, client.correlation_id, values)]
+
+    def _encode_error(self, client: KafkaClient, error: RinglogError) -> list[Any]:
+        """The whole request failed: every part of the response says why."""
+        code = error.code
+        if client.api_key == k.FETCH:
+            return _fetch_response(client, None, code)
+        values = _ERRORS[client.api_key](client.request, code, str(error))
+        return [encode_response(client.api_key, client.version, client.correlation_id, values)]
+
+    def _api_versions(self, version: int, correlation_id: int, code: int) -> list[Any]:
+        values = {"error_code": code, "throttle_time": 0,
+                  "api_keys": [{"api_key": api.key, "min_version": api.min_version,
+                                "max_version": api.max_version}
+                               for api in sorted(k.APIS.values(), key=lambda a: a.key)]}
+        return [encode_response(k.API_VERSIONS, version, correlation_id, values)]
+
+    # --- metadata ------------------------------------------------------------------------
+
+    def kafka_brokers(self, brokers: list[r.BrokerInfo]) -> list[dict]:
+        """Each broker's Kafka endpoint; a broker without a Kafka listener is left out."""
+        out = []
+        for broker in brokers:
+            endpoint = broker.kafka if broker.id != self.broker_id else self.advertised
+            if endpoint is not None:
+                out.append({"node_id": broker.id, "host": endpoint[0],
+                            "port": endpoint[1], "rack": None})
+        return out
+
+
+# --- per API: Kafka request -> core request(s) ----------------------------------------------
+
+def _metadata(_door: KafkaDoor, client: KafkaClient, request: Any) -> q.MetadataRequest:
+    topics = request.topics
+    if topics is None or (client.version == 0 and not topics):
+        names = None  # every topic (v0 says so with an empty list)
+    else:
+        names = [t.name for t in topics]
+    return q.MetadataRequest(names, bool(getattr(request, "allow_auto_topic_creation", True)))
+
+
+def _produce(_door: KafkaDoor, _client: KafkaClient, request: Any) -> q.ProduceRequest:
+    if request.transactional_id is not None:
+        raise InvalidRequestError("transactions are not supported by Ringlog; "
+                                  "produce without transactional.id")
+    partitions, record_sets = [], []
+    for topic in request.topic_data:
+        for data in topic.partition_data:
+            partitions.append((topic.name, data.index))
+            record_sets.append(data.records if data.records is not None else b"")
+    return q.ProduceRequest(request.acks, partitions, record_sets,
+                            int(request.timeout.total_seconds() * 1000))
+
+
+def _fetch(_door: KafkaDoor, _client: KafkaClient, request: Any) -> q.FetchRequest:
+    if request.replica_id >= 0:
+        raise InvalidRequestError("Ringlog's followers replicate over replication.listener, "
+                                  "not Kafka's Fetch")
+    partitions = [q.FetchPartition(topic.topic, p.partition, p.fetch_offset,
+                                   p.partition_max_bytes)
+                  for topic in request.topics for p in topic.partitions]
+    return q.FetchRequest(partitions, int(request.max_wait.total_seconds() * 1000),
+                          request.min_bytes, getattr(request, "max_bytes", 0x7FFFFFFF))
+
+
+def _list_offsets(_door: KafkaDoor, _client: KafkaClient, request: Any) -> q.ListOffsetsRequest:
+    return q.ListOffsetsRequest([(topic.name, p.partition_index, p.timestamp)
+                                 for topic in request.topics for p in topic.partitions])
+
+
+def _find_coordinator(_door: KafkaDoor, _client: KafkaClient, request: Any
+                      ) -> q.FindCoordinatorRequest:
+    if getattr(request, "key_type", 0) != 0:
+        raise InvalidRequestError("transaction coordinators: Ringlog has no transactions")
+    return q.FindCoordinatorRequest(request.key)
+
+
+def _init_producer_id(_door: KafkaDoor, _client: KafkaClient, request: Any
+                      ) -> q.InitProducerIdRequest:
+    if request.transactional_id is not None:
+        raise InvalidRequestError("transactions are not supported by Ringlog; "
+                                  "use enable.idempotence without transactional.id")
+    return q.InitProducerIdRequest()
+
+
+def _create_topics(door: KafkaDoor, _client: KafkaClient, request: Any) -> q.CreateTopicsRequest:
+    specs = []
+    for topic in request.topics:
+        if topic.assignments:
+            raise InvalidRequestError("manual replica assignments are not supported; "
+                                      "give num_partitions and replication_factor")
+        partitions = topic.num_partitions if topic.num_partitions > 0 else int(
+            door.config["num.partitions"])
+        replicas = topic.replication_factor if topic.replication_factor > 0 else int(
+            door.config["default.replication.factor"])
+        specs.append(q.TopicSpec(topic.name, partitions, replicas,
+                                 {c.name: c.value for c in topic.configs if c.value is not None}))
+    if getattr(request, "validate_only", False):
+        raise InvalidRequestError("validate_only is not supported; create the topics")
+    return q.CreateTopicsRequest(specs)
+
+
+def _delete_topics(_door: KafkaDoor, _client: KafkaClient, request: Any) -> q.DeleteTopicsRequest:
+    return q.DeleteTopicsRequest(list(request.topic_names))
+
+
+def _describe_configs(door: KafkaDoor, _client: KafkaClient, request: Any) -> list:
+    """One core DescribeTopics per topic resource; a broker's configs are the door's own."""
+    parts: list = []
+    for resource in request.resources:
+        if resource.resource_type == RESOURCE_TOPIC:
+            parts.append(q.DescribeTopicsRequest([resource.resource_name]))
+        elif resource.resource_type == RESOURCE_BROKER:
+            parts.append(_broker_configs(door, resource))
+        else:
+            parts.append(r.ErrorReply(InvalidRequestError(
+                f"resource type {resource.resource_type}: only topics (2) and brokers (4)")))
+    return parts
+
+
+def _broker_configs(door: KafkaDoor, resource: Any) -> r.ErrorReply | dict:
+    if resource.resource_name not in ("", str(door.broker_id)):
+        return r.ErrorReply(InvalidRequestError(
+            f"broker {resource.resource_name}: ask that broker for its own configs"))
+    config = door.config
+    return {"broker": [(name, str(value), CONFIG_SOURCE_STATIC_BROKER if config.is_set(name)
+                        else CONFIG_SOURCE_DEFAULT)
+                       for name, value in config.items()]}
+
+
+def _alter_configs(_door: KafkaDoor, _client: KafkaClient, request: Any) -> list:
+    parts: list = []
+    for resource in request.resources:
+        if resource.resource_type != RESOURCE_TOPIC:
+            parts.append(r.ErrorReply(InvalidRequestError(
+                "only topic configs change at run time; edit server.properties and send "
+                "SIGHUP for a broker's")))
+        elif getattr(request, "validate_only", False):
+            parts.append(r.ErrorReply(InvalidRequestError("validate_only is not supported")))
+        else:
+            parts.append(q.AlterConfigsRequest(resource.resource_name, {
+                c.name: c.value for c in resource.configs if c.value is not None}))
+    return parts
+
+
+_REQUESTS: dict[int, Callable[[KafkaDoor, KafkaClient, Any], Any]] = {
+    k.METADATA: _metadata,
+    k.PRODUCE: _produce,
+    k.FETCH: _fetch,
+    k.LIST_OFFSETS: _list_offsets,
+    k.FIND_COORDINATOR: _find_coordinator,
+    k.INIT_PRODUCER_ID: _init_producer_id,
+    k.CREATE_TOPICS: _create_topics,
+    k.DELETE_TOPICS: _delete_topics,
+    k.DESCRIBE_CONFIGS: _describe_configs,
+    k.ALTER_CONFIGS: _alter_configs,
+}
+
+
+# --- per API: core reply -> Kafka response values --------------------------------------------
+
+def _code(error: RinglogError | None) -> int:
+    return NONE if error is None else error.code
+
+
+def _message(error: RinglogError | None) -> str | None:
+    return None if error is None else str(error)
+
+
+def _by_topic(entries: list[tuple[str, dict]], key: str, name: str = "name") -> list[dict]:
+    """Per-partition entries grouped under their topics, in order."""
+    topics: list[dict] = []
+    for topic, entry in entries:
+        if not topics or topics[-1][name] != topic:
+            topics.append({name: topic, key: []})
+        topics[-1][key].append(entry)
+    return topics
+
+
+def _metadata_response(door: KafkaDoor, _client: KafkaClient, reply: r.MetadataReply) -> dict:
+    topics = []
+    for topic in reply.topics:
+        partitions = [{"error_code": _code(p.error), "partition_index": p.partition,
+                       "leader_id": p.leader, "leader_epoch": p.leader_epoch,
+                       "replica_nodes": list(p.replicas), "isr_nodes": list(p.isr),
+                       "offline_replicas": []} for p in topic.partitions]
+        topics.append({"error_code": _code(topic.error), "name": topic.name,
+                       "is_internal": topic.name in INTERNAL_TOPICS, "partitions": partitions})
+    return {"throttle_time": 0, "brokers": door.kafka_brokers(reply.brokers),
+            "cluster_id": CLUSTER_ID, "controller_id": reply.controller_id, "topics": topics}
+
+
+def _produce_response(_door: KafkaDoor, _client: KafkaClient, reply: r.ProduceReply) -> dict:
+    entries = [(result.topic, {
+        "index": result.partition, "error_code": _code(result.error),
+        "base_offset": result.base_offset,
+        "log_append_time": None if result.log_append_time < 0 else result.log_append_time,
+        "log_start_offset": -1, "record_errors": [], "error_message": _message(result.error)})
+        for result in reply.partitions]
+    return {"responses": _by_topic(entries, "partition_responses"), "throttle_time": 0}
+
+
+def _fetch_response(client: KafkaClient, reply: r.FetchReply | None, code: int = NONE
+                    ) -> list[Any]:
+    if reply is None:  # the whole fetch failed: each partition says so
+        fetched = [FetchedPartition(t.topic, p.partition, code, -1, -1, None)
+                   for t in client.request.topics for p in t.partitions]
+    else:
+        fetched = []
+        for result in reply.partitions:
+            offsets = result.offsets
+            fetched.append(FetchedPartition(
+                result.topic, result.partition, _code(result.error),
+                offsets.high_watermark if offsets else -1,
+                offsets.log_start_offset if offsets else -1, result.records))
+    return encode_fetch_response(client.version, client.correlation_id, fetched)
+
+
+def _list_offsets_response(_door: KafkaDoor, _client: KafkaClient, reply: r.ListOffsetsReply
+                           ) -> dict:
+    entries = [(found.topic, {"partition_index": found.partition, "error_code": _code(found.error),
+                              "timestamp": found.timestamp, "offset": found.offset,
+                              "leader_epoch": -1})
+               for found in reply.partitions]
+    return {"throttle_time": 0, "topics": _by_topic(entries, "partitions")}
+
+
+def _find_coordinator_response(door: KafkaDoor, _client: KafkaClient,
+                               reply: r.FindCoordinatorReply) -> dict:
+    endpoint = door.advertised if reply.broker_id == door.broker_id else reply.kafka
+    if endpoint is None:
+        error = LeaderNotAvailableError(f"broker {reply.broker_id} coordinates the group but "
+                                        "has no Kafka listener")
+        return {"throttle_time": 0, "error_code": 15, "error_message": str(error),
+                "node_id": -1, "host": "", "port": -1}
+    return {"throttle_time": 0, "error_code": NONE, "error_message": None,
+            "node_id": reply.broker_id, "host": endpoint[0], "port": endpoint[1]}
+
+
+def _init_producer_id_response(_door: KafkaDoor, _client: KafkaClient,
+                               reply: r.InitProducerIdReply) -> dict:
+    return {"throttle_time": 0, "error_code": NONE, "producer_id": reply.producer_id,
+            "producer_epoch": reply.producer_epoch}
+
+
+def _topic_results_response(_door: KafkaDoor, client: KafkaClient,
+                            reply: r.CreateTopicsReply | r.DeleteTopicsReply) -> dict:
+    results = [{"name": t.name, "error_code": _code(t.error), "error_message": _message(t.error)}
+               for t in reply.topics]
+    key = "topics" if client.api_key == k.CREATE_TOPICS else "responses"
+    return {"throttle_time": 0, key: results}
+
+
+def _describe_configs_response(door: KafkaDoor, client: KafkaClient, parts: list) -> dict:
+    results = []
+    for resource, part in zip(client.request.resources, parts, strict=True):
+        entry = {"resource_type": resource.resource_type,
+                 "resource_name": resource.resource_name, "error_code": NONE,
+                 "error_message": None, "configs": []}
+        wanted = set(resource.configuration_keys) if resource.configuration_keys else None
+        if isinstance(part, r.ErrorReply):
+            entry.update(error_code=part.error.code, error_message=str(part.error))
+        elif isinstance(part, dict):  # this broker's settings
+            entry["configs"] = [_config(name, value, source, read_only=True)
+                                for name, value, source in part["broker"]
+                                if wanted is None or name in wanted]
+        else:
+            [topic] = part.topics
+            if topic.error is not None:
+                entry.update(error_code=topic.error.code, error_message=str(topic.error))
+            else:
+                defaults = door.config.topic_defaults()
+                configs = {name: (str(value), CONFIG_SOURCE_DEFAULT)
+                           for name, value in defaults.items()}
+                configs.update({name: (str(value), CONFIG_SOURCE_TOPIC)
+                                for name, value in topic.configs.items()})
+                entry["configs"] = [_config(name, value, source, read_only=False)
+                                    for name, (value, source) in sorted(configs.items())
+                                    if wanted is None or name in wanted]
+        results.append(entry)
+    return {"throttle_time": 0, "results": results}
+
+
+def _config(name: str, value: str, source: int, read_only: bool) -> dict:
+    return {"name": name, "value": value, "read_only": read_only,
+            "is_default": source == CONFIG_SOURCE_DEFAULT, "config_source": source,
+            "is_sensitive": False, "synonyms": []}
+
+
+def _alter_configs_response(_door: KafkaDoor, client: KafkaClient, parts: list) -> dict:
+    responses = []
+    for resource, part in zip(client.request.resources, parts, strict=True):
+        error = part.error if isinstance(part, r.ErrorReply) else None
+        responses.append({"error_code": _code(error), "error_message": _message(error),
+                          "resource_type": resource.resource_type,
+                          "resource_name": resource.resource_name})
+    return {"throttle_time": 0, "responses": responses}
+
+
+_RESPONSES: dict[int, Callable[[KafkaDoor, KafkaClient, Any], dict]] = {
+    k.METADATA: _metadata_response,
+    k.PRODUCE: _produce_response,
+    k.LIST_OFFSETS: _list_offsets_response,
+    k.FIND_COORDINATOR: _find_coordinator_response,
+    k.INIT_PRODUCER_ID: _init_producer_id_response,
+    k.CREATE_TOPICS: _topic_results_response,
+    k.DELETE_TOPICS: _topic_results_response,
+    k.DESCRIBE_CONFIGS: _describe_configs_response,
+    k.ALTER_CONFIGS: _alter_configs_response,
+}
+
+
+# --- per API: the whole request failed ----------------------------------------------------
+
+def _produce_error(request: Any, code: int, message: str) -> dict:
+    entries = [(t.name, {"index": p.index, "error_code": code, "base_offset": -1,
+                         "log_append_time": None, "log_start_offset": -1, "record_errors": [],
+                         "error_message": message})
+               for t in request.topic_data for p in t.partition_data]
+    return {"responses": _by_topic(entries, "partition_responses"), "throttle_time": 0}
+
+
+def _metadata_error(request: Any, code: int, _message_text: str) -> dict:
+    return {"throttle_time": 0, "brokers": [], "cluster_id": CLUSTER_ID, "controller_id": -1,
+            "topics": [{"error_code": code, "name": t.name, "partitions": []}
+                       for t in (request.topics or ())]}
+
+
+def _list_offsets_error(request: Any, code: int, _message_text: str) -> dict:
+    entries = [(t.name, {"partition_index": p.partition_index, "error_code": code})
+               for t in request.topics for p in t.partitions]
+    return {"throttle_time": 0, "topics": _by_topic(entries, "partitions")}
+
+
+def _plain_error(request: Any, code: int, message: str) -> dict:
+    return {"throttle_time": 0, "error_code": code, "error_message": message,
+            "node_id": -1, "host": "", "port": -1, "producer_id": -1, "producer_epoch": -1}
+
+
+def _create_topics_error(request: Any, code: int, message: str) -> dict:
+    return {"throttle_time": 0, "topics": [{"name": t.name, "error_code": code,
+                                            "error_message": message} for t in request.topics]}
+
+
+def _delete_topics_error(request: Any, code: int, _message_text: str) -> dict:
+    return {"throttle_time": 0, "responses": [{"name": name, "error_code": code}
+                                              for name in request.topic_names]}
+
+
+def _resources_error(key: str) -> Callable[[Any, int, str], dict]:
+    def values(request: Any, code: int, message: str) -> dict:
+        return {"throttle_time": 0, key: [
+            {"error_code": code, "error_message": message, "resource_type": res.resource_type,
+             "resource_name": res.resource_name, "configs": []} for res in request.resources]}
+    return values
+
+
+_ERRORS: dict[int, Callable[[Any, int, str], dict]] = {
+    k.METADATA: _metadata_error,
+    k.PRODUCE: _produce_error,
+    k.LIST_OFFSETS: _list_offsets_error,
+    k.FIND_COORDINATOR: _plain_error,
+    k.INIT_PRODUCER_ID: _plain_error,
+    k.CREATE_TOPICS: _create_topics_error,
+    k.DELETE_TOPICS: _delete_topics_error,
+    k.DESCRIBE_CONFIGS: _resources_error("results"),
+    k.ALTER_CONFIGS: _resources_error("responses"),
+}
+
+__all__ = ["KAFKA_SCHEME", "Decoded", "KafkaClient", "KafkaDoor", "MalformedRequest"]
