@@ -142,19 +142,23 @@ class Appliance:
 
     def __init__(self, directory: Path, *overrides: str, workers: int = 1,
                  env: dict[str, str] | None = None, port: int | None = None,
-                 config_path: Path | None = None, host: str = "127.0.0.1"):
+                 config_path: Path | None = None, host: str = "127.0.0.1",
+                 kafka_port: int | None = None):
         from workers.__main__ import die_with_parent  # here: `ringlog perf` loads no worker
 
         self.directory = directory
         self.host = host  # a loopback address of its own in cluster tests (127.0.0.11...)
         self.port = port or free_port()
         self.bootstrap = f"{host}:{self.port}"
+        self.kafka_port = kafka_port or free_port()  # its Kafka (PLAINTEXT) listener
+        self.kafka_bootstrap = f"{host}:{self.kafka_port}"
         self.workers = workers
         self.log_dir = directory / "data"
         self.shm_dir = directory / "shm"
         self.stderr_path = directory / "appliance.log"
         args = [sys.executable, "-m", "appliance", "serve",
-                "--override", f"listeners=tcp://{host}:{self.port}",
+                "--override",
+                f"listeners=tcp://{host}:{self.port},PLAINTEXT://{host}:{self.kafka_port}",
                 "--override", f"log.dirs={self.log_dir}",
                 "--override", f"num.workers={workers}",
                 # Any free port, so that appliances side by side never clash on the

@@ -20,6 +20,7 @@ from appliance.broker import replies as r
 from appliance.broker import requests as q
 from appliance.broker.fetch import Fetch
 from appliance.broker.groups import Groups
+from appliance.broker.leader_epochs import offsets_for_leader_epochs
 from appliance.broker.offsets import CommittedOffsets, ListOffsets
 from appliance.broker.outbox import Event, Outbox
 from appliance.broker.produce import Produce
@@ -89,6 +90,8 @@ class Broker:
             q.ListGroupsRequest: reply(lambda _request: self.groups.list_groups()),
             q.StatusRequest: reply(self.status.status),
             q.FindCoordinatorRequest: reply(self._find_coordinator),
+            q.OffsetForLeaderEpochRequest: reply(
+                lambda request: offsets_for_leader_epochs(self.readers, request)),
         }
 
     def _reply(self, answer: Callable[[Any], r.Reply]) -> Callable[[Any, Any], None]:

@@ -206,7 +206,22 @@ class StatusReply:
     cluster: dict[str, Any] | None = None  # this broker's role; None on a single node
 
 
+@dataclass(frozen=True, slots=True)
+class EpochEndOffset:
+    topic: str
+    partition: int
+    leader_epoch: int = -1  # the largest epoch at or before the one asked for; -1: none
+    end_offset: int = -1
+    error: RinglogError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetForLeaderEpochReply:
+    partitions: list[EpochEndOffset]
+
+
 Reply = (ErrorReply | MetadataReply | CreateTopicsReply | DeleteTopicsReply | DescribeTopicsReply
          | AlterConfigsReply | ProduceReply | FetchReply | ListOffsetsReply | InitProducerIdReply
          | GroupViewReply | LeaveGroupReply | OffsetCommitReply | OffsetFetchReply
-         | DescribeGroupsReply | ListGroupsReply | StatusReply | FindCoordinatorReply)
+         | DescribeGroupsReply | ListGroupsReply | StatusReply | FindCoordinatorReply
+         | OffsetForLeaderEpochReply)

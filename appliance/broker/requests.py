@@ -170,8 +170,17 @@ class StatusRequest:
     details: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class OffsetForLeaderEpochRequest:
+    """Where each (topic, partition)'s leader epoch ended, as Kafka's clients ask."""
+
+    API: ClassVar[str] = "offset_for_leader_epoch"
+    partitions: list[tuple[str, int, int]]  # topic, partition, leader epoch
+
+
 Request = (MetadataRequest | CreateTopicsRequest | DeleteTopicsRequest | DescribeTopicsRequest
            | AlterConfigsRequest | ProduceRequest | FetchRequest | ListOffsetsRequest
            | InitProducerIdRequest | JoinGroupRequest | HeartbeatRequest | LeaveGroupRequest
            | OffsetCommitRequest | OffsetFetchRequest | DescribeGroupsRequest
-           | ListGroupsRequest | StatusRequest | FindCoordinatorRequest)
+           | ListGroupsRequest | StatusRequest | FindCoordinatorRequest
+           | OffsetForLeaderEpochRequest)

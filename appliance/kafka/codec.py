@@ -321,6 +321,26 @@ def _alter_configs(_door: KafkaDoor, _client: KafkaClient, request: Any) -> list
     return parts
 
 
+def _offset_commit(_door: KafkaDoor, _client: KafkaClient, request: Any
+                   ) -> q.OffsetCommitRequest:
+    offsets = [(topic.name, p.partition_index, p.committed_offset, p.committed_metadata or "")
+               for topic in request.topics for p in topic.partitions]
+    return q.OffsetCommitRequest(request.group_id, offsets, request.member_id or None,
+                                 request.generation_id_or_member_epoch)
+
+
+def _offset_fetch(_door: KafkaDoor, _client: KafkaClient, request: Any) -> q.OffsetFetchRequest:
+    partitions = None if request.topics is None else [
+        (topic.name, index) for topic in request.topics for index in topic.partition_indexes]
+    return q.OffsetFetchRequest(request.group_id, partitions)
+
+
+def _offset_for_leader_epoch(_door: KafkaDoor, _client: KafkaClient, request: Any
+                             ) -> q.OffsetForLeaderEpochRequest:
+    return q.OffsetForLeaderEpochRequest([(topic.topic, p.partition, p.leader_epoch)
+                                          for topic in request.topics for p in topic.partitions])
+
+
 _REQUESTS: dict[int, Callable[[KafkaDoor, KafkaClient, Any], Any]] = {
     k.METADATA: _metadata,
     k.PRODUCE: _produce,
@@ -332,6 +352,10 @@ _REQUESTS: dict[int, Callable[[KafkaDoor, KafkaClient, Any], Any]] = {
     k.DELETE_TOPICS: _delete_topics,
     k.DESCRIBE_CONFIGS: _describe_configs,
     k.ALTER_CONFIGS: _alter_configs,
+    k.OFFSET_COMMIT: _offset_commit,
+    k.OFFSET_FETCH: _offset_fetch,
+    k.OFFSET_FOR_LEADER_EPOCH: _offset_for_leader_epoch,
+    k.LIST_GROUPS: lambda _door, _client, _request: q.ListGroupsRequest(),
 }
 
 
@@ -475,6 +499,35 @@ def _alter_configs_response(_door: KafkaDoor, client: KafkaClient, parts: list) 
     return {"throttle_time": 0, "responses": responses}
 
 
+def _offset_commit_response(_door: KafkaDoor, client: KafkaClient, _reply: r.OffsetCommitReply
+                            ) -> dict:
+    return _offset_commit_error(client.request, NONE, "")
+
+
+def _offset_fetch_response(_door: KafkaDoor, _client: KafkaClient, reply: r.OffsetFetchReply
+                           ) -> dict:
+    entries = [(topic, {"partition_index": partition, "committed_offset": offset,
+                        "committed_leader_epoch": -1, "metadata": metadata, "error_code": NONE})
+               for topic, partition, offset, metadata in reply.offsets]
+    return {"throttle_time": 0, "topics": _by_topic(entries, "partitions"), "error_code": NONE}
+
+
+def _offset_for_leader_epoch_response(_door: KafkaDoor, _client: KafkaClient,
+                                      reply: r.OffsetForLeaderEpochReply) -> dict:
+    entries = [(found.topic, {"error_code": _code(found.error), "partition": found.partition,
+                              "leader_epoch": found.leader_epoch,
+                              "end_offset": found.end_offset})
+               for found in reply.partitions]
+    return {"throttle_time": 0, "topics": _by_topic(entries, "partitions", name="topic")}
+
+
+def _list_groups_response(_door: KafkaDoor, _client: KafkaClient, reply: r.ListGroupsReply
+                          ) -> dict:
+    return {"throttle_time": 0, "error_code": NONE, "groups": [
+        {"group_id": group["group_id"], "protocol_type": group.get("protocol_type", "consumer")}
+        for group in reply.groups]}
+
+
 _RESPONSES: dict[int, Callable[[KafkaDoor, KafkaClient, Any], dict]] = {
     k.METADATA: _metadata_response,
     k.PRODUCE: _produce_response,
@@ -485,6 +538,10 @@ _RESPONSES: dict[int, Callable[[KafkaDoor, KafkaClient, Any], dict]] = {
     k.DELETE_TOPICS: _topic_results_response,
     k.DESCRIBE_CONFIGS: _describe_configs_response,
     k.ALTER_CONFIGS: _alter_configs_response,
+    k.OFFSET_COMMIT: _offset_commit_response,
+    k.OFFSET_FETCH: _offset_fetch_response,
+    k.OFFSET_FOR_LEADER_EPOCH: _offset_for_leader_epoch_response,
+    k.LIST_GROUPS: _list_groups_response,
 }
 
 
@@ -533,6 +590,26 @@ def _resources_error(key: str) -> Callable[[Any, int, str], dict]:
     return values
 
 
+def _offset_commit_error(request: Any, code: int, _message_text: str) -> dict:
+    entries = [(t.name, {"partition_index": p.partition_index, "error_code": code})
+               for t in request.topics for p in t.partitions]
+    return {"throttle_time": 0, "topics": _by_topic(entries, "partitions")}
+
+
+def _offset_fetch_error(request: Any, code: int, _message_text: str) -> dict:
+    """v2+ say it once for the group; v1 only per partition."""
+    entries = [(t.name, {"partition_index": index, "committed_offset": -1, "metadata": "",
+                         "error_code": code})
+               for t in (request.topics or ()) for index in t.partition_indexes]
+    return {"throttle_time": 0, "topics": _by_topic(entries, "partitions"), "error_code": code}
+
+
+def _offset_for_leader_epoch_error(request: Any, code: int, _message_text: str) -> dict:
+    entries = [(t.topic, {"error_code": code, "partition": p.partition})
+               for t in request.topics for p in t.partitions]
+    return {"throttle_time": 0, "topics": _by_topic(entries, "partitions", name="topic")}
+
+
 _ERRORS: dict[int, Callable[[Any, int, str], dict]] = {
     k.METADATA: _metadata_error,
     k.PRODUCE: _produce_error,
@@ -543,6 +620,11 @@ _ERRORS: dict[int, Callable[[Any, int, str], dict]] = {
     k.DELETE_TOPICS: _delete_topics_error,
     k.DESCRIBE_CONFIGS: _resources_error("results"),
     k.ALTER_CONFIGS: _resources_error("responses"),
+    k.OFFSET_COMMIT: _offset_commit_error,
+    k.OFFSET_FETCH: _offset_fetch_error,
+    k.OFFSET_FOR_LEADER_EPOCH: _offset_for_leader_epoch_error,
+    k.LIST_GROUPS: lambda _request, code, _message: {"throttle_time": 0, "error_code": code,
+                                                     "groups": []},
 }
 
 __all__ = ["KAFKA_SCHEME", "Decoded", "KafkaClient", "KafkaDoor", "MalformedRequest"]
