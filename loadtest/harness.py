@@ -270,6 +270,14 @@ class Appliance:
         self.process.wait(10)
 
 
+def shared_across_tests(appliance: Appliance) -> Appliance:
+    """Take `appliance` off the list kill_leftovers() empties after each test:
+    a module's fixture that serves several tests stops it itself."""
+    if appliance in _RUNNING:
+        _RUNNING.remove(appliance)
+    return appliance
+
+
 def kill_leftovers() -> None:
     """Kill every appliance this process started and did not stop (a test
     that failed half-way), with its whole process group."""
