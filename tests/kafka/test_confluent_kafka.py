@@ -1,0 +1,95 @@
+"""confluent-kafka (librdkafka), unmodified, against the Kafka listener."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
+
+
+def produce(bootstrap: str, topic: str, count: int, **config) -> list:
+    """Send `count` records; the delivery reports (partition, offset) in send order."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, **config})
+    reports: list = [None] * count
+
+    def delivered(error, message, i):
+        reports[i] = error or (message.partition(), message.offset())
+
+    for i in range(count):
+        producer.produce(topic, key=b"k%d" % (i % 3), value=b"v%d" % i,
+                         headers=[("n", b"%d" % i)], timestamp=1_700_000_000_000 + i,
+                         on_delivery=lambda e, m, i=i: delivered(e, m, i))
+    assert producer.flush(20) == 0
+    return reports
+
+
+def consume(bootstrap: str, topic: str, expected: int, partition: int = 0) -> list:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{topic}",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, partition, 0)])
+    messages: list = []
+    deadline = time.monotonic() + 20
+    while len(messages) < expected and time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is not None and not message.error():
+            messages.append(message)
+    consumer.close()
+    return messages
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_records_round_trip_through_librdkafka_with_every_codec(kafka_appliance, name, codec):
+    reports = produce(kafka_appliance.kafka_bootstrap, name, 300, **{"compression.type": codec})
+    assert reports == [(0, i) for i in range(300)]
+    messages = consume(kafka_appliance.kafka_bootstrap, name, 300)
+    assert [(m.offset(), m.key(), m.value(), m.headers(), m.timestamp()[1]) for m in messages] == [
+        (i, b"k%d" % (i % 3), b"v%d" % i, [("n", b"%d" % i)], 1_700_000_000_000 + i)
+        for i in range(300)]
+
+
+def test_an_idempotent_producer_gets_its_producer_id_and_dense_offsets(kafka_appliance, name):
+    reports = produce(kafka_appliance.kafka_bootstrap, name, 1000,
+                      **{"enable.idempotence": True, "acks": "all"})
+    assert reports == [(0, i) for i in range(1000)]
+
+
+def test_admin_client_creates_describes_and_deletes_topics(kafka_appliance, name):
+    admin = AdminClient({"bootstrap.servers": kafka_appliance.kafka_bootstrap})
+    for future in admin.create_topics([NewTopic(name, 4, 1, config={"retention.ms": "60000"})],
+                                      operation_timeout=10).values():
+        future.result(10)
+    with pytest.raises(KafkaException) as raised:
+        admin.create_topics([NewTopic(name, 4, 1)])[name].result(10)
+    assert raised.value.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS
+    metadata = admin.list_topics(timeout=10)
+    assert len(metadata.topics[name].partitions) == 4
+    [described] = admin.describe_configs([ConfigResource("topic", name)]).values()
+    configs = described.result(10)
+    assert configs["retention.ms"].value == "60000"
+    assert not configs["retention.ms"].is_default and configs["segment.bytes"].is_default
+    admin.delete_topics([name])[name].result(10)
+    assert name not in admin.list_topics(timeout=10).topics
+
+
+def test_offsets_for_times_and_watermarks(kafka_appliance, name):
+    produce(kafka_appliance.kafka_bootstrap, name, 10)
+    consumer = Consumer({"bootstrap.servers": kafka_appliance.kafka_bootstrap,
+                         "group.id": name})
+    assert consumer.get_watermark_offsets(TopicPartition(name, 0), timeout=10) == (0, 10)
+    [found] = consumer.offsets_for_times([TopicPartition(name, 0, 1_700_000_000_004)], 10)
+    assert found.offset == 4
+    consumer.close()
+
+
+def test_committed_offsets_are_read_back(kafka_appliance, name):
+    produce(kafka_appliance.kafka_bootstrap, name, 5)
+    consumer = Consumer({"bootstrap.servers": kafka_appliance.kafka_bootstrap,
+                         "group.id": name, "enable.auto.commit": False})
+    consumer.commit(offsets=[TopicPartition(name, 0, 4)], asynchronous=False)
+    [committed] = consumer.committed([TopicPartition(name, 0)], timeout=10)
+    assert committed.offset == 4
+    consumer.close()
