@@ -23,14 +23,15 @@ TEST_DEFAULTS = (
 
 def start_appliance(tmp_path: Path, *overrides: str, workers: int = 2,
                     env: dict[str, str] | None = None, port: int | None = None,
-                    wait: bool = True, config_path: Path | None = None) -> Appliance:
+                    wait: bool = True, config_path: Path | None = None,
+                    kafka_port: int | None = None) -> Appliance:
     """Start `ringlog serve` in its own session (so a test can kill the whole
     group) with two workers and TEST_DEFAULTS, and by default wait until both
     are ready."""
     given = {item.partition("=")[0].strip() for item in overrides}
     defaults = [item for item in TEST_DEFAULTS if item.partition("=")[0] not in given]
     appliance = Appliance(tmp_path, *defaults, *overrides, workers=workers, env=env, port=port,
-                          config_path=config_path)
+                          config_path=config_path, kafka_port=kafka_port)
     if wait:
         appliance.wait_until_serving()
     return appliance
