@@ -23,14 +23,14 @@ def start_broker(tmp_path: Path, zookeeper_connect: str, broker_id: int, *overri
     host = broker_host(broker_id)
     port_file = directory / "ports"
     if port_file.exists():  # a restart keeps its endpoints, as an operator's config does
-        port, replication_port = map(int, port_file.read_text().split())
+        port, replication_port, kafka_port = map(int, port_file.read_text().split())
     else:
-        port, replication_port = free_port(), free_port()
-        port_file.write_text(f"{port} {replication_port}")
+        port, replication_port, kafka_port = free_port(), free_port(), free_port()
+        port_file.write_text(f"{port} {replication_port} {kafka_port}")
     appliance = Appliance(directory, f"zookeeper.connect={zookeeper_connect}",
                           f"broker.id={broker_id}", f"zookeeper.session.timeout.ms={SESSION_MS}",
                           f"replication.listener=tcp://{host}:{replication_port}", *overrides,
-                          port=port, host=host, workers=workers)
+                          port=port, host=host, workers=workers, kafka_port=kafka_port)
     if wait:
         appliance.wait_until_serving()
     return appliance

@@ -29,8 +29,8 @@ def partitions(admin: Admin, topic: str = TOPIC) -> list[dict]:
     return admin.describe_topic(topic)["partitions"]
 
 
-def fully_replicated(admin: Admin, replicas: int = 3) -> bool:
-    return all(p["leader"] >= 0 and len(p["isr"]) == replicas for p in partitions(admin))
+def fully_replicated(admin: Admin, replicas: int = 3, topic: str = TOPIC) -> bool:
+    return all(p["leader"] >= 0 and len(p["isr"]) == replicas for p in partitions(admin, topic))
 
 
 def test_acks_all_records_are_on_every_replica_at_their_offsets(tmp_path, zookeeper_connect):
