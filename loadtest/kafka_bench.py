@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -169,6 +170,38 @@ def profiled(appliance: Appliance, path: Path) -> subprocess.Popen | None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+# Leaves where a sampled thread waits rather than works (py-spy's raw format keeps them).
+IDLE = ("concurrent/futures/thread.py", "zmq/utils/garbage.py", "selectors.py",
+        "zmq/sugar/poll.py", "threading.py")
+
+
+def summarize(path: Path, top: int = 15) -> str:
+    """The profile's busiest functions (self time) and its share by module area:
+    the Kafka door, the broker core, the worker's storage, ZeroMQ."""
+    leaves: dict[str, int] = {}
+    areas: dict[str, int] = {}
+    busy = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        leaf = frames[-1]
+        if any(idle in leaf for idle in IDLE):
+            continue
+        busy += int(count)
+        leaves[leaf] = leaves.get(leaf, 0) + int(count)
+        area = next((a for a in ("appliance/kafka", "kio/", "appliance/broker", "shm/",
+                                 "workers/", "zmq/", "appliance/supervisor")
+                     if any(a in f for f in reversed(frames[-3:]))), "other")
+        areas[area] = areas.get(area, 0) + int(count)
+    lines = [f"{busy} busy samples (200 Hz) in the appliance's processes"]
+    lines += [f"{100 * n / busy:5.1f}%  {area}" for area, n in
+              sorted(areas.items(), key=lambda kv: -kv[1])]
+    lines += ["", "busiest functions (self):"]
+    lines += [f"{100 * n / busy:5.1f}%  {leaf}" for leaf, n in
+              sorted(leaves.items(), key=lambda kv: -kv[1])[:top]]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=1_000_000)
@@ -196,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                            if args.profile and client == "confluent-kafka" else None)
                     seconds, own, broker = timed(run, meter)
                     if spy is not None:
-                        spy.terminate()
-                        spy.wait(30)
+                        spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                        spy.wait(60)
                     rows.append(("W1", client, args.records / seconds, own, broker, seconds))
                     deadline = Deadline(f"W2 {client}", args.timeout)
                     run = consume(client, appliance, topic, args.records, deadline)
@@ -211,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
                  for w, c, rate, own, broker, s in rows],
                 ["workload", "client", "records/s", "client CPU s", "broker CPU s", "seconds"],
                 text_columns=2))
+    profile = args.profile / "w1-confluent-kafka.txt" if args.profile else None
+    if profile is not None and profile.exists():
+        print(f"\nprofile of W1 through confluent-kafka ({profile}):\n{summarize(profile)}")
     return 0
 
 
