@@ -58,7 +58,8 @@ class BrokerConfig:
 
     broker_id: int
     path: Path
-    bootstrap: str  # HOST:PORT of `listeners`
+    bootstrap: str  # HOST:PORT of `listeners`' native tcp:// entry
+    kafka: str | None  # HOST:PORT of its PLAINTEXT:// entry (Kafka clients), if any
     http: str
     log_dirs: str
     workers: int
@@ -74,8 +75,10 @@ def read_broker_configs(config_dir: Path) -> list[BrokerConfig]:
     for path in sorted(config_dir.glob("broker-*.properties")):
         config = load_config(path, (), {})  # the file alone, as the broker will read it
         host, port = config.listener_host_port("listeners")
+        kafka = config.kafka_listener()
         brokers.append(BrokerConfig(
-            int(config["broker.id"]), path, f"{host}:{port}", config["http.listener"],
+            int(config["broker.id"]), path, f"{host}:{port}",
+            f"{kafka[0]}:{kafka[1]}" if kafka else None, config["http.listener"],
             config["log.dirs"], int(config["num.workers"]), config["zookeeper.connect"],
             int(config["zookeeper.session.timeout.ms"])))
     if not brokers:
@@ -128,6 +131,9 @@ def commands_to_try(brokers: Sequence[BrokerConfig], ringlog: str,
         " --bootstrap-server $B",
         f"  {ringlog} topics describe {TOPIC} --bootstrap-server $B"
         "    # Leader, Replicas, Isr per partition",
+        *([f"  kcat -b {','.join(b.kafka for b in brokers if b.kafka)} -L -t {TOPIC}"
+           "    # the same, as Kafka's clients see it (PLAINTEXT listeners)"]
+          if any(b.kafka for b in brokers) else []),
         f"  {ringlog} status --bootstrap-server {victim.bootstrap}"
         f"    # broker {victim.broker_id}'s role and its partitions",
         f"Kill broker {victim.broker_id} and watch its leaderships move:",

@@ -43,7 +43,7 @@ def test_a_broker_serves_everything_on_its_own_address(path: Path):
     whole broker off: clients, replication and HTTP."""
     config = load_config(path, (), {})
     host = f"127.0.0.{10 + config['broker.id']}"
-    assert config["listeners"] == f"tcp://{host}:7092"
+    assert config["listeners"] == f"tcp://{host}:7092,PLAINTEXT://{host}:9092"
     assert config["replication.listener"] == f"tcp://{host}:7093"
     assert config["http.listener"] == f"{host}:7094"
     assert config["log.dirs"] == f"./data/cluster/broker-{config['broker.id']}"
