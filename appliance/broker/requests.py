@@ -61,6 +61,7 @@ class AlterConfigsRequest:
     API: ClassVar[str] = "alter_configs"
     topic: str
     configs: dict[str, str]
+    replace: bool = False  # Kafka's AlterConfigs: these are all the topic's configs now
 
 
 @dataclass(frozen=True, slots=True)

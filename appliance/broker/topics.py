@@ -223,9 +223,9 @@ class Topics:
         _validate(request.configs)
         if self.cluster is not None:  # every broker reopens when its watch reports it
             self.metadata.get(request.topic)
-            return r.AlterConfigsReply(request.topic,
-                                       self.cluster.alter_configs(request.topic, request.configs))
-        topic = self.metadata.alter(request.topic, request.configs)
+            return r.AlterConfigsReply(request.topic, self.cluster.alter_configs(
+                request.topic, request.configs, request.replace))
+        topic = self.metadata.alter(request.topic, request.configs, request.replace)
         self.open_all(request.topic)
         return r.AlterConfigsReply(request.topic, topic.configs)
 

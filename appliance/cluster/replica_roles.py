@@ -413,10 +413,12 @@ class ReplicaRoles:
             raise UnknownServerError(f"ZooKeeper did not delete topic {name!r}: "
                                      f"{type(exc).__name__}; retry") from None
 
-    def alter_configs(self, name: str, configs: dict[str, str]) -> dict[str, str]:
+    def alter_configs(self, name: str, configs: dict[str, str], replace: bool = False
+                      ) -> dict[str, str]:
+        """Merge `configs` into the topic's (`replace`: they are all of them now)."""
         if name not in self.view.assignments:
             raise UnknownTopicOrPartitionError(f"topic {name!r} does not exist")
-        merged = {**self.view.configs.get(name, {}), **configs}
+        merged = dict(configs) if replace else {**self.view.configs.get(name, {}), **configs}
         try:
             self.client.set(topic_config_path(name), TopicConfig(name, merged).encode())
         except NoNodeError:

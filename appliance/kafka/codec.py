@@ -317,7 +317,8 @@ def _alter_configs(_door: KafkaDoor, _client: KafkaClient, request: Any) -> list
             parts.append(r.ErrorReply(InvalidRequestError("validate_only is not supported")))
         else:
             parts.append(q.AlterConfigsRequest(resource.resource_name, {
-                c.name: c.value for c in resource.configs if c.value is not None}))
+                c.name: c.value for c in resource.configs if c.value is not None},
+                replace=True))  # AlterConfigs sets them all; unnamed ones go back to defaults
     return parts
 
 

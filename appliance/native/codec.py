@@ -144,6 +144,9 @@ def _status(reply: r.StatusReply) -> dict:
     return fields
 
 
+# Replies to requests only Kafka's door makes (appliance/kafka): no native encoding.
+KAFKA_ONLY_REPLIES = (r.OffsetForLeaderEpochReply,)
+
 _FIELDS: dict[type, Callable[[Any], dict]] = {
     r.MetadataReply: _metadata,
     r.CreateTopicsReply: _topic_results,

@@ -71,6 +71,14 @@ def test_admin_client_creates_describes_and_deletes_topics(kafka_appliance, name
     configs = described.result(10)
     assert configs["retention.ms"].value == "60000"
     assert not configs["retention.ms"].is_default and configs["segment.bytes"].is_default
+    # AlterConfigs (not the incremental one) sets every config: unnamed ones go back
+    # to their defaults, as Kafka does.
+    [altered] = admin.alter_configs([ConfigResource("topic", name,
+                                                    set_config={"segment.ms": "60000"})]).values()
+    altered.result(10)
+    [described] = admin.describe_configs([ConfigResource("topic", name)]).values()
+    configs = described.result(10)
+    assert configs["segment.ms"].value == "60000" and configs["retention.ms"].is_default
     admin.delete_topics([name])[name].result(10)
     assert name not in admin.list_topics(timeout=10).topics
 

@@ -64,7 +64,13 @@ def test_admin_creates_describes_alters_and_deletes_topics(kafka_appliance, name
     assert configs["segment.bytes"]["config_source"] == "DEFAULT_CONFIG"
     admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name,
                                         configs={"retention.ms": "7200000"})])
-    assert topic_configs(admin, name)["retention.ms"]["value"] == "7200000"
+    configs = topic_configs(admin, name)
+    assert configs["retention.ms"]["value"] == "7200000"
+    admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name,
+                                        configs={"segment.ms": "60000"})])
+    configs = topic_configs(admin, name)  # kafka-python sends the other modified keys along
+    assert configs["segment.ms"]["value"] == "60000"
+    assert configs["retention.ms"]["value"] == "7200000"
     admin.delete_topics([name])
     assert name not in admin.list_topics()
     with pytest.raises(UnknownTopicOrPartitionError):
