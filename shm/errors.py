@@ -287,3 +287,15 @@ class UnknownLeaderEpochError(RinglogError):
     """The request's leader epoch is newer than the one this broker knows:
     it has not heard of the change yet."""
     name, code, retriable = "UNKNOWN_LEADER_EPOCH", 75, True
+
+
+class MemberIdRequiredError(RinglogError):
+    """JoinGroup v4+ without a member id: rejoin with the one this error carries
+    (KIP-394), so that a client that never comes back leaves no member behind."""
+    name, code, retriable = "MEMBER_ID_REQUIRED", 79, False
+
+
+class FencedInstanceIdError(RinglogError):
+    """A newer member joined with the same group.instance.id (static membership):
+    this one is fenced."""
+    name, code, retriable = "FENCED_INSTANCE_ID", 82, False

@@ -90,6 +90,11 @@ class Broker:
             q.ListGroupsRequest: reply(lambda _request: self.groups.list_groups()),
             q.StatusRequest: reply(self.status.status),
             q.FindCoordinatorRequest: reply(self._find_coordinator),
+            q.ClassicJoinGroupRequest: self.groups.classic_join,
+            q.SyncGroupRequest: self.groups.sync,
+            q.ClassicHeartbeatRequest: reply(self.groups.classic_heartbeat),
+            q.ClassicLeaveGroupRequest: reply(self.groups.classic_leave),
+            q.DeleteGroupsRequest: self.groups.delete_groups,
             q.OffsetForLeaderEpochRequest: reply(
                 lambda request: offsets_for_leader_epochs(self.readers, request)),
         }

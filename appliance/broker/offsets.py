@@ -10,6 +10,10 @@ durable; the store is read back from that topic once, on first use.
 Record layout in __consumer_offsets (JSON, Ringlog's own):
     key   [group, topic, partition]
     value {"offset": o, "metadata": m, "timestamp": ms}
+A deleted group (DeleteGroups) is one record that forgets every earlier
+commit of the group:
+    key   [group, null, -1]
+    value null
 """
 
 from __future__ import annotations
@@ -155,6 +159,9 @@ class CommittedOffsets:
             for batch in iter_batches(data):
                 for record in batch.records:
                     group, topic, p = orjson.loads(record.key)
+                    if topic is None:  # the group was deleted here
+                        cache.pop(group, None)
+                        continue
                     value = orjson.loads(record.value)
                     cache.setdefault(group, {})[(topic, p)] = (value["offset"],
                                                               value.get("metadata", ""))
@@ -185,6 +192,24 @@ class CommittedOffsets:
         keys = ([tuple(tp) for tp in request.partitions] if request.partitions is not None
                 else sorted(committed))
         return r.OffsetFetchReply([(t, p, *committed.get((t, p), (-1, ""))) for t, p in keys])
+
+    def delete_group(self, group: str, on_done: Callable[[RinglogError | None], None]) -> None:
+        """Forget the group's commits, durably (a deletion record, then the cache)."""
+        partition = self.partition_for(group)
+        committed = self._of_partition(partition)
+        now = time.time_ns() // 1_000_000
+        batch = encode_batch([Record(key=orjson.dumps([group, None, -1]), value=None,
+                                     timestamp=now)])
+
+        def stored(results: list[r.ProduceResult]) -> None:
+            error = results[0].error
+            if error is not None:
+                on_done(CoordinatorNotAvailableError(f"group not deleted: {error}; retry"))
+                return
+            committed.pop(group, None)
+            on_done(None)
+
+        self.produce.append(ACKS_ALL, [(OFFSETS_TOPIC, partition)], [batch], stored)
 
     def commit(self, group: str, offsets: list[tuple[str, int, int, str]],
                on_done: Callable[[RinglogError | None], None]) -> None:

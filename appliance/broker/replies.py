@@ -220,8 +220,44 @@ class OffsetForLeaderEpochReply:
     partitions: list[EpochEndOffset]
 
 
+@dataclass(frozen=True, slots=True)
+class JoinGroupReply:
+    """The classic protocol's join: the leader alone gets every member's
+    (member id, group.instance.id, metadata for the chosen protocol)."""
+
+    generation_id: int
+    protocol_type: str
+    protocol_name: str
+    leader: str
+    member_id: str
+    members: list[tuple[str, str | None, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class SyncGroupReply:
+    protocol_type: str
+    protocol_name: str
+    assignment: bytes  # opaque: what the leader computed for this member
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatReply:
+    """A classic member's heartbeat: still in the group at this generation."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClassicLeaveReply:
+    members: list[tuple[str, str | None, RinglogError | None]]  # member, instance, outcome
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteGroupsReply:
+    groups: list[tuple[str, RinglogError | None]]
+
+
 Reply = (ErrorReply | MetadataReply | CreateTopicsReply | DeleteTopicsReply | DescribeTopicsReply
          | AlterConfigsReply | ProduceReply | FetchReply | ListOffsetsReply | InitProducerIdReply
          | GroupViewReply | LeaveGroupReply | OffsetCommitReply | OffsetFetchReply
          | DescribeGroupsReply | ListGroupsReply | StatusReply | FindCoordinatorReply
-         | OffsetForLeaderEpochReply)
+         | OffsetForLeaderEpochReply | JoinGroupReply | SyncGroupReply | ClassicLeaveReply
+         | DeleteGroupsReply | HeartbeatReply)

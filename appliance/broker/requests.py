@@ -179,9 +179,59 @@ class OffsetForLeaderEpochRequest:
     partitions: list[tuple[str, int, int]]  # topic, partition, leader epoch
 
 
+@dataclass(frozen=True, slots=True)
+class ClassicJoinGroupRequest:
+    """Kafka's classic JoinGroup: opaque metadata per protocol, assignment on the client."""
+
+    API: ClassVar[str] = "classic_join_group"
+    group_id: str
+    member_id: str
+    group_instance_id: str | None
+    protocol_type: str
+    protocols: list[tuple[str, bytes]]
+    session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS
+    rebalance_timeout_ms: int = -1  # -1: the session timeout (JoinGroup v0)
+    client_id: str = ""
+    client_host: str = ""
+    require_known_member_id: bool = True  # JoinGroup v4+ (KIP-394)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncGroupRequest:
+    API: ClassVar[str] = "sync_group"
+    group_id: str
+    generation_id: int
+    member_id: str
+    group_instance_id: str | None
+    assignments: dict[str, bytes]  # from the leader; empty from the others
+
+
+@dataclass(frozen=True, slots=True)
+class ClassicHeartbeatRequest:
+    API: ClassVar[str] = "classic_heartbeat"
+    group_id: str
+    generation_id: int
+    member_id: str
+    group_instance_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClassicLeaveGroupRequest:
+    API: ClassVar[str] = "classic_leave_group"
+    group_id: str
+    members: list[tuple[str, str | None]]  # member id, group.instance.id
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteGroupsRequest:
+    API: ClassVar[str] = "delete_groups"
+    groups: list[str]
+
+
 Request = (MetadataRequest | CreateTopicsRequest | DeleteTopicsRequest | DescribeTopicsRequest
            | AlterConfigsRequest | ProduceRequest | FetchRequest | ListOffsetsRequest
            | InitProducerIdRequest | JoinGroupRequest | HeartbeatRequest | LeaveGroupRequest
            | OffsetCommitRequest | OffsetFetchRequest | DescribeGroupsRequest
            | ListGroupsRequest | StatusRequest | FindCoordinatorRequest
-           | OffsetForLeaderEpochRequest)
+           | OffsetForLeaderEpochRequest | ClassicJoinGroupRequest | SyncGroupRequest
+           | ClassicHeartbeatRequest | ClassicLeaveGroupRequest | DeleteGroupsRequest)

@@ -71,11 +71,13 @@ def groups_describe(group: str, bootstrap_server: str, timeout_ms: int) -> None:
     if described.get("state") == "Dead" and not members and not offsets:
         raise Fail(f"consumer group {group!r} does not exist")
     click.echo(f"Group: {group}  State: {described.get('state')}  "
-               f"Assignor: {described.get('assignor') or '-'}  "
+               f"Assignor: {described.get('assignor') or described.get('protocol') or '-'}  "
                f"Generation: {described.get('generation_id', '-')}  Members: {len(members)}")
     owner: dict[tuple[str, int], str] = {}
     for m in members:
-        for t, p in m.get("assignment") or []:
+        # a Kafka client's (classic) member: its assignment is opaque, "partitions" decoded
+        assigned = m["partitions"] if "partitions" in m else m.get("assignment")
+        for t, p in assigned or []:
             owner[(t, p)] = m.get("member_id", "?")
     rows_by_tp: dict[tuple[str, int], list[Any]] = {}
     for entry in offsets:

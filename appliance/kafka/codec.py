@@ -71,6 +71,8 @@ class KafkaClient:
     request: Any  # the kio request: the encoder answers in its order
     gather: _Gather | None = None
     part: int = 0
+    client_id: str = ""  # the request header's
+    host: str = ""  # the peer's address, as DescribeGroups names a member's host
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +94,8 @@ class KafkaDoor:
 
     # --- requests in ---------------------------------------------------------------------
 
-    def decode(self, connection: int, frame: bytes, take_slot: Callable[[], int]) -> Decoded:
+    def decode(self, connection: int, frame: bytes, take_slot: Callable[[], int],
+               host: str = "") -> Decoded:
         if len(frame) < _HEADER.size + 2:
             raise MalformedRequest(f"a request of {len(frame)} bytes has no header")
         api_key, version, correlation_id = _HEADER.unpack_from(frame)
@@ -107,7 +110,7 @@ class KafkaDoor:
             # advertised: there is no schema to write an answer with.
             raise MalformedRequest(f"API {api_key} v{version} is not served")
         try:
-            request, _ = self._read(api_key, version, frame)
+            client_id, request = self._read(api_key, version, frame)
         except Exception as exc:  # kio's parser: any error means a frame we cannot read
             raise MalformedRequest(f"API {api_key} v{version}: {exc}") from None
         # Bytes after the body are ignored, as Kafka does: librdkafka's ApiVersions v0
@@ -122,7 +125,8 @@ class KafkaDoor:
             return Decoded(self._api_versions(version, correlation_id, NONE), take_slot())
         # A produce with acks=0 gets no response, not even an error one.
         slot = None if api_key == k.PRODUCE and request.acks == 0 else take_slot()
-        client = KafkaClient(connection, slot, api_key, version, correlation_id, request)
+        client = KafkaClient(connection, slot, api_key, version, correlation_id, request,
+                             client_id=client_id, host=host)
         try:
             built = _REQUESTS[api_key](self, client, request)
         except RinglogError as exc:
@@ -144,14 +148,15 @@ class KafkaDoor:
         return Decoded(calls=[(client, built)])
 
     @staticmethod
-    def _read(api_key: int, version: int, frame: bytes) -> tuple[Any, int]:
-        """The request body after the v1 header (api key, version, correlation
-        id, nullable client id)."""
+    def _read(api_key: int, version: int, frame: bytes) -> tuple[str, Any]:
+        """The client id and the request body after the v1 header (api key,
+        version, correlation id, nullable client id)."""
         (client_id_length,) = struct.unpack_from(">h", frame, _HEADER.size)
         offset = _HEADER.size + 2 + max(client_id_length, 0)
         if offset > len(frame):
             raise MalformedRequest("the client id runs past the request")
-        return request_reader(api_key, version)(memoryview(frame), offset)
+        client_id = frame[_HEADER.size + 2:offset].decode(errors="replace")
+        return client_id, request_reader(api_key, version)(memoryview(frame), offset)[0]
 
     # --- replies out ---------------------------------------------------------------------
 
@@ -183,7 +188,9 @@ class KafkaDoor:
         code = error.code
         if client.api_key == k.FETCH:
             return _fetch_response(client, None, code)
-        values = _ERRORS[client.api_key](client.request, code, str(error))
+        errors = _join_group_error(error) if client.api_key == k.JOIN_GROUP else \
+            _ERRORS[client.api_key]
+        values = errors(client.request, code, str(error))
         return [encode_response(client.api_key, client.version, client.correlation_id, values)]
 
     def _api_versions(self, version: int, correlation_id: int, code: int) -> list[Any]:
@@ -342,6 +349,41 @@ def _offset_for_leader_epoch(_door: KafkaDoor, _client: KafkaClient, request: An
                                           for topic in request.topics for p in topic.partitions])
 
 
+def _ms(value: Any) -> int:
+    return int(value.total_seconds() * 1000)
+
+
+def _join_group(_door: KafkaDoor, client: KafkaClient, request: Any
+                ) -> q.ClassicJoinGroupRequest:
+    rebalance = getattr(request, "rebalance_timeout", None)
+    return q.ClassicJoinGroupRequest(
+        request.group_id, request.member_id, getattr(request, "group_instance_id", None),
+        request.protocol_type, [(p.name, p.metadata) for p in request.protocols],
+        _ms(request.session_timeout), _ms(rebalance) if rebalance is not None else -1,
+        client.client_id, f"/{client.host}", require_known_member_id=client.version >= 4)
+
+
+def _sync_group(_door: KafkaDoor, _client: KafkaClient, request: Any) -> q.SyncGroupRequest:
+    return q.SyncGroupRequest(request.group_id, request.generation_id, request.member_id,
+                              getattr(request, "group_instance_id", None),
+                              {a.member_id: a.assignment for a in request.assignments})
+
+
+def _heartbeat(_door: KafkaDoor, _client: KafkaClient, request: Any
+               ) -> q.ClassicHeartbeatRequest:
+    return q.ClassicHeartbeatRequest(request.group_id, request.generation_id, request.member_id,
+                                     getattr(request, "group_instance_id", None))
+
+
+def _leave_group(_door: KafkaDoor, _client: KafkaClient, request: Any
+                 ) -> q.ClassicLeaveGroupRequest:
+    if hasattr(request, "members"):  # v3: a batch, by member id or group.instance.id
+        members = [(m.member_id, m.group_instance_id) for m in request.members]
+    else:
+        members = [(request.member_id, None)]
+    return q.ClassicLeaveGroupRequest(request.group_id, members)
+
+
 _REQUESTS: dict[int, Callable[[KafkaDoor, KafkaClient, Any], Any]] = {
     k.METADATA: _metadata,
     k.PRODUCE: _produce,
@@ -357,6 +399,14 @@ _REQUESTS: dict[int, Callable[[KafkaDoor, KafkaClient, Any], Any]] = {
     k.OFFSET_FETCH: _offset_fetch,
     k.OFFSET_FOR_LEADER_EPOCH: _offset_for_leader_epoch,
     k.LIST_GROUPS: lambda _door, _client, _request: q.ListGroupsRequest(),
+    k.JOIN_GROUP: _join_group,
+    k.SYNC_GROUP: _sync_group,
+    k.HEARTBEAT: _heartbeat,
+    k.LEAVE_GROUP: _leave_group,
+    k.DESCRIBE_GROUPS: lambda _door, _client, request: q.DescribeGroupsRequest(
+        list(request.groups)),
+    k.DELETE_GROUPS: lambda _door, _client, request: q.DeleteGroupsRequest(
+        list(request.groups_names)),
 }
 
 
@@ -529,6 +579,54 @@ def _list_groups_response(_door: KafkaDoor, _client: KafkaClient, reply: r.ListG
         for group in reply.groups]}
 
 
+def _join_group_response(_door: KafkaDoor, _client: KafkaClient, reply: r.JoinGroupReply
+                         ) -> dict:
+    return {"throttle_time": 0, "error_code": NONE, "generation_id": reply.generation_id,
+            "protocol_type": reply.protocol_type, "protocol_name": reply.protocol_name,
+            "leader": reply.leader, "member_id": reply.member_id,
+            "members": [{"member_id": m, "group_instance_id": instance, "metadata": metadata}
+                        for m, instance, metadata in reply.members]}
+
+
+def _sync_group_response(_door: KafkaDoor, _client: KafkaClient, reply: r.SyncGroupReply
+                         ) -> dict:
+    return {"throttle_time": 0, "error_code": NONE, "protocol_type": reply.protocol_type,
+            "protocol_name": reply.protocol_name, "assignment": reply.assignment}
+
+
+def _leave_group_response(_door: KafkaDoor, client: KafkaClient, reply: r.ClassicLeaveReply
+                          ) -> dict:
+    members = [{"member_id": m, "group_instance_id": instance, "error_code": _code(error)}
+               for m, instance, error in reply.members]
+    # v0-2 name one member: its outcome is the response's error
+    code = members[0]["error_code"] if client.version < 3 and members else NONE
+    return {"throttle_time": 0, "error_code": code, "members": members}
+
+
+def _describe_groups_response(_door: KafkaDoor, _client: KafkaClient,
+                              reply: r.DescribeGroupsReply) -> dict:
+    groups = []
+    for group in reply.groups:
+        members = [{"member_id": m["member_id"], "group_instance_id": m.get("group_instance_id"),
+                    "client_id": m.get("client_id", ""), "client_host": m.get("client_host", ""),
+                    "member_metadata": m.get("metadata", b""),
+                    "member_assignment": m["assignment"]
+                    if isinstance(m.get("assignment"), bytes) else b""}
+                   for m in group.get("members", [])]
+        groups.append({"error_code": NONE, "group_id": group["group_id"],
+                       "group_state": group.get("state") or "Dead",
+                       "protocol_type": group.get("protocol_type") or "",
+                       "protocol_data": group.get("protocol") or group.get("assignor") or "",
+                       "members": members})
+    return {"throttle_time": 0, "groups": groups}
+
+
+def _delete_groups_response(_door: KafkaDoor, _client: KafkaClient, reply: r.DeleteGroupsReply
+                            ) -> dict:
+    return {"throttle_time": 0, "results": [{"group_id": g, "error_code": _code(error)}
+                                            for g, error in reply.groups]}
+
+
 _RESPONSES: dict[int, Callable[[KafkaDoor, KafkaClient, Any], dict]] = {
     k.METADATA: _metadata_response,
     k.PRODUCE: _produce_response,
@@ -543,6 +641,12 @@ _RESPONSES: dict[int, Callable[[KafkaDoor, KafkaClient, Any], dict]] = {
     k.OFFSET_FETCH: _offset_fetch_response,
     k.OFFSET_FOR_LEADER_EPOCH: _offset_for_leader_epoch_response,
     k.LIST_GROUPS: _list_groups_response,
+    k.JOIN_GROUP: _join_group_response,
+    k.SYNC_GROUP: _sync_group_response,
+    k.HEARTBEAT: lambda _door, _client, _reply: {"throttle_time": 0, "error_code": NONE},
+    k.LEAVE_GROUP: _leave_group_response,
+    k.DESCRIBE_GROUPS: _describe_groups_response,
+    k.DELETE_GROUPS: _delete_groups_response,
 }
 
 
@@ -611,6 +715,21 @@ def _offset_for_leader_epoch_error(request: Any, code: int, _message_text: str) 
     return {"throttle_time": 0, "topics": _by_topic(entries, "partitions", name="topic")}
 
 
+def _group_error(request: Any, code: int, _message_text: str) -> dict:
+    """JoinGroup, SyncGroup, Heartbeat, LeaveGroup: one error for the request."""
+    return {"throttle_time": 0, "error_code": code, "generation_id": -1, "protocol_name": "",
+            "leader": "", "member_id": getattr(request, "member_id", "") or "", "members": [],
+            "assignment": b""}
+
+
+def _join_group_error(error: RinglogError) -> Callable[[Any, int, str], dict]:
+    def values(request: Any, code: int, message: str) -> dict:
+        found = _group_error(request, code, message)
+        found["member_id"] = getattr(error, "member_id", found["member_id"])  # MEMBER_ID_REQUIRED
+        return found
+    return values
+
+
 _ERRORS: dict[int, Callable[[Any, int, str], dict]] = {
     k.METADATA: _metadata_error,
     k.PRODUCE: _produce_error,
@@ -626,6 +745,14 @@ _ERRORS: dict[int, Callable[[Any, int, str], dict]] = {
     k.OFFSET_FOR_LEADER_EPOCH: _offset_for_leader_epoch_error,
     k.LIST_GROUPS: lambda _request, code, _message: {"throttle_time": 0, "error_code": code,
                                                      "groups": []},
+    k.SYNC_GROUP: _group_error,
+    k.HEARTBEAT: _group_error,
+    k.LEAVE_GROUP: _group_error,
+    k.DESCRIBE_GROUPS: lambda request, code, _message: {"throttle_time": 0, "groups": [
+        {"error_code": code, "group_id": g, "group_state": "", "protocol_type": "",
+         "protocol_data": "", "members": []} for g in request.groups]},
+    k.DELETE_GROUPS: lambda request, code, _message: {"throttle_time": 0, "results": [
+        {"group_id": g, "error_code": code} for g in request.groups_names]},
 }
 
 __all__ = ["KAFKA_SCHEME", "Decoded", "KafkaClient", "KafkaDoor", "MalformedRequest"]

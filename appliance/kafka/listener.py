@@ -44,6 +44,7 @@ class _Peer:
     socket: socket.socket
     connection: Connection
     address: str
+    host: str
     polled: int = 0  # the poller flags registered now
 
 
@@ -128,7 +129,7 @@ class KafkaListener:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             peer = _Peer(next(self._ids), sock, Connection(self.max_request_bytes),
-                         f"{address[0]}:{address[1]}")
+                         f"{address[0]}:{address[1]}", address[0])
             self._peers[peer.id] = peer
             self._by_fd[sock.fileno()] = peer
             self.accepted += 1
@@ -161,7 +162,7 @@ class KafkaListener:
         return self._write(peer)
 
     def _serve(self, peer: _Peer, request: bytes, handle: Handler) -> None:
-        decoded = self.door.decode(peer.id, request, peer.connection.take_slot)
+        decoded = self.door.decode(peer.id, request, peer.connection.take_slot, peer.host)
         if decoded.response is not None and decoded.slot is not None:
             peer.connection.respond(decoded.slot, frame(decoded.response))
         for client, core_request in decoded.calls:

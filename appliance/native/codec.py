@@ -11,6 +11,7 @@ whole-request error reply.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -145,7 +146,8 @@ def _status(reply: r.StatusReply) -> dict:
 
 
 # Replies to requests only Kafka's door makes (appliance/kafka): no native encoding.
-KAFKA_ONLY_REPLIES = (r.OffsetForLeaderEpochReply,)
+KAFKA_ONLY_REPLIES = (r.OffsetForLeaderEpochReply, r.JoinGroupReply, r.SyncGroupReply,
+                      r.ClassicLeaveReply, r.DeleteGroupsReply, r.HeartbeatReply)
 
 _FIELDS: dict[type, Callable[[Any], dict]] = {
     r.MetadataReply: _metadata,
@@ -193,7 +195,10 @@ def encode_reply(client: NativeClient, reply: r.Reply) -> list[Frame]:
 
 
 def _jsonable(value: Any) -> Any:
-    """Tuples and sets from the coordinator, as JSON lists (sets sorted)."""
+    """Tuples and sets from the coordinator, as JSON lists (sets sorted); a
+    classic group's opaque bytes as base64."""
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):

@@ -1,0 +1,163 @@
+"""Consumer groups as Kafka's clients run them (the classic protocol, the
+assignment computed by the leader member): several members share a
+topic's partitions with each assignor, a member leaving hands its
+partitions on, commits land in the same store as the native door's."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaException, Producer
+from kafka import KafkaConsumer
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
+
+from appliance.client import Admin
+from appliance.client import Consumer as NativeConsumer
+
+PARTITIONS = 6
+RECORDS = 600
+
+
+def fill(appliance, topic: str) -> None:
+    with Admin(appliance.bootstrap) as admin:
+        admin.create_topic(topic, partitions=PARTITIONS)
+    producer = Producer({"bootstrap.servers": appliance.kafka_bootstrap, "linger.ms": 5})
+    for i in range(RECORDS):
+        producer.produce(topic, value=b"%d" % i, partition=i % PARTITIONS)
+    assert producer.flush(20) == 0
+
+
+def until(predicate, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+class Member(threading.Thread):
+    """One confluent-kafka consumer of the group, polling and committing until told."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str, **config):
+        super().__init__(daemon=True)
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                                  "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
+                                  **config})
+        self.consumer.subscribe([topic])
+        self.values: list[bytes] = []
+        self.assigned: set[int] = set()
+        self.error: BaseException | None = None
+        self.commit_errors: list[str] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stopping.is_set():
+                message = self.consumer.poll(0.2)
+                self.assigned = {tp.partition for tp in self.consumer.assignment()}
+                if message is None or message.error():
+                    continue
+                self.values.append(message.value())
+                try:
+                    self.consumer.commit(message, asynchronous=False)
+                except KafkaException as exc:  # REBALANCE_IN_PROGRESS: Kafka's too
+                    self.commit_errors.append(exc.args[0].name())
+            self.consumer.close()  # LeaveGroup
+        except BaseException as exc:
+            self.error = exc
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(30)
+        assert self.error is None, repr(self.error)
+
+
+@pytest.mark.parametrize("assignor", ["range", "roundrobin", "cooperative-sticky"])
+def test_librdkafka_members_share_the_partitions_and_one_leaving_hands_them_on(
+        kafka_appliance, name, assignor):
+    fill(kafka_appliance, name)
+    members = [Member(kafka_appliance.kafka_bootstrap, name, name,
+                      **{"partition.assignment.strategy": assignor}) for _ in range(3)]
+    for member in members:
+        member.start()
+    until(lambda: sum(len(m.values) for m in members) >= RECORDS, 60, "every record")
+    until(lambda: sorted(p for m in members for p in m.assigned) == list(range(PARTITIONS)),
+          30, "a split of all six partitions")
+    assert all(m.assigned for m in members)  # each member got some
+    members[0].stop()
+    until(lambda: sorted(p for m in members[1:] for p in m.assigned) == list(range(PARTITIONS)),
+          30, "the leaver's partitions handed on")
+    for member in members[1:]:
+        member.stop()
+    # Every record read; a commit refused while the group rebalances (as Kafka refuses
+    # it) lets the next owner read that record again: at least once.
+    assert {int(v) for m in members for v in m.values} == set(range(RECORDS))
+    assert {e for m in members for e in m.commit_errors} <= {"REBALANCE_IN_PROGRESS"}
+    with Admin(kafka_appliance.bootstrap) as admin:
+        described = admin.describe_group(name)
+    assert described["state"] == "Empty"
+    assert {(o["partition"], o["committed"], o["lag"]) for o in described["offsets"]} == {
+        (p, RECORDS // PARTITIONS, 0) for p in range(PARTITIONS)}
+
+
+@pytest.mark.parametrize("assignor", [RangePartitionAssignor, RoundRobinPartitionAssignor,
+                                      StickyPartitionAssignor])
+def test_kafka_python_members_each_get_a_share(kafka_appliance, name, assignor):
+    fill(kafka_appliance, name)
+    consumers = [KafkaConsumer(name, bootstrap_servers=kafka_appliance.kafka_bootstrap,
+                               group_id=name, auto_offset_reset="earliest",
+                               partition_assignment_strategy=[assignor],
+                               session_timeout_ms=6000, heartbeat_interval_ms=500)
+                 for _ in range(2)]
+    got: dict[int, list[int]] = {0: [], 1: []}
+    deadline = time.monotonic() + 60
+    while sum(map(len, got.values())) < RECORDS and time.monotonic() < deadline:
+        for i, consumer in enumerate(consumers):
+            for batch in consumer.poll(timeout_ms=100).values():
+                got[i] += [int(r.value) for r in batch]
+    assignments = [{tp.partition for tp in c.assignment()} for c in consumers]
+    for consumer in consumers:
+        consumer.commit()
+        consumer.close()
+    assert sorted(got[0] + got[1]) == list(range(RECORDS))
+    assert assignments[0] and assignments[1] and not assignments[0] & assignments[1]
+    assert assignments[0] | assignments[1] == set(range(PARTITIONS))
+
+
+def test_a_group_is_served_by_one_protocol_at_a_time(kafka_appliance, name):
+    fill(kafka_appliance, name)
+    native = NativeConsumer(name, bootstrap_servers=kafka_appliance.bootstrap, group_id=name)
+    try:
+        until(lambda: native.poll(timeout_ms=100) is not None and native.assignment(), 20,
+              "the native member's partitions")
+        consumer = Consumer({"bootstrap.servers": kafka_appliance.kafka_bootstrap,
+                             "group.id": name})
+        consumer.subscribe([name])
+        with pytest.raises(KafkaException, match=r"INCONSISTENT_GROUP_PROTOCOL|[Ii]nconsistent"):
+            for _ in range(100):  # the join's error surfaces at a poll
+                message = consumer.poll(0.2)
+                if message is not None and message.error():
+                    raise KafkaException(message.error())
+        consumer.close()
+    finally:
+        native.close()
+
+
+def test_kcat_consumes_in_a_group_and_ringlog_shows_its_lag(kafka_appliance, name):
+    fill(kafka_appliance, name)
+    out = subprocess.run(["kcat", "-b", kafka_appliance.kafka_bootstrap, "-G", name, name,
+                          "-X", "auto.offset.reset=earliest", "-e", "-f", "%s\n"],
+                         capture_output=True, timeout=60, check=True).stdout.split()
+    assert sorted(int(v) for v in out) == list(range(RECORDS))
+    described = subprocess.run([".venv/bin/ringlog", "groups", "describe", name,
+                                "--bootstrap-server", kafka_appliance.bootstrap],
+                               capture_output=True, text=True, timeout=30, check=True).stdout
+    assert f"Group: {name}  State: Empty" in described
+    rows = [line.split() for line in described.splitlines() if line.startswith(name)]
+    assert [(int(r[1]), int(r[2]), int(r[4])) for r in rows] == [
+        (p, RECORDS // PARTITIONS, 0) for p in range(PARTITIONS)]
