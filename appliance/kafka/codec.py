@@ -755,4 +755,8 @@ _ERRORS: dict[int, Callable[[Any, int, str], dict]] = {
         {"group_id": g, "error_code": code} for g in request.groups_names]},
 }
 
+_SERVED = set(k.APIS) - {k.API_VERSIONS}
+assert set(_REQUESTS) == _SERVED and _SERVED - {k.FETCH} == set(_RESPONSES) and \
+    _SERVED - {k.FETCH, k.JOIN_GROUP} == set(_ERRORS), "an advertised API without its codec"
+
 __all__ = ["KAFKA_SCHEME", "Decoded", "KafkaClient", "KafkaDoor", "MalformedRequest"]
