@@ -327,9 +327,10 @@ class ClassicGroups:
                 ) -> tuple[_Group, _Member]:
         check_group_id(group_id)
         group = self._groups.get(group_id)
+        if group is not None:  # an old id of a known instance is fenced, not unknown
+            self._check_instance(group, member_id, instance_id)
         if group is None or member_id not in group.members:
             raise UnknownMemberIdError(f"member {member_id!r} is not in group {group_id!r}")
-        self._check_instance(group, member_id, instance_id)
         return group, group.members[member_id]
 
     @staticmethod
