@@ -161,3 +161,99 @@ def test_kcat_consumes_in_a_group_and_ringlog_shows_its_lag(kafka_appliance, nam
     rows = [line.split() for line in described.splitlines() if line.startswith(name)]
     assert [(int(r[1]), int(r[2]), int(r[4])) for r in rows] == [
         (p, RECORDS // PARTITIONS, 0) for p in range(PARTITIONS)]
+
+
+def test_aiokafka_members_share_a_group(kafka_appliance, name):
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+
+    fill(kafka_appliance, name)
+
+    async def run() -> tuple[list[int], list[set[int]]]:
+        consumers = [AIOKafkaConsumer(name, bootstrap_servers=kafka_appliance.kafka_bootstrap,
+                                      group_id=name, auto_offset_reset="earliest",
+                                      session_timeout_ms=6000, heartbeat_interval_ms=500)
+                     for _ in range(2)]
+        for consumer in consumers:
+            await consumer.start()
+        values: list[int] = []
+        try:
+            async with asyncio.timeout(60):
+                while len(set(values)) < RECORDS or not all(c.assignment() for c in consumers):
+                    for consumer in consumers:
+                        for batch in (await consumer.getmany(timeout_ms=100)).values():
+                            values += [int(r.value) for r in batch]
+            return values, [{tp.partition for tp in c.assignment()} for c in consumers]
+        finally:
+            for consumer in consumers:
+                await consumer.stop()
+
+    values, assignments = asyncio.run(run())
+    assert set(values) == set(range(RECORDS))
+    assert not assignments[0] & assignments[1]
+    assert assignments[0] | assignments[1] == set(range(PARTITIONS))
+
+
+def describe(admin, group: str):
+    [future] = admin.describe_consumer_groups([group]).values()
+    return future.result(10)
+
+
+def test_a_static_member_that_restarts_within_its_session_keeps_its_partitions(
+        kafka_appliance, name):
+    """group.instance.id (KIP-345): no rebalance, the same partitions."""
+    from confluent_kafka.admin import AdminClient
+
+    fill(kafka_appliance, name)
+    static = {"group.instance.id": f"{name}-host-1", "session.timeout.ms": 10_000}
+    first = Member(kafka_appliance.kafka_bootstrap, name, name, **static)
+    other = Member(kafka_appliance.kafka_bootstrap, name, name)
+    first.start()
+    other.start()
+    until(lambda: first.assigned and other.assigned and not first.assigned & other.assigned
+          and sorted(first.assigned | other.assigned) == list(range(PARTITIONS)), 30, "a split")
+    admin = AdminClient({"bootstrap.servers": kafka_appliance.kafka_bootstrap})
+    kept, others = set(first.assigned), set(other.assigned)
+    first.stop()  # a static member's close sends no LeaveGroup: its session holds its place
+    again = Member(kafka_appliance.kafka_bootstrap, name, name, **static)
+    again.start()
+    until(lambda: again.assigned, 30, "the restarted member's partitions")
+    described = describe(admin, name)
+    assert again.assigned == kept and other.assigned == others  # nothing moved
+    assert sorted(str(m.group_instance_id) for m in described.members) == [
+        "None", f"{name}-host-1"]
+    assert described.state.name == "STABLE"
+    again.stop()
+    other.stop()
+
+
+def test_admin_lists_describes_and_deletes_groups(kafka_appliance, name):
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    from confluent_kafka.admin import AdminClient
+
+    fill(kafka_appliance, name)
+    member = Member(kafka_appliance.kafka_bootstrap, name, name)
+    member.start()
+    until(lambda: len(member.values) >= RECORDS, 30, "every record")
+    admin = AdminClient({"bootstrap.servers": kafka_appliance.kafka_bootstrap})
+    listed = admin.list_consumer_groups().result(10).valid
+    assert name in [g.group_id for g in listed]
+    described = describe(admin, name)
+    assert described.state.name == "STABLE" and described.partition_assignor == "range"
+    [m] = described.members
+    assert m.host.startswith("/127.0.0.1")
+    assert sorted(tp.partition for tp in m.assignment.topic_partitions) == list(range(PARTITIONS))
+    with pytest.raises(KafkaException, match="NON_EMPTY_GROUP"):
+        admin.delete_consumer_groups([name])[name].result(10)
+    member.stop()
+
+    def committed() -> list[int]:
+        [future] = admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(name)]).values()
+        return [tp.offset for tp in future.result(10).topic_partitions]
+    assert committed() == [RECORDS // PARTITIONS] * PARTITIONS
+    admin.delete_consumer_groups([name])[name].result(10)
+    assert committed() == []
+    with pytest.raises(KafkaException, match="GROUP_ID_NOT_FOUND"):
+        admin.delete_consumer_groups([name])[name].result(10)
