@@ -152,6 +152,31 @@ class Metadata:
         self._store()
         return topic
 
+    def check_partition_count(self, name: str, partitions: int) -> Topic:
+        """What CreatePartitions may ask of a topic: more partitions than it
+        has (Kafka never shrinks a topic), at most MAX_PARTITIONS."""
+        topic = self.get(name)
+        if partitions <= topic.partitions:
+            raise InvalidPartitionsError(
+                f"topic {name!r} has {topic.partitions} partitions; the new count must be "
+                f"larger, not {partitions}")
+        if partitions > MAX_PARTITIONS:
+            raise InvalidPartitionsError(
+                f"partitions must be at most {MAX_PARTITIONS}, not {partitions}")
+        return topic
+
+    def add_partitions(self, name: str, partitions: int,
+                       hosted: list[bool] | None = None) -> range:
+        """Grow the topic to `partitions`, the new ones spread over the
+        workers as create() spreads a topic's (in a cluster, `hosted` says
+        which new ones this broker holds a replica of); the new partitions."""
+        topic = self.check_partition_count(name, partitions)
+        added = range(topic.partitions, partitions)
+        topic.owners = topic.owners + self._spread(len(added), hosted)
+        topic.partitions = partitions
+        self._store()
+        return added
+
     def delete(self, name: str) -> Topic:
         topic = self.get(name)
         del self.topics[name]

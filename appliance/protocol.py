@@ -114,6 +114,12 @@ SCHEMAS: dict[str, Schema] = {
     "list_groups": {},
     "find_coordinator": {"group_id": (_str, True)},
     "status": {"details": (_bool, False)},
+    # topic, partition, offset (-1: the high watermark)
+    "delete_records": {"partitions": (_list_of(_tuple_of(_str, _int, _int)), True),
+                       "timeout_ms": (_int, False)},
+    # topic, new total partition count
+    "create_partitions": {"topics": (_list_of(_tuple_of(_str, _int)), True),
+                          "validate_only": (_bool, False)},
 }
 _ENVELOPE = ("api", "v", "id")
 

@@ -11,6 +11,7 @@ Directory of one partition::
     00000000000000000000.log/.index/.timeindex   closed segments, trimmed
     00000000000000005120.log/.index/.timeindex   the active segment, preallocated
     leader-epoch-checkpoint                      where each leader epoch began
+    log-start-offset-checkpoint                  the log start offset DeleteRecords set
     .lock                                        flock held by the one writer
     .clean-shutdown                              present only between a clean
                                                  close and the next open
@@ -55,6 +56,11 @@ LOCK_FILE = ".lock"
 # A replicated log's high watermark, for its next start (format: version, then
 # the offset, one per line: "0\n1234\n"). A single node's is its log end.
 HIGH_WATERMARK_CHECKPOINT = "high-watermark-checkpoint"
+# The log start offset DeleteRecords (or a follower's leader) moved past the
+# first segment's base offset, for the next start; the same format:
+# "0\n1234\n". Kafka keeps one such checkpoint per log directory; one per
+# partition here, written (fsync, rename, fsync) before DeleteRecords is answered.
+LOG_START_OFFSET_CHECKPOINT = "log-start-offset-checkpoint"
 FLUSH_POLICIES = ("batch", "interval", "os")
 WEEK_MS = 7 * 24 * 3600 * 1000
 MAX_RELATIVE_OFFSET = 2**31 - 1
@@ -143,6 +149,10 @@ class PartitionLog:
         self.epochs = LeaderEpochCache(directory)
         self.leader_epoch = max(self.epochs.latest_epoch, 0)
         self.high_watermark = 0
+        # The log start offset DeleteRecords set, which may lie inside the first
+        # segment (Kafka's logical logStartOffset); log_start_offset is the
+        # larger of it and the first segment's base offset (retention moves that).
+        self._log_start_floor = 0
         # True on a single node: the high watermark is the durable log end. A
         # replicated partition's owner sets it instead (set_high_watermark):
         # the leader to what the in-sync replicas hold, a follower to the leader's.
@@ -200,7 +210,17 @@ class PartitionLog:
         self.leader_epoch = max(self.epochs.latest_epoch, 0)
         self.high_watermark = self.log_end_offset  # all of it survived, so all is durable
         self.durable_end_offset = self.log_end_offset
+        self._log_start_floor = min(self._checkpointed_log_start(), self.log_end_offset)
         self._publish()
+        self._delete_segments_below_log_start()  # a crash may have come before they went
+
+    def _checkpointed_log_start(self) -> int:
+        """The checkpointed log start offset; 0 without (or with a damaged) checkpoint."""
+        try:
+            version, offset = (self.directory / LOG_START_OFFSET_CHECKPOINT).read_text().split()
+            return int(offset) if version == "0" else 0
+        except (OSError, ValueError):
+            return 0
 
     def _repair_epochs(self, segment: Segment) -> None:
         """Epochs that began in the recovered tail may have missed the checkpoint."""
@@ -236,7 +256,10 @@ class PartitionLog:
 
     @property
     def log_start_offset(self) -> int:
-        return self.segments[0].base_offset
+        """The first offset readers may ask for (Kafka's log start offset, the
+        low watermark of one replica): DeleteRecords' offset, or the first
+        segment's base once retention deleted past it."""
+        return max(self._log_start_floor, self.segments[0].base_offset)
 
     @property
     def log_end_offset(self) -> int:
@@ -490,18 +513,22 @@ class PartitionLog:
         return None if found is None else found[0]
 
     def record_at_or_after(self, timestamp_ms: int) -> tuple[int, int] | None:
-        """(offset, timestamp) of the first record whose timestamp is >=
-        `timestamp_ms`, below the high watermark, or None: what Kafka's
-        ListOffsets answers for a time. Decodes at most the one batch that holds it."""
+        """(offset, timestamp) of the first record at or past the log start
+        whose timestamp is >= `timestamp_ms`, below the high watermark, or
+        None: what Kafka's ListOffsets answers for a time. Decodes at most
+        the batch that holds it (and the one the log start cuts through)."""
+        start_offset = self.log_start_offset
         for segment in self.segments:
             if segment.max_timestamp < timestamp_ms:
                 continue
-            start = self._time_index_start(segment, timestamp_ms)
+            start = max(self._time_index_start(segment, timestamp_ms), start_offset)
             for _, header in segment.headers_from(start):
                 if header.base_offset >= self.high_watermark:
                     return None
-                if header.max_timestamp >= timestamp_ms:
-                    return self._first_record_at(segment, header, timestamp_ms)
+                if header.max_timestamp >= timestamp_ms and header.next_offset > start_offset:
+                    found = self._first_record_at(segment, header, timestamp_ms, start_offset)
+                    if found is not None:
+                        return found
         return None
 
     def _time_index_start(self, segment: Segment, timestamp_ms: int) -> int:
@@ -519,19 +546,23 @@ class PartitionLog:
         return segment.base_offset
 
     @staticmethod
-    def _first_record_at(segment: Segment, header: BatchHeader, timestamp_ms: int
-                         ) -> tuple[int, int]:
-        if header.timestamp_type == TIMESTAMP_LOG_APPEND_TIME:
-            return header.base_offset, header.max_timestamp  # every record's timestamp
-        if header.base_timestamp >= timestamp_ms:
+    def _first_record_at(segment: Segment, header: BatchHeader, timestamp_ms: int,
+                         min_offset: int) -> tuple[int, int] | None:
+        """The batch's first record at or past `min_offset` (the log start)
+        with a timestamp >= `timestamp_ms`; None when the log start cut off
+        every such record of the batch."""
+        if header.timestamp_type == TIMESTAMP_LOG_APPEND_TIME:  # every record's timestamp
+            return max(header.base_offset, min_offset), header.max_timestamp
+        if header.base_timestamp >= timestamp_ms and header.base_offset >= min_offset:
             return header.base_offset, header.base_timestamp
         from shm.records import decode_batch  # off the hot path: one batch, once
 
         pos = segment.position_of(header.base_offset)
         for record in decode_batch(segment.buffer, pos).records:
-            if record.timestamp >= timestamp_ms:
+            if record.timestamp >= timestamp_ms and record.offset >= min_offset:
                 return record.offset, record.timestamp
-        return header.base_offset, header.base_timestamp
+        return None if header.base_offset < min_offset else (header.base_offset,
+                                                              header.base_timestamp)
 
     # --- cutting ----------------------------------------------------------------
 
@@ -559,6 +590,8 @@ class PartitionLog:
         self.epochs.truncate_from_end(self.log_end_offset)
         self.high_watermark = min(self.high_watermark, self.log_end_offset)
         self.durable_end_offset = min(self.durable_end_offset, self.log_end_offset)
+        if self._log_start_floor > self.log_end_offset:  # cut below it, as Kafka's truncateTo
+            self._set_log_start_floor(self.log_end_offset)
         self._publish()
 
     def truncate_fully_and_start_at(self, offset: int) -> None:
@@ -571,6 +604,7 @@ class PartitionLog:
         self._bases = [s.base_offset for s in self.segments]
         self.epochs.truncate_from_end(-1)
         self.high_watermark = self.durable_end_offset = offset
+        self._set_log_start_floor(offset)
         self._publish()
 
     def _replace_with_empty(self, offset: int) -> None:
@@ -599,6 +633,49 @@ class PartitionLog:
                     break
                 excess -= segment.size
                 expired += 1
+        return self._delete_first_segments(max(expired, self._segments_below_log_start()))
+
+    # --- deleting records (Kafka's DeleteRecords) ------------------------------------
+
+    def advance_log_start_offset(self, offset: int) -> int:
+        """Move the log start offset up to `offset` (Kafka's
+        maybeIncrementLogStartOffset): records below it can no longer be
+        read, whole segments below it are deleted now; the new log start.
+
+        `offset` past the high watermark raises OffsetOutOfRangeError (only
+        committed records may be deleted); at or below the log start it
+        changes nothing. The offset is checkpointed durably before this
+        returns, so an answered DeleteRecords survives a crash.
+        """
+        if not 0 <= offset <= self.high_watermark:
+            raise OffsetOutOfRangeError(
+                f"cannot delete records below offset {offset}: the high watermark is "
+                f"{self.high_watermark}")
+        if offset <= self.log_start_offset:
+            return self.log_start_offset
+        self._set_log_start_floor(offset)
+        self._publish()  # readers stop below it before any file goes
+        self._delete_segments_below_log_start()
+        self.epochs.truncate_from_start(self.log_start_offset)
+        return self.log_start_offset
+
+    def _set_log_start_floor(self, offset: int) -> None:
+        self._log_start_floor = offset
+        write_atomically(self.directory / LOG_START_OFFSET_CHECKPOINT, b"0\n%d\n" % offset)
+
+    def _segments_below_log_start(self) -> int:
+        """How many first segments hold only records below the log start: the
+        next segment begins at or before it (the active one always stays)."""
+        start, count = self.log_start_offset, 0
+        while count + 1 < len(self.segments) and self.segments[count + 1].base_offset <= start:
+            count += 1
+        return count
+
+    def _delete_segments_below_log_start(self) -> int:
+        return self._delete_first_segments(self._segments_below_log_start())
+
+    def _delete_first_segments(self, expired: int) -> int:
+        """Delete the first `expired` (closed) segments; how many went."""
         if not expired:
             return 0
         doomed, self.segments = self.segments[:expired], self.segments[expired:]

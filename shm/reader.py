@@ -199,11 +199,13 @@ class PartitionReader:
             for segment in self._segments.values():
                 segment.close()
             self._segments.clear()
-        on_disk = sorted(
+        listed = sorted(
             base for base in (parse_segment_name(n) for n in os.listdir(self.directory))
-            if base is not None and base >= position.log_start_offset
-            and base <= position.active_segment_base
+            if base is not None and base <= position.active_segment_base
         )
+        # The log start may lie inside a segment (DeleteRecords): keep the one holding it.
+        first = bisect.bisect_right(listed, position.log_start_offset) - 1
+        on_disk = listed[max(first, 0):]
         for base in list(self._segments):
             if base not in on_disk:
                 self._segments.pop(base).close()

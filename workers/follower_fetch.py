@@ -103,6 +103,21 @@ def follower_apply(log: PartitionLog, reply: LeaderReply) -> bool:
     return False
 
 
+def follow_log_start(log: PartitionLog, reply: LeaderReply) -> bool:
+    """Take the leader's log start offset (its DeleteRecords), up to this
+    replica's own high watermark, as Kafka's follower does after each fetch:
+    a follower that becomes leader then does not serve deleted records.
+    Called once the high watermark was raised; whether the log start moved."""
+    target = min(reply.log_start_offset, log.high_watermark)
+    if target <= log.log_start_offset:
+        return False
+    try:
+        log.advance_log_start_offset(target)
+    except OSError:  # the checkpoint could not be written: the next answer tries again
+        return False
+    return True
+
+
 def _cut(log: PartitionLog, reply: LeaderReply) -> None:
     """Rule 3: cut where the leader says the follower's tail diverges."""
     epoch, end = reply.diverging_epoch

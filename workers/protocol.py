@@ -5,8 +5,8 @@ supervisor) pair on an ipc endpoint. The ROUTER adds and strips the peer's
 identity frame, `worker_identity(index)`; every message that follows is::
 
     frame 0      kind: the message's KIND, e.g. b"produce"
-    frame 1      token (only kinds that are answered: produce, list_offsets
-                 and their answers): the supervisor's id for the request
+    frame 1      token (only kinds that are answered: produce, list_offsets,
+                 delete_records and their answers): the supervisor's id for the request
     frame next   body: one orjson document (lists, never per-record data)
     frame rest   record sets, one per partition (produce only), untouched
 
@@ -20,6 +20,7 @@ identity frame, `worker_identity(index)`; every message that follows is::
       Lead       lead at an epoch, this ISR   Closed     partitions closed (and removed)
       Follow     fetch from this leader       IsrChange  an ISR the leader wants written
                                               FollowerLag  followed partitions' lag
+      DeleteRecords  advance log starts       RecordsDeleted  per partition: low watermark
 
 Clients also produce and fetch straight to a worker, at its door (a ROUTER
 of its own speaking the native protocol, workers/door.py): the supervisor
@@ -438,15 +439,68 @@ class FollowerLag:
         return cls([tuple(p) for p in _body(frames[1])])
 
 
-ToWorker = Open | Close | Produce | ListOffsetsForTimes | Watch | Stop | Lead | Follow
+# --- DeleteRecords: both directions --------------------------------------------------
+
+DELETE_TO_HIGH_WATERMARK = -1  # DeleteRecords' offset for "every committed record", as Kafka's
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRecords:
+    """Advance each partition's log start offset to an offset (-1: its high
+    watermark), as Kafka's DeleteRecords; only the owner (in a cluster, the
+    leader) writes it. Answered by RecordsDeleted with the same token once
+    each new log start is checkpointed."""
+
+    KIND: ClassVar[bytes] = b"delete_records"
+    token: bytes
+    partitions: list[tuple[str, int, int]]  # topic, partition, offset
+
+    def encode(self) -> list[Frame]:
+        return [self.KIND, self.token, orjson.dumps(self.partitions)]
+
+    @classmethod
+    def parse(cls, frames: Sequence[Frame]) -> DeleteRecords:
+        return cls(_bytes(frames[1]), [tuple(p) for p in _body(frames[2])])
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRecordsResult:
+    """One partition's new low watermark (its log start offset), or why not."""
+
+    topic: str
+    partition: int
+    low_watermark: int = -1
+    error: RinglogError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordsDeleted:
+    KIND: ClassVar[bytes] = b"records_deleted"
+    token: bytes
+    results: list[DeleteRecordsResult]
+
+    def encode(self) -> list[Frame]:
+        return [self.KIND, self.token, orjson.dumps([
+            [r.topic, r.partition, r.low_watermark, *_error_fields(r.error)]
+            for r in self.results])]
+
+    @classmethod
+    def parse(cls, frames: Sequence[Frame]) -> RecordsDeleted:
+        return cls(_bytes(frames[1]), [
+            DeleteRecordsResult(t, p, low_watermark, _error(name, message))
+            for t, p, low_watermark, name, message in _body(frames[2])])
+
+
+ToWorker = (Open | Close | Produce | ListOffsetsForTimes | Watch | Stop | Lead | Follow
+            | DeleteRecords)
 FromWorker = (Ready | Opened | Produced | OffsetsForTimes | Positions | Traffic | Closed
-              | IsrChange | FollowerLag)
+              | IsrChange | FollowerLag | RecordsDeleted)
 Message = ToWorker | FromWorker
 
 _KINDS: dict[bytes, type] = {cls.KIND: cls for cls in (
-    Open, Close, Produce, ListOffsetsForTimes, Watch, Stop, Lead, Follow,
+    Open, Close, Produce, ListOffsetsForTimes, Watch, Stop, Lead, Follow, DeleteRecords,
     Ready, Opened, Produced, OffsetsForTimes, Positions, Traffic, Closed, IsrChange,
-    FollowerLag)}
+    FollowerLag, RecordsDeleted)}
 
 
 class ProtocolError(ValueError):

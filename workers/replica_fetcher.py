@@ -14,6 +14,8 @@ backs off for LEADER_CHANGED_BACKOFF_MS and asks again, as Kafka's fetcher
 does: the follower may have heard of the new epoch before its leader has
 (UNKNOWN_LEADER_EPOCH), and then nothing else would tell it to ask again;
 a leader that really moved is followed anew when the supervisor says where.
+Every answer also carries the leader's log start offset, which the
+follower's log takes up to its own high watermark (the leader's DeleteRecords).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from shm.errors import (
     NotLeaderOrFollowerError,
     UnknownLeaderEpochError,
 )
-from workers.follower_fetch import follower_apply, position
+from workers.follower_fetch import follow_log_start, follower_apply, position
 from workers.replication_protocol import (
     ReplicaFetch,
     ReplicationProtocolError,
@@ -189,6 +191,7 @@ class ReplicaFetcher:
         for key, answer in answers:
             if self.logs[key].set_high_watermark(answer.high_watermark):
                 moved.add(key)
+            follow_log_start(self.logs[key], answer)  # the leader's DeleteRecords
         return moved
 
     def close(self) -> None:

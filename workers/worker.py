@@ -158,6 +158,8 @@ class Worker:
             pending.append(self._produce(message))
         elif isinstance(message, protocol.ListOffsetsForTimes):
             self._offsets_for_times(message)
+        elif isinstance(message, protocol.DeleteRecords):
+            self._delete_records(message)
         elif isinstance(message, protocol.Open):
             self._open(message.partitions)
         elif isinstance(message, protocol.Close):
@@ -211,6 +213,33 @@ class Worker:
             found = log.record_at_or_after(timestamp)
             results.append(protocol.OffsetForTime(topic, partition, *(found or (-1, -1))))
         self._send(protocol.OffsetsForTimes(request.token, results))
+
+    def _delete_records(self, request: protocol.DeleteRecords) -> None:
+        """Advance each log start offset (-1: to the high watermark), answered
+        once checkpointed. In a cluster only the leader does it; followers
+        follow the leader's log start through their fetches."""
+        results = []
+        for topic, partition, offset in request.partitions:
+            key = (topic, partition)
+            log = self.logs.get(key)
+            try:
+                if log is None:
+                    raise _not_here(topic, partition)
+                if self.replicas is not None and key not in self.replicas.leading:
+                    raise NotLeaderOrFollowerError(
+                        f"this broker does not lead {topic}-{partition}")
+                start = log.advance_log_start_offset(
+                    log.high_watermark if offset == protocol.DELETE_TO_HIGH_WATERMARK else offset)
+            except OSError as exc:
+                results.append(protocol.DeleteRecordsResult(
+                    topic, partition, error=KafkaStorageError.from_os_error(
+                        "cannot checkpoint the log start offset", exc)))
+                continue
+            except RinglogError as exc:
+                results.append(protocol.DeleteRecordsResult(topic, partition, error=exc))
+                continue
+            results.append(protocol.DeleteRecordsResult(topic, partition, start))
+        self._send(protocol.RecordsDeleted(request.token, results))
 
     def _close(self, partitions: list[tuple[str, int, str]], delete: bool) -> None:
         """Close partitions; for a deleted topic also remove their directories,

@@ -18,6 +18,7 @@ from typing import Any
 
 from appliance.broker import replies as r
 from appliance.broker import requests as q
+from appliance.broker.delete_records import DeleteRecords
 from appliance.broker.fetch import Fetch
 from appliance.broker.groups import Groups
 from appliance.broker.leader_epochs import offsets_for_leader_epochs
@@ -55,6 +56,7 @@ class Broker:
         self.fetch = Fetch(readers, self.outbox, metrics, on_park=self._watch)
         self.list_offsets = ListOffsets(metadata, readers, self.calls, self.outbox)
         self.committed = CommittedOffsets(metadata, readers, self.produce)
+        self.delete_records = DeleteRecords(metadata, readers, self.calls, self.outbox)
         coordinator = GroupCoordinator(metadata_partition_count(metadata),
                                        int(config["group.min.session.timeout.ms"]),
                                        int(config["group.max.session.timeout.ms"]),
@@ -97,6 +99,8 @@ class Broker:
             q.DeleteGroupsRequest: self.groups.delete_groups,
             q.OffsetForLeaderEpochRequest: reply(
                 lambda request: offsets_for_leader_epochs(self.readers, request)),
+            q.DeleteRecordsRequest: self.delete_records.delete_records,
+            q.CreatePartitionsRequest: reply(self.topics.create_partitions),
         }
 
     def _reply(self, answer: Callable[[Any], r.Reply]) -> Callable[[Any, Any], None]:
@@ -124,7 +128,7 @@ class Broker:
                 UnknownServerError(f"{type(exc).__name__}: {exc}")))
 
     def on_worker_message(self, worker: int, message: wp.FromWorker) -> None:
-        if isinstance(message, wp.Produced | wp.OffsetsForTimes):
+        if isinstance(message, wp.Produced | wp.OffsetsForTimes | wp.RecordsDeleted):
             self.calls.answered(message.token, message)
         elif isinstance(message, wp.Positions):
             self.fetch.on_positions({(t, p) for t, p, _ in message.partitions})
@@ -169,7 +173,7 @@ class Broker:
     def undeliverable(self, worker: int, message: wp.ToWorker) -> None:
         """The loop could not hand `message` to its worker (restarting, or its
         queue is full): what waited on it fails retriably."""
-        if isinstance(message, wp.Produce | wp.ListOffsetsForTimes):
+        if isinstance(message, wp.Produce | wp.ListOffsetsForTimes | wp.DeleteRecords):
             self.calls.undeliverable(message.token)
         elif isinstance(message, wp.Open):
             self.readers.opening.discard(worker)

@@ -4,8 +4,9 @@ Per-partition (or per-topic) errors are exceptions of the shared registry
 (shm.errors) in an `error` field, None on success; an error of the whole
 request is an ErrorReply. An adapter turns these into its own frames.
 
-A produce's and a list-offsets' per-partition results are the owners'
-own answers (workers.protocol's ProduceResult and OffsetForTime), passed
+A produce's, a list-offsets' and a delete-records' per-partition results
+are the owners' own answers (workers.protocol's ProduceResult,
+OffsetForTime and DeleteRecordsResult), passed
 through: the core builds them itself only for parts it refuses.
 """
 
@@ -15,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shm.errors import RinglogError
-from workers.protocol import OffsetForTime, ProduceResult
+from workers.protocol import DeleteRecordsResult, OffsetForTime, ProduceResult
 
-__all__ = ["OffsetForTime", "ProduceResult"]  # with the classes below
+__all__ = ["DeleteRecordsResult", "OffsetForTime", "ProduceResult"]  # with the classes below
 
 Frame = Any
 
@@ -261,3 +262,21 @@ Reply = (ErrorReply | MetadataReply | CreateTopicsReply | DeleteTopicsReply | De
          | DescribeGroupsReply | ListGroupsReply | StatusReply | FindCoordinatorReply
          | OffsetForLeaderEpochReply | JoinGroupReply | SyncGroupReply | ClassicLeaveReply
          | DeleteGroupsReply | HeartbeatReply)
+
+
+# --- partition admin: Kafka's DeleteRecords (API 21) and CreatePartitions (API 37) ----
+
+@dataclass(frozen=True, slots=True)
+class DeleteRecordsReply:
+    """Per partition its new low watermark (the log start offset), as the
+    owners answered, in request order."""
+
+    partitions: list[DeleteRecordsResult]
+
+
+@dataclass(frozen=True, slots=True)
+class CreatePartitionsReply:
+    topics: list[TopicResult]
+
+
+Reply = Reply | DeleteRecordsReply | CreatePartitionsReply

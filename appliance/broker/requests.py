@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+# DeleteRecords' offset -1, defined with the worker message that carries it
+from workers.protocol import DELETE_TO_HIGH_WATERMARK as DELETE_TO_HIGH_WATERMARK
+
 Frame = Any  # bytes, memoryview or zmq.Frame: anything with the buffer protocol
 TopicPartition = tuple[str, int]
 
@@ -235,3 +238,29 @@ Request = (MetadataRequest | CreateTopicsRequest | DeleteTopicsRequest | Describ
            | ListGroupsRequest | StatusRequest | FindCoordinatorRequest
            | OffsetForLeaderEpochRequest | ClassicJoinGroupRequest | SyncGroupRequest
            | ClassicHeartbeatRequest | ClassicLeaveGroupRequest | DeleteGroupsRequest)
+
+
+# --- partition admin: Kafka's DeleteRecords (API 21) and CreatePartitions (API 37) ----
+
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRecordsRequest:
+    """Advance each partition's log start offset to `offset`: the records
+    below it are gone for readers. Sent to the partition's leader."""
+
+    API: ClassVar[str] = "delete_records"
+    partitions: list[tuple[str, int, int]]  # topic, partition, offset (-1: the high watermark)
+    timeout_ms: int = 30_000
+
+
+@dataclass(frozen=True, slots=True)
+class CreatePartitionsRequest:
+    """Grow topics to a new total partition count (never shrink them)."""
+
+    API: ClassVar[str] = "create_partitions"
+    topics: list[tuple[str, int]]  # topic, new total partition count
+    validate_only: bool = False
+
+
+Request = Request | DeleteRecordsRequest | CreatePartitionsRequest

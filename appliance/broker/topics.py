@@ -1,4 +1,5 @@
-"""Topics: metadata, creation (and auto-creation), deletion, configs, description.
+"""Topics: metadata, creation (and auto-creation), new partitions, deletion,
+configs, description.
 
 Creating a topic records its partitions' owners in the metadata and asks
 each owner to open its partitions; deleting one asks the owners to close
@@ -10,6 +11,13 @@ ZooKeeper: creating, deleting and reconfiguring write there, and every
 broker applies what its watches report (`cluster_changed`); metadata names
 each partition's leader, leader epoch, replicas and ISR as ZooKeeper has
 them, and only the leader broker hands out its worker's door.
+
+CreatePartitions (Kafka's API 37) grows a topic: on a single node the
+metadata spreads the new partitions over the workers and their owners open
+them; in a cluster the assignment of the new partitions is written to
+ZooKeeper and every broker adopts them from its watch. The offsets topic
+is refused: a group's partition of it is murmur2(group) modulo its count,
+so growing it would hide every group's committed offsets.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from appliance.broker.outbox import Outbox
 from appliance.broker.readers import PartitionReaders
 from appliance.broker.requests import (
     AlterConfigsRequest,
+    CreatePartitionsRequest,
     CreateTopicsRequest,
     DeleteTopicsRequest,
     DescribeTopicsRequest,
@@ -72,10 +81,15 @@ class Topics:
 
     def open_all(self, topic: str) -> None:
         """Every owner of the topic (re)opens its partitions of it."""
+        self.open_partitions(topic, range(self.metadata.get(topic).partitions))
+
+    def open_partitions(self, topic: str, partitions: range) -> None:
+        """The owners of these partitions of the topic (re)open them."""
+        owners = self.metadata.get(topic).owners
         by_worker: dict[int, list[tuple[str, int]]] = {}
-        for p, owner in enumerate(self.metadata.get(topic).owners):
-            if owner != NOT_HOSTED:
-                by_worker.setdefault(owner, []).append((topic, p))
+        for p in partitions:
+            if owners[p] != NOT_HOSTED:
+                by_worker.setdefault(owners[p], []).append((topic, p))
         for worker, entries in by_worker.items():
             self.outbox.to_worker(worker, self.open_message(entries))
 
@@ -185,6 +199,35 @@ class Topics:
             except RinglogError as exc:
                 results.append(r.TopicResult(spec.name, exc))
         return r.CreateTopicsReply(results)
+
+    def create_partitions(self, request: CreatePartitionsRequest) -> r.CreatePartitionsReply:
+        results = []
+        grown = False
+        for name, partitions in request.topics:
+            try:
+                grown |= self._add_partitions(name, partitions, request.validate_only)
+                results.append(r.TopicResult(name))
+            except RinglogError as exc:
+                results.append(r.TopicResult(name, exc))
+        if grown:
+            self.on_change()  # the groups subscribed to it rebalance over the new partitions
+        return r.CreatePartitionsReply(results)
+
+    def _add_partitions(self, name: str, partitions: int, validate_only: bool) -> bool:
+        """Grow one topic (or only check that it may grow); whether it grew here now."""
+        if name in INTERNAL_TOPICS:
+            raise InvalidRequestError(
+                f"{name} is internal: its partition count decides each group's partition")
+        if self._deleting.get(name):
+            raise UnknownTopicOrPartitionError(f"topic {name!r} is being deleted")
+        self.metadata.check_partition_count(name, partitions)
+        if self.cluster is not None:  # every broker adopts them when its watch reports them
+            self.cluster.create_partitions(name, partitions, validate_only)
+            return False
+        if validate_only:
+            return False
+        self.open_partitions(name, self.metadata.add_partitions(name, partitions))
+        return True
 
     def delete_topics(self, request: DeleteTopicsRequest) -> r.DeleteTopicsReply:
         results = []

@@ -1,4 +1,10 @@
-"""`ringlog topics create|list|describe|alter|delete`."""
+"""`ringlog topics create|list|describe|alter|delete|delete-records`.
+
+`alter --partitions N` grows a topic as `kafka-topics.sh --alter
+--partitions N` does (N is the new total); `delete-records` is
+`kafka-delete-records.sh` for one partition, the offset given on the
+command line instead of in a JSON file.
+"""
 
 from __future__ import annotations
 
@@ -97,18 +103,44 @@ def replication_cells(partition: dict) -> list[str | None]:
 
 @topics.command("alter")
 @click.argument("name")
-@click.option("--config", "configs", multiple=True, metavar="KEY=VALUE", required=True,
+@click.option("--partitions", type=click.IntRange(min=1), default=None,
+              help="the new total number of partitions (only more than now)")
+@click.option("--config", "configs", multiple=True, metavar="KEY=VALUE",
               callback=_parse_configs, help="a topic config to set; repeatable")
 @bootstrap_option
 @timeout_option
 @client_command()
-def topics_alter(name: str, configs: dict[str, str], bootstrap_server: str,
-                 timeout_ms: int) -> None:
-    """Set configs of topic NAME (others keep their values)."""
+def topics_alter(name: str, partitions: int | None, configs: dict[str, str],
+                 bootstrap_server: str, timeout_ms: int) -> None:
+    """Add partitions to topic NAME, or set its configs (others keep their values)."""
+    if partitions is None and not configs:
+        raise click.UsageError("give --partitions N, --config KEY=VALUE, or both")
     with open_admin(bootstrap_server, timeout_ms) as admin:
-        result = admin.alter_configs(name, configs)
-    shown = ",".join(f"{k}={v}" for k, v in sorted((result or configs).items()))
-    click.echo(f"Updated topic {name}: {shown}")
+        if partitions is not None:
+            admin.create_partitions(name, partitions)
+            click.echo(f"Topic {name} now has {partitions} partitions.")
+        if configs:
+            result = admin.alter_configs(name, configs)
+            shown = ",".join(f"{k}={v}" for k, v in sorted((result or configs).items()))
+            click.echo(f"Updated topic {name}: {shown}")
+
+
+@topics.command("delete-records")
+@click.argument("name")
+@click.option("--partition", type=click.IntRange(min=0), required=True, help="the partition")
+@click.option("--offset", type=click.IntRange(min=-1), required=True,
+              help="delete every record below this offset; -1: below the high watermark")
+@bootstrap_option
+@timeout_option
+@client_command()
+def topics_delete_records(name: str, partition: int, offset: int, bootstrap_server: str,
+                          timeout_ms: int) -> None:
+    """Delete the records of partition P of topic NAME below an offset (its
+    log start offset moves there)."""
+    with open_admin(bootstrap_server, timeout_ms) as admin:
+        low_watermark = admin.delete_records(name, partition, offset)
+    click.echo(f"Deleted records of {name}-{partition} below offset {low_watermark}: "
+               f"its low watermark is {low_watermark}.")
 
 
 @topics.command("delete")

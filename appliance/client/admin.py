@@ -3,7 +3,9 @@ client offers them.
 
 Requests about topics, configs, the cluster and status go to the first
 bootstrap broker that answers (bootstrap.py): any live broker answers for
-the whole cluster. Groups are the exception, as in Kafka: a group is
+the whole cluster. Deleting records is one exception: it goes to each
+partition's leader, looked up in metadata (again while it moves), as
+Kafka's admin client sends DeleteRecords. Groups are the other: a group is
 described by its coordinator (coordinator_lookup.py), and each broker lists
 only the groups it coordinates, so every live broker is asked and the
 answers are merged.
@@ -11,11 +13,24 @@ answers are merged.
 
 from __future__ import annotations
 
+import time
+
 from appliance.client.bootstrap import Bootstrap
 from appliance.client.connection import DEFAULT_BOOTSTRAP, Connection, raise_for
 from appliance.client.coordinator_lookup import CoordinatorLookup
 from appliance.client.retry import retry_within
 from appliance.client.routes import broker_front_end
+from shm.errors import (
+    LeaderNotAvailableError,
+    NotLeaderOrFollowerError,
+    RinglogError,
+    UnknownTopicOrPartitionError,
+    error_for,
+)
+
+# DeleteRecords' errors after which the partition's leader is looked up again
+LEADER_MOVED = frozenset({NotLeaderOrFollowerError.name, LeaderNotAvailableError.name})
+LEADER_RETRY_S = 0.1
 
 
 def merge_group_listings(listings: list[list[dict]]) -> list[dict]:
@@ -81,6 +96,54 @@ class Admin:
         response = self._request("alter_configs", {
             "topic": name, "configs": {k: str(v) for k, v in configs.items()}})
         return response.fields["configs"]
+
+    def create_partitions(self, name: str, partitions: int, validate_only: bool = False
+                          ) -> None:
+        """Grow topic `name` to `partitions` partitions in all (Kafka's
+        createPartitions); INVALID_PARTITIONS unless that is more than it has."""
+        response = self._request("create_partitions", {
+            "topics": [[name, partitions]], "validate_only": validate_only})
+        raise_for(response.fields["topics"][0])
+
+    def delete_records(self, topic: str, partition: int, offset: int = -1) -> int:
+        """Delete the partition's records below `offset` (-1: below the high
+        watermark), as Kafka's deleteRecords; the new low watermark (the log
+        start offset). Sent to the partition's leader, found again while it
+        moves, within the request timeout."""
+        deadline = time.monotonic() + self.request_timeout_ms / 1000
+        while True:
+            left_ms = max(1, int((deadline - time.monotonic()) * 1000))
+            try:
+                entry = self._connection.request_to(
+                    self._leader_front_end(topic, partition), "delete_records",
+                    {"partitions": [[topic, partition, offset]], "timeout_ms": left_ms},
+                    timeout_ms=left_ms).fields["partitions"][0]
+                raise_for(entry)
+                return entry["low_watermark"]
+            except RinglogError as exc:
+                if exc.name not in LEADER_MOVED or \
+                        time.monotonic() + LEADER_RETRY_S > deadline:
+                    raise
+            time.sleep(LEADER_RETRY_S)
+
+    def _leader_front_end(self, topic: str, partition: int) -> str:
+        """The front end of the partition's leader, from one metadata answer."""
+        fields = self._request("metadata", {"topics": [topic], "allow_auto_create": False}).fields
+        entry = fields["topics"][0]
+        if entry.get("error"):
+            raise error_for(entry["error"], entry.get("message", ""))
+        found = [p for p in entry["partitions"] if p["partition"] == partition]
+        if not found:
+            raise UnknownTopicOrPartitionError(
+                f"partition {partition} of {topic!r} does not exist "
+                f"(it has {len(entry['partitions'])})")
+        if found[0].get("error"):
+            raise error_for(found[0]["error"], found[0].get("message", ""))
+        brokers = {b["id"]: b for b in fields.get("brokers") or []}
+        leader = brokers.get(found[0]["leader"])
+        if leader is None:
+            raise LeaderNotAvailableError(f"partition {topic}-{partition} has no leader now")
+        return broker_front_end(leader, self._connection.current)
 
     def status(self, details: bool = False) -> dict:
         """The appliance's liveness (workers, serving, processes) and, with

@@ -1,9 +1,11 @@
 """Topics in ZooKeeper, and the controller's duty to keep every partition's
 leader and ISR right as brokers come and go.
 
-Any broker creates a topic by writing its assignment (`create_topic`). The
-controller watches the registered brokers and the topics; on any change it
-goes over every partition (`reconcile`): a partition without a state znode
+Any broker creates a topic by writing its assignment (`create_topic`), and
+adds partitions by rewriting it (CreatePartitions). The controller watches
+the registered brokers, the topics and each topic's assignment (Kafka's
+PartitionModificationsHandler); on any change it goes over every partition
+(`reconcile`, at most one waiting at a time): a partition without a state znode
 gets its initial state, and one whose leader or ISR members are no longer
 live gets the next state of `partition_state_machine`. Each write is
 fenced by the controller epoch and conditional on the state znode's version
@@ -14,6 +16,7 @@ hundreds of partitions a small cluster holds, a few hundred ZooKeeper reads.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -77,22 +80,53 @@ class PartitionLeadership:
         self.unclean = unclean
         self._lock = threading.Lock()
         self._watching_epoch = -1
+        self._due_lock = threading.Lock()
+        self._due = False  # a reconcile is spawned and has not begun yet
+        self._assignments_watched: set[str] = set()  # topics whose assignment is watched
         election.on_elected = self.on_elected
 
     def on_elected(self, epoch: int) -> None:
         """Start watching brokers and topics for this controller epoch."""
         self._watching_epoch = epoch
+        self._assignments_watched = set()
         self.client.ChildrenWatch(BROKER_IDS, lambda _: self._changed(epoch))
-        self.client.ChildrenWatch(TOPICS, lambda _: self._changed(epoch))
+        self.client.ChildrenWatch(TOPICS, functools.partial(self._topics_listed, epoch))
         self.client.ChildrenWatch(SHUTTING_DOWN, lambda _: self._changed(epoch))
 
+    def _topics_listed(self, epoch: int, topics: list[str]) -> bool:
+        """Topics came or went; watch each new one's assignment too: added
+        partitions change a topic's data, not the list of topics."""
+        if not self._changed(epoch):
+            return False
+        for topic in set(topics) - self._assignments_watched:
+            self._assignments_watched.add(topic)
+            self.client.DataWatch(topic_path(topic),
+                                  functools.partial(self._assignment_changed, epoch, topic))
+        return True
+
+    def _assignment_changed(self, epoch: int, topic: str, data, _stat) -> bool:
+        if data is None:  # deleted: a topic made again under the name is watched anew
+            self._assignments_watched.discard(topic)
+            return False
+        return self._changed(epoch)
+
     def _changed(self, epoch: int) -> bool:
-        """A watch fired: reconcile on kazoo's handler, or stop watching once
-        this broker is no longer the controller of that epoch."""
+        """A watch fired: reconcile on kazoo's handler (once for any number of
+        watches firing before it begins), or stop watching once this broker
+        is no longer the controller of that epoch."""
         if self.election.epoch != epoch or self._watching_epoch != epoch:
             return False
-        self.client.handler.spawn(self.reconcile)
+        with self._due_lock:
+            if self._due:
+                return True
+            self._due = True
+        self.client.handler.spawn(self._reconcile_due)
         return True
+
+    def _reconcile_due(self) -> None:
+        with self._due_lock:
+            self._due = False
+        self.reconcile()
 
     def reconcile(self) -> int:
         """One pass over every partition; the number of states written."""

@@ -6,15 +6,19 @@ Partition p's first replica (its preferred leader) is broker
 a shift that grows by one each time the partitions have gone round once,
 so that followers spread too instead of always pairing the same brokers.
 `start` is chosen at random per topic by the caller, so topics' leaders do
-not all begin on the same broker.
+not all begin on the same broker. Partitions added to a topic later
+(CreatePartitions) go on from `first_partition` with the start and shift
+of the topic's partition 0, as Kafka's AdminZkClient.addPartitions does.
 """
 
 from __future__ import annotations
 
 
 def assign_replicas(broker_ids: list[int], partitions: int, replication_factor: int,
-                    start: int = 0, shift: int | None = None) -> tuple[tuple[int, ...], ...]:
-    """Replicas of partitions 0..partitions-1, each a tuple of distinct broker ids.
+                    start: int = 0, shift: int | None = None, first_partition: int = 0
+                    ) -> tuple[tuple[int, ...], ...]:
+    """Replicas of partitions first_partition..first_partition+partitions-1,
+    each a tuple of distinct broker ids.
 
     Raises ValueError if the replication factor is not between 1 and the
     number of brokers: Kafka's INVALID_REPLICATION_FACTOR.
@@ -26,7 +30,7 @@ def assign_replicas(broker_ids: list[int], partitions: int, replication_factor: 
                          f"{n} live brokers; {n} are registered")
     next_shift = start if shift is None else shift
     assignment = []
-    for partition in range(partitions):
+    for partition in range(first_partition, first_partition + partitions):
         if partition > 0 and partition % n == 0:
             next_shift += 1
         first = (partition + start) % n

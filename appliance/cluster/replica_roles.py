@@ -16,7 +16,10 @@ The supervisor's loop owns this object (none of it runs on kazoo's thread):
   version this broker last saw, from kazoo's async API so the loop never
   waits on ZooKeeper; the worker then gets Lead with ZooKeeper's ISR,
   which confirms or overrules the change.
-- Admin requests write ZooKeeper directly (create, delete, alter topics).
+- Admin requests write ZooKeeper directly (create, delete, alter topics,
+  add partitions). A topic whose assignment grew (CreatePartitions) is
+  adopted again: the local metadata adds the new partitions, this broker's
+  workers open those it hosts, and the controller elects their leaders.
 
 Topics that exist only in the local metadata (`__consumer_offsets`, until it
 is replicated) are led by this broker alone at leader epoch 0.
@@ -34,7 +37,7 @@ from typing import Any
 
 import zmq
 from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
+from kazoo.exceptions import BadVersionError, KazooException, NodeExistsError, NoNodeError
 
 from appliance.cluster.cluster_view import Changes, ClusterView
 from appliance.cluster.replica_assignment import assign_replicas
@@ -50,6 +53,7 @@ from appliance.cluster.znodes import (
 from appliance.metadata import Metadata
 from shm.errors import (
     CoordinatorNotAvailableError,
+    InvalidPartitionsError,
     InvalidReplicationFactorError,
     TopicAlreadyExistsError,
     UnknownServerError,
@@ -136,11 +140,18 @@ class ReplicaRoles:
         self._tell(keys)
 
     def _adopt(self, topic: str) -> bool:
-        """The local metadata takes a topic from ZooKeeper; whether it is new here."""
+        """The local metadata takes a topic from ZooKeeper, or the partitions
+        added to it; whether it is new or grew here."""
         assignment = self.view.assignments.get(topic)
-        if assignment is None or topic in self.metadata.topics:
+        if assignment is None:
             return False
         hosted = [self.broker_id in replicas for replicas in assignment.replicas]
+        known = self.metadata.topics.get(topic)
+        if known is not None:
+            if len(hosted) <= known.partitions:
+                return False
+            self.metadata.add_partitions(topic, len(hosted), hosted[known.partitions:])
+            return True
         self.metadata.adopt(topic, hosted, len(assignment.replicas[0]),
                             self.view.configs.get(topic, {}))
         return True
@@ -397,6 +408,48 @@ class ReplicaRoles:
             raise UnknownServerError(f"ZooKeeper did not take topic {name!r}: {results}; retry")
         self.view.assignments[name] = assignment
         self.view.configs[name] = dict(configs)
+        self._apply(Changes(topics_added={name}))
+
+    def create_partitions(self, name: str, partitions: int, validate_only: bool) -> None:
+        """Grow the topic's assignment to `partitions` in ZooKeeper, as Kafka's
+        AdminZkClient.addPartitions: the new partitions' replicas go on from
+        the existing assignment (same replication factor, same start), the
+        write is conditional on the version read (a concurrent change fails
+        it), and the controller then gives each new partition its state."""
+        try:
+            data, stat = self.client.get(topic_path(name))
+        except NoNodeError:
+            raise UnknownTopicOrPartitionError(f"topic {name!r} does not exist") from None
+        except KazooException as exc:
+            raise UnknownServerError(f"ZooKeeper did not answer for topic {name!r}: "
+                                     f"{type(exc).__name__}; retry") from None
+        current = TopicAssignment.decode(name, data)
+        if partitions <= len(current.replicas):
+            raise InvalidPartitionsError(
+                f"topic {name!r} has {len(current.replicas)} partitions; the new count must "
+                f"be larger, not {partitions}")
+        live = sorted(self.view.brokers)
+        replication_factor = len(current.replicas[0])
+        if replication_factor > len(live):
+            raise InvalidReplicationFactorError(
+                f"topic {name!r} has replication factor {replication_factor} and only "
+                f"{len(live)} brokers are live ({live})")
+        first = current.replicas[0][0]
+        start = live.index(first) if first in live else random.randrange(len(live))
+        added = assign_replicas(live, partitions - len(current.replicas), replication_factor,
+                                start=start, first_partition=len(current.replicas))
+        if validate_only:
+            return
+        assignment = TopicAssignment(name, current.replicas + added)
+        try:
+            self.client.set(topic_path(name), assignment.encode(), version=stat.version)
+        except BadVersionError:
+            raise UnknownServerError(f"topic {name!r} changed while its partitions were "
+                                     "being added; retry") from None
+        except KazooException as exc:
+            raise UnknownServerError(f"ZooKeeper did not take the partitions of {name!r}: "
+                                     f"{type(exc).__name__}; retry") from None
+        self.view.assignments[name] = assignment
         self._apply(Changes(topics_added={name}))
 
     def delete_topic(self, name: str) -> None:

@@ -54,8 +54,19 @@ def _fetch(fields: dict, _payloads: list) -> q.FetchRequest:
                           **{k: v for k, v in fields.items() if k != "partitions"})
 
 
+def _delete_records(fields: dict, _payloads: list) -> q.DeleteRecordsRequest:
+    return q.DeleteRecordsRequest([tuple(p) for p in fields["partitions"]],
+                                  fields.get("timeout_ms", 30_000))
+
+
+def _create_partitions(fields: dict, _payloads: list) -> q.CreatePartitionsRequest:
+    return q.CreatePartitionsRequest([tuple(t) for t in fields["topics"]],
+                                     fields.get("validate_only", False))
+
+
 _BUILT: dict[str, Callable[[dict, list], q.Request]] = {
-    "create_topics": _create_topics, "produce": _produce, "fetch": _fetch}
+    "create_topics": _create_topics, "produce": _produce, "fetch": _fetch,
+    "delete_records": _delete_records, "create_partitions": _create_partitions}
 assert set(_PLAIN) | set(_BUILT) == set(protocol.SCHEMAS), "an API without its core request"
 
 
@@ -98,7 +109,8 @@ def _metadata(reply: r.MetadataReply) -> dict:
                 for t in reply.topics]}
 
 
-def _topic_results(reply: r.CreateTopicsReply | r.DeleteTopicsReply) -> dict:
+def _topic_results(reply: r.CreateTopicsReply | r.DeleteTopicsReply
+                   | r.CreatePartitionsReply) -> dict:
     return {"topics": [{"name": t.name, **_error(t.error)} for t in reply.topics]}
 
 
@@ -168,6 +180,10 @@ _FIELDS: dict[type, Callable[[Any], dict]] = {
     r.DescribeGroupsReply: lambda reply: {"groups": _jsonable(reply.groups)},
     r.ListGroupsReply: lambda reply: {"groups": _jsonable(reply.groups)},
     r.StatusReply: _status,
+    r.DeleteRecordsReply: lambda reply: {"partitions": [
+        {"topic": p.topic, "partition": p.partition, **_error(p.error),
+         "low_watermark": p.low_watermark} for p in reply.partitions]},
+    r.CreatePartitionsReply: _topic_results,
 }
 
 

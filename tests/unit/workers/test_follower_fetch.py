@@ -12,7 +12,7 @@ from shm import PartitionLog
 from shm.errors import FencedLeaderEpochError, UnknownLeaderEpochError
 from shm.partition_log import LogConfig
 from tests.unit.shm.conftest import make_batch
-from workers.follower_fetch import follower_apply, leader_reply, position
+from workers.follower_fetch import follow_log_start, follower_apply, leader_reply, position
 
 
 @pytest.fixture
@@ -124,3 +124,32 @@ def test_a_follower_behind_the_leaders_log_start_starts_over_there(new_log):
     assert follower.log_start_offset == follower.log_end_offset == 100
     follow(follower, leader, 0)
     assert raw(follower, 100) == raw(leader, 100)
+
+
+def test_a_follower_takes_the_leaders_log_start_but_never_past_its_own_high_watermark(new_log):
+    leader = new_log("leader")
+    written(leader, 0, 4, 4, 4)
+    follower = new_log("follower")
+    follow(follower, leader, leader_epoch=0)
+    leader.advance_log_start_offset(6)  # DeleteRecords at the leader
+    reply = leader_reply(leader, 0, position(follower, 0), 1 << 20)
+    assert reply.log_start_offset == 6
+    assert follow_log_start(follower, reply) and follower.log_start_offset == 6
+    assert not follow_log_start(follower, reply)  # nothing new: no checkpoint written again
+    empty = new_log("empty")  # behind the leader's log start: it starts over there
+    empty.hw_at_flush = False
+    follower_apply(empty, leader_reply(leader, 0, position(empty, 0), 1 << 20))
+    assert empty.log_start_offset == empty.log_end_offset == 6
+
+
+def test_a_follower_never_moves_its_log_start_past_its_own_high_watermark(new_log):
+    leader = new_log("leader")
+    written(leader, 0, 4, 4, 4)
+    follower = new_log("follower")
+    follower.hw_at_flush = False
+    follower_apply(follower, leader_reply(leader, 0, position(follower, 0), 1 << 20))
+    follower.flush()
+    follower.set_high_watermark(4)
+    leader.advance_log_start_offset(8)
+    follow_log_start(follower, leader_reply(leader, 0, position(follower, 0), 1 << 20))
+    assert follower.log_start_offset == 4

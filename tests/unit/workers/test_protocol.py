@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shm.errors import KafkaStorageError, NotLeaderOrFollowerError
+from shm.errors import KafkaStorageError, NotLeaderOrFollowerError, OffsetOutOfRangeError
 from workers import protocol as wp
 
 MESSAGES = [
@@ -23,6 +23,9 @@ MESSAGES = [
     wp.OffsetsForTimes(b"18", [wp.OffsetForTime("t", 0, 5, 1_700_000_000_001),
                                wp.OffsetForTime("t", 1, error=NotLeaderOrFollowerError("x"))]),
     wp.Positions([("t", 0, 11)]),
+    wp.DeleteRecords(b"19", [("t", 0, 42), ("t", 1, wp.DELETE_TO_HIGH_WATERMARK)]),
+    wp.RecordsDeleted(b"19", [wp.DeleteRecordsResult("t", 0, 42),
+                              wp.DeleteRecordsResult("t", 1, error=OffsetOutOfRangeError("x"))]),
     wp.Traffic({"produce": 3, "fetch": 1}, [("produce", "NOT_LEADER_OR_FOLLOWER", 1)],
                {"produce": [0.0004, 0.0011]}, {"t": 300}, {"t": 120}),
     wp.Closed([("t", 0)]),

@@ -23,6 +23,7 @@ from appliance.config import load_config
 from appliance.metadata import OFFSETS_TOPIC, OFFSETS_TOPIC_CONFIGS, Metadata
 from appliance.metrics import RequestMetrics
 from shm import LogConfig, PartitionLog
+from shm.errors import RinglogError
 from workers import protocol as wp
 
 
@@ -54,6 +55,17 @@ class LocalWorkers:
             return [wp.OffsetsForTimes(message.token, [
                 wp.OffsetForTime(t, p, *(self.logs[(t, p)].record_at_or_after(ts) or (-1, -1)))
                 for t, p, ts in message.partitions])]
+        if isinstance(message, wp.DeleteRecords):
+            results = []
+            for t, p, offset in message.partitions:
+                log = self.logs[(t, p)]
+                try:
+                    start = log.advance_log_start_offset(
+                        log.high_watermark if offset == wp.DELETE_TO_HIGH_WATERMARK else offset)
+                    results.append(wp.DeleteRecordsResult(t, p, start))
+                except RinglogError as exc:
+                    results.append(wp.DeleteRecordsResult(t, p, error=exc))
+            return [wp.RecordsDeleted(message.token, results)]
         if isinstance(message, wp.Close):
             for t, p, _ in message.partitions:
                 log = self.logs.pop((t, p), None)

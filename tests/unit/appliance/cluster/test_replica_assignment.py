@@ -38,3 +38,11 @@ def test_three_brokers_six_partitions_factor_three_hold_two_leaderships_each():
 def test_a_replication_factor_the_brokers_cannot_hold_is_refused(factor):
     with pytest.raises(ValueError, match="between 1 and 3 live brokers"):
         assign_replicas([1, 2, 3], 1, factor)
+
+
+def test_partitions_added_later_go_on_as_if_the_topic_had_been_made_with_them():
+    """CreatePartitions: the new partitions continue the topic's round of
+    leaders (Kafka's addPartitions passes the existing start and count)."""
+    whole = assign_replicas([1, 2, 3], 5, 2, start=1)
+    added = assign_replicas([1, 2, 3], 3, 2, start=1, first_partition=2)
+    assert added == whole[2:]

@@ -30,6 +30,8 @@ def test_every_native_api_decodes_to_its_core_request():
         "offset_commit": {"group_id": "g", "offsets": [["t", 0, 1, ""]]},
         "offset_fetch": {"group_id": "g"}, "describe_groups": {"groups": ["g"]},
         "list_groups": {}, "status": {"details": True}, "find_coordinator": {"group_id": "g"},
+        "delete_records": {"partitions": [["t", 0, -1]]},
+        "create_partitions": {"topics": [["t", 4]], "validate_only": True},
     }
     assert set(examples) == set(protocol.SCHEMAS)
     for api, fields in examples.items():
@@ -45,6 +47,19 @@ def test_produce_keeps_its_record_sets_and_fetch_its_partitions_typed():
     _, fetch = decode("fetch", {"partitions": [["t", 0, 5, 100]]})
     assert fetch.partitions == [q.FetchPartition("t", 0, 5, 100)]
     assert fetch.max_wait_ms == q.DEFAULT_MAX_WAIT_MS
+
+
+def test_delete_records_and_create_partitions_decode_typed_and_reply_per_entry():
+    _, delete = decode("delete_records", {"partitions": [["t", 0, 7]], "timeout_ms": 5})
+    assert delete == q.DeleteRecordsRequest([("t", 0, 7)], 5)
+    _, create = decode("create_partitions", {"topics": [["t", 4]]})
+    assert create == q.CreatePartitionsRequest([("t", 4)], validate_only=False)
+    client = NativeClient(b"peer", 7, "delete_records")
+    reply = protocol.parse_response(encode_reply(client, r.DeleteRecordsReply([
+        r.DeleteRecordsResult("t", 0, 7),
+        r.DeleteRecordsResult("t", 1, error=OffsetOutOfRangeError("past the high watermark"))])))
+    assert [(p["low_watermark"], p["error"]) for p in reply.fields["partitions"]] == [
+        (7, None), (-1, "OFFSET_OUT_OF_RANGE")]
 
 
 def test_an_unknown_key_in_a_nested_entry_is_a_protocol_error_with_its_reply():
