@@ -52,9 +52,11 @@ APIS: dict[int, Api] = {api.key: api for api in (
     Api(API_VERSIONS, "api_versions", 0, 2),
     Api(CREATE_TOPICS, "create_topics", 2, 4),
     Api(DELETE_TOPICS, "delete_topics", 1, 3),
+    Api(DELETE_RECORDS, "delete_records", 0, 1),
     Api(INIT_PRODUCER_ID, "init_producer_id", 0, 1),
     Api(OFFSET_FOR_LEADER_EPOCH, "offset_for_leader_epoch", 2, 3),
     Api(DESCRIBE_CONFIGS, "describe_configs", 1, 2),
     Api(ALTER_CONFIGS, "alter_configs", 0, 1),
+    Api(CREATE_PARTITIONS, "create_partitions", 0, 1),
     Api(DELETE_GROUPS, "delete_groups", 0, 1),
 )}

@@ -131,6 +131,8 @@ class KafkaDoor:
             built = _REQUESTS[api_key](self, client, request)
         except RinglogError as exc:
             return Decoded(self._encode_error(client, exc), slot)
+        except (TypeError, AttributeError, ValueError) as exc:  # e.g. a null array: unreadable
+            raise MalformedRequest(f"API {api_key} v{version}: {exc}") from None
         if isinstance(built, list):  # a request of several core requests: gather them
             gather = _Gather([None] * len(built))
             calls = []
@@ -384,6 +386,22 @@ def _leave_group(_door: KafkaDoor, _client: KafkaClient, request: Any
     return q.ClassicLeaveGroupRequest(request.group_id, members)
 
 
+def _delete_records(_door: KafkaDoor, _client: KafkaClient, request: Any
+                    ) -> q.DeleteRecordsRequest:
+    return q.DeleteRecordsRequest([(t.name, p.partition_index, p.offset)
+                                   for t in request.topics for p in t.partitions],
+                                  _ms(request.timeout))
+
+
+def _create_partitions(_door: KafkaDoor, _client: KafkaClient, request: Any
+                       ) -> q.CreatePartitionsRequest:
+    if any(t.assignments for t in request.topics):
+        raise InvalidRequestError("manual replica assignments are not supported; give the "
+                                  "new partition count only")
+    return q.CreatePartitionsRequest([(t.name, t.count) for t in request.topics],
+                                     bool(request.validate_only))
+
+
 _REQUESTS: dict[int, Callable[[KafkaDoor, KafkaClient, Any], Any]] = {
     k.METADATA: _metadata,
     k.PRODUCE: _produce,
@@ -407,6 +425,8 @@ _REQUESTS: dict[int, Callable[[KafkaDoor, KafkaClient, Any], Any]] = {
         list(request.groups)),
     k.DELETE_GROUPS: lambda _door, _client, request: q.DeleteGroupsRequest(
         list(request.groups_names)),
+    k.DELETE_RECORDS: _delete_records,
+    k.CREATE_PARTITIONS: _create_partitions,
 }
 
 
@@ -627,6 +647,20 @@ def _delete_groups_response(_door: KafkaDoor, _client: KafkaClient, reply: r.Del
                                             for g, error in reply.groups]}
 
 
+def _delete_records_response(_door: KafkaDoor, _client: KafkaClient,
+                             reply: r.DeleteRecordsReply) -> dict:
+    entries = [(d.topic, {"partition_index": d.partition, "low_watermark": d.low_watermark,
+                          "error_code": _code(d.error)}) for d in reply.partitions]
+    return {"throttle_time": 0, "topics": _by_topic(entries, "partitions")}
+
+
+def _create_partitions_response(_door: KafkaDoor, _client: KafkaClient,
+                                reply: r.CreatePartitionsReply) -> dict:
+    return {"throttle_time": 0, "results": [
+        {"name": t.name, "error_code": _code(t.error), "error_message": _message(t.error)}
+        for t in reply.topics]}
+
+
 _RESPONSES: dict[int, Callable[[KafkaDoor, KafkaClient, Any], dict]] = {
     k.METADATA: _metadata_response,
     k.PRODUCE: _produce_response,
@@ -647,6 +681,8 @@ _RESPONSES: dict[int, Callable[[KafkaDoor, KafkaClient, Any], dict]] = {
     k.LEAVE_GROUP: _leave_group_response,
     k.DESCRIBE_GROUPS: _describe_groups_response,
     k.DELETE_GROUPS: _delete_groups_response,
+    k.DELETE_RECORDS: _delete_records_response,
+    k.CREATE_PARTITIONS: _create_partitions_response,
 }
 
 
@@ -753,6 +789,13 @@ _ERRORS: dict[int, Callable[[Any, int, str], dict]] = {
          "protocol_data": "", "members": []} for g in request.groups]},
     k.DELETE_GROUPS: lambda request, code, _message: {"throttle_time": 0, "results": [
         {"group_id": g, "error_code": code} for g in request.groups_names]},
+    k.DELETE_RECORDS: lambda request, code, _message: {"throttle_time": 0, "topics": _by_topic(
+        [(t.name, {"partition_index": p.partition_index, "low_watermark": -1,
+                   "error_code": code}) for t in request.topics for p in t.partitions],
+        "partitions")},
+    k.CREATE_PARTITIONS: lambda request, code, message: {"throttle_time": 0, "results": [
+        {"name": t.name, "error_code": code, "error_message": message}
+        for t in request.topics]},
 }
 
 _SERVED = set(k.APIS) - {k.API_VERSIONS}

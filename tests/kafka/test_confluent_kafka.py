@@ -27,10 +27,11 @@ def produce(bootstrap: str, topic: str, count: int, **config) -> list:
     return reports
 
 
-def consume(bootstrap: str, topic: str, expected: int, partition: int = 0) -> list:
+def consume(bootstrap: str, topic: str, expected: int, partition: int = 0,
+            start: int = 0) -> list:
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{topic}",
                          "enable.auto.commit": False})
-    consumer.assign([TopicPartition(topic, partition, 0)])
+    consumer.assign([TopicPartition(topic, partition, start)])
     messages: list = []
     deadline = time.monotonic() + 20
     while len(messages) < expected and time.monotonic() < deadline:
@@ -101,3 +102,27 @@ def test_committed_offsets_are_read_back(kafka_appliance, name):
     [committed] = consumer.committed([TopicPartition(name, 0)], timeout=10)
     assert committed.offset == 4
     consumer.close()
+
+
+def test_admin_adds_partitions_and_deletes_records(kafka_appliance, name):
+    from confluent_kafka.admin import NewPartitions
+
+    admin = AdminClient({"bootstrap.servers": kafka_appliance.kafka_bootstrap})
+    admin.create_topics([NewTopic(name, 1, 1)])[name].result(10)
+    admin.create_partitions([NewPartitions(name, 3)])[name].result(10)
+    assert len(admin.list_topics(name, timeout=10).topics[name].partitions) == 3
+    with pytest.raises(KafkaException, match="INVALID_PARTITIONS"):
+        admin.create_partitions([NewPartitions(name, 2)])[name].result(10)
+    producer = Producer({"bootstrap.servers": kafka_appliance.kafka_bootstrap})
+    for i in range(10):
+        producer.produce(name, value=b"%d" % i, partition=0)
+    assert producer.flush(10) == 0
+    [deleted] = admin.delete_records([TopicPartition(name, 0, 4)]).values()
+    assert deleted.result(10).low_watermark == 4
+    consumer = Consumer({"bootstrap.servers": kafka_appliance.kafka_bootstrap,
+                         "group.id": name})
+    assert consumer.get_watermark_offsets(TopicPartition(name, 0), timeout=10) == (4, 10)
+    consumer.close()
+    from confluent_kafka import OFFSET_BEGINNING
+    assert [m.offset() for m in consume(kafka_appliance.kafka_bootstrap, name, 6,
+                                        start=OFFSET_BEGINNING)] == list(range(4, 10))
