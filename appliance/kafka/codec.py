@@ -128,9 +128,12 @@ class KafkaDoor:
         client = KafkaClient(connection, slot, api_key, version, correlation_id, request,
                              client_id=client_id, host=host)
         try:
-            built = _REQUESTS[api_key](self, client, request)
-        except RinglogError as exc:
-            return Decoded(self._encode_error(client, exc), slot)
+            try:
+                built = _REQUESTS[api_key](self, client, request)
+            except RinglogError as exc:  # refused: answered with the error, if it can be written
+                built = exc
+            if isinstance(built, RinglogError):
+                return Decoded(self._encode_error(client, built), slot)
         except (TypeError, AttributeError, ValueError) as exc:  # e.g. a null array: unreadable
             raise MalformedRequest(f"API {api_key} v{version}: {exc}") from None
         if isinstance(built, list):  # a request of several core requests: gather them

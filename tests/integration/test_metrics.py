@@ -251,7 +251,7 @@ def test_an_empty_http_listener_serves_no_http(tmp_path):
     try:
         listening = {c.laddr.port for c in psutil.Process(appliance.process.pid)
                      .net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
-        assert listening == {int(appliance.bootstrap.rsplit(":", 1)[1])}
+        assert listening == {int(appliance.bootstrap.rsplit(":", 1)[1]), appliance.kafka_port}
         assert "http.listener is empty" in appliance.stderr()
     finally:
         assert appliance.stop() == 0, appliance.stderr()

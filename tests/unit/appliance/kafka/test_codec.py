@@ -566,9 +566,6 @@ NULL_ARRAYS = {  # (api key, version, body) with an array the schema says is nev
 }
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="codec bug, reported: kio reads a "
-                   "null array as None and the codec iterates it (TypeError, not "
-                   "MalformedRequest)")
 @pytest.mark.parametrize("case", sorted(NULL_ARRAYS))
 def test_a_null_array_where_the_schema_has_none_is_malformed(case):
     api_key, version, body = NULL_ARRAYS[case]
