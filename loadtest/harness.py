@@ -128,6 +128,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` different free ports: each socket is held until all are picked,
+    since free_port() twice in a row may hand out the same port."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 _RUNNING: list[Appliance] = []  # started by this process and not yet stopped
 
 
@@ -150,7 +163,9 @@ class Appliance:
         self.host = host  # a loopback address of its own in cluster tests (127.0.0.11...)
         self.port = port or free_port()
         self.bootstrap = f"{host}:{self.port}"
-        self.kafka_port = kafka_port or free_port()  # its Kafka (PLAINTEXT) listener
+        if kafka_port is None:  # its Kafka (PLAINTEXT) listener, on a port of its own
+            kafka_port = next(p for p in free_ports(2) if p != self.port)
+        self.kafka_port = kafka_port
         self.kafka_bootstrap = f"{host}:{self.kafka_port}"
         self.workers = workers
         self.log_dir = directory / "data"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loadtest.harness import Appliance, free_port
+from loadtest.harness import Appliance, free_ports
 
 SESSION_MS = 2000  # 2 s sessions: the shortest that holds on 2 busy cores (replication.md)
 
@@ -25,7 +25,7 @@ def start_broker(tmp_path: Path, zookeeper_connect: str, broker_id: int, *overri
     if port_file.exists():  # a restart keeps its endpoints, as an operator's config does
         port, replication_port, kafka_port = map(int, port_file.read_text().split())
     else:
-        port, replication_port, kafka_port = free_port(), free_port(), free_port()
+        port, replication_port, kafka_port = free_ports(3)
         port_file.write_text(f"{port} {replication_port} {kafka_port}")
     appliance = Appliance(directory, f"zookeeper.connect={zookeeper_connect}",
                           f"broker.id={broker_id}", f"zookeeper.session.timeout.ms={SESSION_MS}",
