@@ -30,6 +30,11 @@ from appliance.config import KAFKA_SCHEME, ServerConfig
 from appliance.kafka import apis as k
 from appliance.kafka.entities import encode_response, request_reader
 from appliance.kafka.fetch_response import FetchedPartition, encode_fetch_response
+from appliance.kafka.legacy_produce import (
+    LegacyProduceUnreadable,
+    legacy_produce_error,
+    read_legacy_produce,
+)
 from appliance.metadata import INTERNAL_TOPICS
 from shm.errors import (
     InvalidRequestError,
@@ -109,18 +114,14 @@ class KafkaDoor:
             # Kafka closes a connection that sends an API or version it never
             # advertised: there is no schema to write an answer with.
             raise MalformedRequest(f"API {api_key} v{version} is not served")
+        if not api.serves(version):  # Produce v0-2: advertised for old clients, refused
+            return _refuse_legacy_produce(frame, version, correlation_id, take_slot)
         try:
             client_id, request = self._read(api_key, version, frame)
         except Exception as exc:  # kio's parser: any error means a frame we cannot read
             raise MalformedRequest(f"API {api_key} v{version}: {exc}") from None
         # Bytes after the body are ignored, as Kafka does: librdkafka's ApiVersions v0
         # retry carries v3's fields.
-        if not api.serves(version):  # advertised for old clients, refused: see apis.py
-            slot = take_slot()
-            client = KafkaClient(connection, slot, api_key, version, correlation_id, request)
-            return Decoded(self._encode_error(client, UnsupportedVersionError(
-                f"{api.name} v{version} predates record batch v2; use v{api.min_served}+")),
-                slot)
         if api_key == k.API_VERSIONS:
             return Decoded(self._api_versions(version, correlation_id, NONE), take_slot())
         # A produce with acks=0 gets no response, not even an error one.
@@ -154,13 +155,8 @@ class KafkaDoor:
 
     @staticmethod
     def _read(api_key: int, version: int, frame: bytes) -> tuple[str, Any]:
-        """The client id and the request body after the v1 header (api key,
-        version, correlation id, nullable client id)."""
-        (client_id_length,) = struct.unpack_from(">h", frame, _HEADER.size)
-        offset = _HEADER.size + 2 + max(client_id_length, 0)
-        if offset > len(frame):
-            raise MalformedRequest("the client id runs past the request")
-        client_id = frame[_HEADER.size + 2:offset].decode(errors="replace")
+        """The client id and the request body after the header."""
+        client_id, offset = _client_id(frame)
         return client_id, request_reader(api_key, version)(memoryview(frame), offset)[0]
 
     # --- replies out ---------------------------------------------------------------------
@@ -216,6 +212,32 @@ class KafkaDoor:
                 out.append({"node_id": broker.id, "host": endpoint[0],
                             "port": endpoint[1], "rack": None})
         return out
+
+
+def _client_id(frame: bytes) -> tuple[str, int]:
+    """The v1 request header's nullable client id (after api key, version and
+    correlation id), and where the body starts."""
+    (client_id_length,) = struct.unpack_from(">h", frame, _HEADER.size)
+    offset = _HEADER.size + 2 + max(client_id_length, 0)
+    if offset > len(frame):
+        raise MalformedRequest("the client id runs past the request")
+    return frame[_HEADER.size + 2:offset].decode(errors="replace"), offset
+
+
+def _refuse_legacy_produce(frame: bytes, version: int, correlation_id: int,
+                           take_slot: Callable[[], int]) -> Decoded:
+    """UNSUPPORTED_VERSION on every partition of a Produce v0-2 (message sets
+    before record batch v2). With acks=0 there is no response to carry the
+    error, so the connection is closed, which is how Kafka tells an acks=0
+    producer that its records were not taken."""
+    try:
+        request = read_legacy_produce(frame, _client_id(frame)[1])
+    except LegacyProduceUnreadable as exc:
+        raise MalformedRequest(f"produce v{version}: {exc}") from None
+    if request.acks == 0:
+        raise MalformedRequest(f"produce v{version} with acks=0 predates record batch v2")
+    return Decoded([legacy_produce_error(version, correlation_id, request, UNSUPPORTED_VERSION)],
+                   take_slot())
 
 
 # --- per API: Kafka request -> core request(s) ----------------------------------------------

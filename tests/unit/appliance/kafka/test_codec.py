@@ -425,17 +425,18 @@ def test_an_api_or_version_not_in_the_table_is_malformed(api_key, version):
     assert slots.taken == []
 
 
-def _produce_v0_to_v2(version: int) -> bytes:
+def legacy_produce_frame(version: int, acks: int = 1) -> bytes:
     """Produce v0-2 by hand (kio has no schema for them): acks, timeout,
     [topic [partition, message set]]."""
     def string(text: str) -> bytes:
         return struct.pack(">h", len(text)) + text.encode()
-    body = struct.pack(">hi", 1, 1000) + struct.pack(">i", 1) + string("t") + struct.pack(
-        ">i", 1) + struct.pack(">ii", 0, 3) + b"old"
+    body = struct.pack(">hi", acks, 1000) + struct.pack(">i", 2) + string("t") + struct.pack(
+        ">i", 2) + struct.pack(">ii", 0, 3) + b"old" + struct.pack(">ii", 4, -1) + string(
+        "u") + struct.pack(">i", 1) + struct.pack(">ii", 1, 0)
     return struct.pack(">hhi", k.PRODUCE, version, CORRELATION_ID) + string("test") + body
 
 
-def _parse_produce_v0_to_v2(version: int, data: bytes) -> list[tuple[str, int, int]]:
+def _parse_legacy_produce_response(version: int, data: bytes) -> list[tuple[str, int, int]]:
     """(topic, partition, error code) of a ProduceResponse v0-2, by hand."""
     (correlation_id, topics), offset = struct.unpack_from(">ii", data), 8
     assert correlation_id == CORRELATION_ID
@@ -455,20 +456,28 @@ def _parse_produce_v0_to_v2(version: int, data: bytes) -> list[tuple[str, int, i
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="codec bug: kio 0.6 has no Produce v0-2 schema, so the "
-                   "door raises MalformedRequest (closing the connection) instead of answering "
-                   "UNSUPPORTED_VERSION; reported")
 @pytest.mark.parametrize("version", [0, 1, 2])
 def test_produce_v0_to_v2_is_answered_unsupported_version(version):
-    decoded, slots = decode(_produce_v0_to_v2(version))
+    decoded, slots = decode(legacy_produce_frame(version))
     assert decoded.calls == [] and slots.taken == [0]
     data = b"".join(bytes(b) for b in decoded.response)
-    assert _parse_produce_v0_to_v2(version, data) == [("t", 0, UNSUPPORTED_VERSION)]
+    assert _parse_legacy_produce_response(version, data) == [
+        ("t", 0, UNSUPPORTED_VERSION), ("t", 4, UNSUPPORTED_VERSION), ("u", 1, UNSUPPORTED_VERSION)]
 
 
-def test_produce_v0_to_v2_never_raise_anything_but_malformed_request():
-    for version in (0, 1, 2):
-        assert _outcome(_produce_v0_to_v2(version)) in ("decoded", "malformed")
+@pytest.mark.parametrize("version", [0, 1, 2])
+def test_produce_v0_to_v2_with_acks_zero_closes_the_connection(version):
+    """No response can carry the error, so the connection closes: how Kafka
+    tells an acks=0 producer its records were not taken."""
+    with pytest.raises(MalformedRequest):
+        decode(legacy_produce_frame(version, acks=0))
+
+
+@pytest.mark.parametrize("version", [0, 1, 2])
+def test_every_truncation_of_a_produce_v0_to_v2_is_malformed(version):
+    frame = legacy_produce_frame(version)
+    for cut in range(len(frame)):
+        assert _outcome(frame[:cut]) == "malformed", cut
 
 
 def test_produce_with_acks_zero_takes_no_slot_and_gets_no_response():
@@ -496,25 +505,12 @@ def test_a_transactional_produce_gets_invalid_request_on_every_partition():
 
 # --- frames that cannot be read --------------------------------------------------------------
 
-def _known_codec_bug(exc: Exception) -> bool:
-    """A codec bug these tests found and reported, pinned by a strict xfail
-    below (test_a_null_array_where_the_schema_has_none_is_malformed): kio reads
-    a null (-1) array where the schema allows none as None, and the codec
-    iterates it. Make this return False once the fix lands."""
-    return isinstance(exc, TypeError) and "'NoneType' object is not iterable" in str(exc)
-
-
 def _outcome(frame: bytes) -> str:
-    """'decoded' or 'malformed'; anything else raised fails the test that asks
-    (but a known, reported bug)."""
+    """'decoded' or 'malformed'; anything else raised fails the test that asks."""
     try:
         decode(frame)
     except MalformedRequest:
         return "malformed"
-    except Exception as exc:
-        if _known_codec_bug(exc):
-            return "known bug"
-        raise
     return "decoded"
 
 
