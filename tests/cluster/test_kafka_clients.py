@@ -84,7 +84,11 @@ def read_back(client: str, servers: str, expected: int) -> list[bytes]:
         consumer.close()
     elif client == "confluent-kafka":
         from confluent_kafka import Consumer, TopicPartition
-        consumer = Consumer({"bootstrap.servers": servers, "group.id": "reader"})
+        # No commits: this is the group's first use of __consumer_offsets, which (as in
+        # Kafka) is created only once offsets.topic.replication.factor (3) brokers are
+        # live, so a commit at close() would wait for a coordinator that cannot come.
+        consumer = Consumer({"bootstrap.servers": servers, "group.id": "reader",
+                             "enable.auto.commit": False})
         consumer.assign([TopicPartition(TOPIC, 0, 0)])
         while len(values) < expected and time.monotonic() < deadline:
             message = consumer.poll(0.5)
