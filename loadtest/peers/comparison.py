@@ -6,6 +6,7 @@ back to back, each run's table as it ends, then the runs side by side."""
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
 import shutil
@@ -209,9 +210,12 @@ def _interrupted(signum: int, frame: object) -> None:
 def stop_on_signals() -> None:
     """Ctrl-C and SIGTERM raise Interrupted wherever the main thread is, also inside
     asyncio.run (whose own Ctrl-C handling cancels a task, and nats-py turns that
-    cancellation into an ordinary error); every `finally` then stops its peer."""
+    cancellation into an ordinary error); every `finally` then stops its peer.
+    SIGUSR1 prints every thread's stack to stderr and goes on: where a run that
+    seems stuck is (the smoke test asks before it gives up on one)."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupted)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
 
 def main(argv: list[str] | None = None) -> int:

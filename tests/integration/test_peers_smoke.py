@@ -7,6 +7,7 @@ checked on measurements built by hand (it is pure arithmetic over them)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
@@ -121,6 +122,28 @@ def test_a_workload_past_its_timeout_is_named_and_the_run_fails(tmp_path: Path) 
     assert not any(tmp_path.glob("peers-*"))
 
 
+# What the run may take to stop, by its own bounds: the W3 producer's close (10 s), the
+# consumer process's join, terminate and kill (5 s each), the appliance's drain (30 s)
+# and its kill (10 s). Passing means it stopped and cleaned up, not how fast.
+STOP_S = 70
+
+
+def wait_or_show_stacks(run: subprocess.Popen, timeout_s: float) -> None:
+    """Wait for `run` to exit; if it does not, fail with where its threads are
+    (SIGUSR1: faulthandler's dump) and what it printed."""
+    try:
+        run.wait(timeout_s)
+        return
+    except subprocess.TimeoutExpired:
+        run.send_signal(signal.SIGUSR1)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        run.communicate(timeout=3)  # the dump, then still running
+    run.kill()
+    out, err = run.communicate()
+    pytest.fail(f"no exit {timeout_s} s after SIGTERM; stdout:\n{out[-2000:]}\n"
+                f"stderr (with every thread's stack):\n{err[-8000:]}")
+
+
 def test_sigterm_stops_the_appliance_and_removes_the_data(tmp_path: Path) -> None:
     run = subprocess.Popen([*COMMAND, "--peers", "ringlog", "--workloads", "W3", "--rate",
                             "1000", "--seconds", "60", "--dir", str(tmp_path)],
@@ -142,7 +165,7 @@ def test_sigterm_stops_the_appliance_and_removes_the_data(tmp_path: Path) -> Non
             assert time.monotonic() < deadline, "W3 never created its topic"
             time.sleep(0.05)
         run.send_signal(signal.SIGTERM)
-        run.wait(30)
+        wait_or_show_stacks(run, STOP_S)
     finally:
         if run.poll() is None:
             run.kill()
