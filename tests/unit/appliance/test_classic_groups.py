@@ -79,6 +79,36 @@ def test_a_rebalance_completes_when_every_member_has_rejoined_and_only_the_leade
     assert groups.describe("g")["state"] == "Stable"
 
 
+def test_a_leader_rejoining_a_stable_group_waits_for_the_follower_its_heartbeat_calls_back():
+    """Kafka's answer to a leader that rejoins with unchanged metadata (kafka-python's
+    leader does when the topic metadata it assigned with has changed): a rebalance,
+    the leader's JoinGroup held, not answered with the current generation, until the
+    follower, told REBALANCE_IN_PROGRESS by its heartbeat, rejoins too. The wait
+    outlasts a short poll; kafka-python 3.0.12 can strand its leader there
+    (docs/protocol.md §11.5)."""
+    groups = coordinator()
+    a, b = member_id_of(groups, "a"), member_id_of(groups, "b")
+    join(groups, "a", a)
+    join(groups, "b", b)
+    join(groups, "a", a)  # generation 2: both, a leads
+    groups.take_completions()
+    groups.sync("b-sync", "g", 2, b, None, {}, 0)
+    groups.sync("a-sync", "g", 2, a, None, {a: b"", b: b""}, 0)
+    groups.take_completions()
+    join(groups, "a", a, now=100)
+    assert answers(groups) == {} and groups.describe("g")["state"] == "PreparingRebalance"
+    with pytest.raises(RebalanceInProgressError):
+        groups.heartbeat("g", 2, b, None, 600)
+    join(groups, "b", b, now=600)
+    replies = answers(groups)
+    assert replies["a"].generation_id == replies["b"].generation_id == 3
+    assert replies["a"].leader == a and {m for m, *_ in replies["a"].members} == {a, b}
+    groups.sync("a-sync", "g", 3, a, None, {a: b"p0", b: b"p1"}, 700)
+    groups.sync("b-sync", "g", 3, b, None, {}, 700)
+    assert {c: x.assignment for c, x in answers(groups).items()} == {"a-sync": b"p0",
+                                                                     "b-sync": b"p1"}
+
+
 def test_members_that_do_not_rejoin_by_the_rebalance_timeout_are_dropped():
     groups = coordinator()
     a, b = member_id_of(groups, "a"), member_id_of(groups, "b")
