@@ -192,6 +192,19 @@ def mutate(rng: random.Random, frame: bytes) -> bytes:
 UNKNOWN_KEYS = [key for key in range(-2, 80) if key not in APIS] + [1000, 32767, -32768]
 
 
+def parks(core: q.Request) -> bool:
+    """Whether the broker may rightly hold this request's answer past PARKS_MS:
+    a fetch (a mutated max_wait can be days), or a JoinGroup that joins at once
+    rather than being told MEMBER_ID_REQUIRED (a version mutated below v4, or a
+    group.instance.id mutated out of null), which waits for the rebalance."""
+    if isinstance(core, q.FetchRequest):
+        return core.max_wait_ms > PARKS_MS
+    if isinstance(core, q.ClassicJoinGroupRequest):
+        return not core.member_id and (not core.require_known_member_id
+                                       or core.group_instance_id is not None)
+    return False
+
+
 @dataclass
 class Batch:
     """One connection's inputs."""
@@ -216,16 +229,14 @@ class Inputs:
 
     def judge(self, frame: bytes) -> str | None:
         """Whether the door reads `frame` and how it answers: "answered" (a
-        response slot taken), "silent" (acks=0: none), "parks" (a fetch that
-        may wait past PARKS_MS: a mutated max_wait can be days); None: the door
-        cannot read it."""
+        response slot taken), "silent" (acks=0: none), "parks" (may wait past
+        PARKS_MS, see parks()); None: the door cannot read it."""
         taken: list[int] = []
         try:
             decoded = self.door.decode(0, frame, lambda: taken.append(0) or 0)
         except MalformedRequest:
             return None
-        if any(isinstance(core, q.FetchRequest) and core.max_wait_ms > PARKS_MS
-               for _, core in decoded.calls):
+        if any(parks(core) for _, core in decoded.calls):
             return "parks"
         return "answered" if taken else "silent"
 
@@ -362,11 +373,16 @@ def storm(host: str, port: int, inputs: Inputs, total: int, budget_s: float,
         selector.register(sock, selectors.EVENT_WRITE | selectors.EVENT_READ, peer)
 
     def finish(peer: _Peer, counted: bool) -> None:
+        """Done with a connection; inputs not counted (stuck, refused, closed
+        early) are made up for by more connections."""
+        nonlocal queued
         selector.unregister(peer.socket)
         peer.socket.close()
         result.responses += peer.responses
         if counted:
             result.inputs += peer.batch.inputs
+        else:
+            queued -= peer.batch.inputs
 
     while True:
         now = time.monotonic()
@@ -387,7 +403,6 @@ def storm(host: str, port: int, inputs: Inputs, total: int, budget_s: float,
                         # with thousands of the broker's closed ones in TIME_WAIT): again
                         result.refused += 1
                         assert alive(), "the appliance exited during the storm"
-                        queued -= peer.batch.inputs
                         finish(peer, counted=False)
                         retry.append(peer.batch)
                         continue
