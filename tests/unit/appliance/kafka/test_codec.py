@@ -25,7 +25,7 @@ from kio.schema.request_header.v1.header import RequestHeader as RequestHeaderV1
 from kio.schema.request_header.v2.header import RequestHeader as RequestHeaderV2
 from kio.schema.response_header.v0.header import ResponseHeader
 from kio.serial import entity_reader, entity_writer
-from kio.static.primitive import Records
+from kio.static.primitive import Records, i64Timedelta
 
 from appliance.broker import replies as r
 from appliance.broker import requests as q
@@ -608,10 +608,40 @@ def test_random_bytes_decode_or_are_malformed(frame):
     _outcome(frame)
 
 
+# kio's reader of an int64 duration (OffsetCommit v2-4's retention_time) makes a
+# timedelta of microseconds, so it reads only up to int64's microseconds in ms
+# (292,471 years); past that the door cannot read the request and closes the
+# connection (docs/protocol.md §11.5). The strategy draws durations that kio's writer
+# (which rounds through float seconds, a millisecond or so off up there) writes
+# within reach of its reader; the deviation itself is specified on its own below.
+KIO_READABLE_MS = (2**63 - 1) // 1000
+_DRAWN_MS = KIO_READABLE_MS - 1000
+
+
 @functools.cache
 def _kio_strategy(api_key: int, version: int) -> st.SearchStrategy:
     st.register_type_strategy(Records, st.binary(max_size=80).map(Records))
+    st.register_type_strategy(i64Timedelta, st.integers(-_DRAWN_MS, _DRAWN_MS).map(
+        lambda ms: i64Timedelta(datetime.timedelta(milliseconds=ms))))
     return st.from_type(load_request_schema(api_key, version))
+
+
+def _offset_commit_v2(retention_ms: int) -> bytes:
+    """An OffsetCommit v2 with this retention_time, written as bytes: kio's writer
+    cannot be trusted to write exactly the values near its reader's reach."""
+    marker = 1234567
+    frame = request_frame(k.OFFSET_COMMIT, 2, {
+        "group_id": "g", "generation_id_or_member_epoch": -1, "member_id": "",
+        "retention_time": marker, "topics": []})
+    at = frame.rindex(struct.pack(">q", marker))
+    return frame[:at] + struct.pack(">q", retention_ms) + frame[at + 8:]
+
+
+@pytest.mark.parametrize("retention_ms", [KIO_READABLE_MS + 1, 2**63 - 1])
+def test_a_retention_time_past_kios_reach_closes_the_connection(retention_ms):
+    assert decode(_offset_commit_v2(KIO_READABLE_MS))[0].calls  # the last one it reads
+    with pytest.raises(MalformedRequest):
+        decode(_offset_commit_v2(retention_ms))
 
 
 MAPPED = [(api.key, v) for api in APIS.values() for v in served(api.key)
