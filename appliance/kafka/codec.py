@@ -826,5 +826,7 @@ _ERRORS: dict[int, Callable[[Any, int, str], dict]] = {
 _SERVED = set(k.APIS) - {k.API_VERSIONS}
 assert set(_REQUESTS) == _SERVED and _SERVED - {k.FETCH} == set(_RESPONSES) and \
     _SERVED - {k.FETCH, k.JOIN_GROUP} == set(_ERRORS), "an advertised API without its codec"
+assert all(api.min_served is None for api in k.APIS.values() if api.key != k.PRODUCE), \
+    "versions advertised but refused: only Produce's have a refusal (legacy_produce.py)"
 
 __all__ = ["KAFKA_SCHEME", "Decoded", "KafkaClient", "KafkaDoor", "MalformedRequest"]
