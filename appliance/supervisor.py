@@ -114,12 +114,18 @@ class Supervisor:
         if self.config["zookeeper.connect"]:
             from appliance.cluster.cluster_member import ClusterMember  # kazoo: clusters only
 
+            # Every listener is bound before the first connection leaves from the
+            # broker's address: an ephemeral port the kernel hands that connection
+            # (ZooKeeper's, bound to the replication host) could otherwise be the
+            # configured port, and a broker that failed after registering would
+            # hold its broker.id in ZooKeeper for a session timeout.
+            replication = self._bind_replication_listener()
             self.cluster = ClusterMember.join(
                 self.config, self.kafka.door.advertised if self.kafka is not None else None)
         self.broker = Broker(self.config, self.metadata, PartitionReaders(self.metadata),
                              self.request_metrics, self._process_table)
         if self.cluster is not None:
-            self.roles = self._replica_roles()
+            self.roles = self._replica_roles(replication)
         self.http = HttpListener.start(self.config, self.context, self.status_endpoint,
                                        self.request_metrics, lambda: self.loop_turned)
         for child in self.children:
@@ -364,20 +370,26 @@ class Supervisor:
             return False
         return True
 
-    def _replica_roles(self):
-        """Cluster mode: bind replication.listener, take topics and roles from
-        ZooKeeper, and let the core ask who leads what."""
-        from appliance.cluster.producer_ids import ProducerIdBlocks
-        from appliance.cluster.replica_roles import ReplicaRoles
-
+    def _bind_replication_listener(self) -> zmq.Socket:
+        """The ROUTER followers fetch from, on replication.listener."""
         host, port = self.config.listener_host_port("replication.listener")
         listener = self.context.socket(zmq.ROUTER)
         listener.setsockopt(zmq.LINGER, 0)
         try:
             listener.bind(f"tcp://{host}:{port}")
         except zmq.ZMQError as exc:
+            listener.close()
             raise OSError(f"replication.listener=tcp://{host}:{port}: {os.strerror(exc.errno)}; "
                           "choose a free HOST:PORT for replication.listener") from None
+        return listener
+
+    def _replica_roles(self, listener: zmq.Socket):
+        """Cluster mode: serve followers on the bound replication `listener`,
+        take topics and roles from ZooKeeper, and let the core ask who leads what."""
+        from appliance.cluster.producer_ids import ProducerIdBlocks
+        from appliance.cluster.replica_roles import ReplicaRoles
+
+        host, _ = self.config.listener_host_port("replication.listener")
         defaults = self.config.topic_defaults()
 
         def min_insync_replicas(topic: str) -> int:

@@ -122,19 +122,42 @@ class ApplianceFailed(RuntimeError):
     """The appliance exited, or was not serving by its deadline."""
 
 
+_PORT_PICKS = random.SystemRandom()  # apart from any seed a test gives `random`
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def _ephemeral_low() -> int:
+    """The first port the kernel hands out for connections and bind(0)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def free_ports(count: int) -> list[int]:
-    """`count` different free ports: each socket is held until all are picked,
-    since free_port() twice in a row may hand out the same port."""
-    sockets = [socket.socket() for _ in range(count)]
+    """`count` different ports, free now, from below the kernel's ephemeral
+    range, as an operator's configured ports are: a port from inside it can
+    be handed to any outgoing connection between this pick and the listener's
+    bind (CI saw a broker's own ZooKeeper connection take one). Each socket is
+    held until all are picked, so the ports differ."""
+    low, high = 10000, _ephemeral_low()
+    sockets: list[socket.socket] = []
     try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
+        for _ in range(100 * count):
+            if len(sockets) == count:
+                break
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", _PORT_PICKS.randrange(low, high)))
+            except OSError:
+                s.close()
+                continue
+            sockets.append(s)
+        if len(sockets) < count:
+            raise RuntimeError(f"no {count} free ports between {low} and {high}")
         return [s.getsockname()[1] for s in sockets]
     finally:
         for s in sockets:

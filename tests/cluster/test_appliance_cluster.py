@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +75,32 @@ def test_an_unreachable_zookeeper_stops_start_up_with_one_line(tmp_path):
     assert errors == ["ringlog: cannot start: ZooKeeper at 127.0.0.1:1 did not answer within "
                       "2 s; is it running, and is zookeeper.connect right?"], done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_taken_replication_listener_stops_start_up_before_registering(
+        tmp_path, zookeeper_connect):
+    """Listeners are bound before the broker connects anywhere: a taken port
+    is one line, and no registration is left in ZooKeeper to hold the
+    broker.id for a session timeout."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.16", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "appliance", "serve", "--override", f"log.dirs={tmp_path}",
+             "--override", "listeners=tcp://127.0.0.16:0", "--override", "http.listener=",
+             "--override", f"zookeeper.connect={zookeeper_connect}", "--override", "broker.id=6",
+             "--override", f"replication.listener=tcp://127.0.0.16:{port}"],
+            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("ringlog:")]
+    assert errors == [f"ringlog: cannot start: replication.listener=tcp://127.0.0.16:{port}: "
+                      "Address already in use; choose a free HOST:PORT for "
+                      "replication.listener"], done.stderr
+    assert "Traceback" not in done.stderr
+    client = connect(zookeeper_connect, SESSION_MS)
+    try:
+        assert 6 not in registered(client)
+    finally:
+        client.stop()
+        client.close()

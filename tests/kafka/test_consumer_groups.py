@@ -88,9 +88,13 @@ def test_librdkafka_members_share_the_partitions_and_one_leaving_hands_them_on(
     for member in members:
         member.start()
     until(lambda: sum(len(m.values) for m in members) >= RECORDS, 60, "every record")
-    until(lambda: sorted(p for m in members for p in m.assigned) == list(range(PARTITIONS)),
-          30, "a split of all six partitions")
-    assert all(m.assigned for m in members)  # each member got some
+    # Polled, not asserted at the first full split: a member that joins after a
+    # rebalance has split the six between the first two triggers another, and
+    # cooperative-sticky moves partitions over two of them.
+    until(lambda: sorted(p for m in members for p in m.assigned) == list(range(PARTITIONS))
+          and all(m.assigned for m in members),
+          30, lambda: f"a split of all six partitions with a share for each member: "
+                      f"{[sorted(m.assigned) for m in members]}")
     members[0].stop()
     until(lambda: sorted(p for m in members[1:] for p in m.assigned) == list(range(PARTITIONS)),
           30, "the leaver's partitions handed on")
