@@ -35,7 +35,7 @@ import os
 import re
 import sys
 import textwrap
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -61,6 +61,7 @@ __all__ = [
     "render_properties",
     "render_reference_table",
     "render_topic_table",
+    "validate_topic_config_names",
     "validate_topic_configs",
 ]
 
@@ -664,15 +665,27 @@ def validate_topic_configs(configs: Mapping[str, Any]) -> dict[str, Any]:
     """
     typed: dict[str, Any] = {}
     for key, raw in configs.items():
-        setting = TOPIC_SETTINGS_BY_NAME.get(key)
-        if setting is None:
-            raise _unknown_key(key, "", TOPIC_CONFIG_KEYS, "topic config")
+        setting = _topic_setting(key)
         text = format_value(raw) if isinstance(raw, bool) else str(raw)
         try:
             typed[key] = setting.parse(text)
         except _BadValue as e:
             raise _bad_value(setting, text, "", str(e), kind="topic config ") from None
     return typed
+
+
+def validate_topic_config_names(names: Iterable[str]) -> None:
+    """ConfigError on a name that is no topic config: a typo in a config to
+    delete would otherwise change nothing and say nothing."""
+    for name in names:
+        _topic_setting(name)
+
+
+def _topic_setting(key: str) -> Setting:
+    setting = TOPIC_SETTINGS_BY_NAME.get(key)
+    if setting is None:
+        raise _unknown_key(key, "", TOPIC_CONFIG_KEYS, "topic config")
+    return setting
 
 
 # --------------------------------------------------------------------------- properties files

@@ -17,6 +17,7 @@ a cluster, -1 for a partition this broker holds no replica of.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,6 +56,17 @@ def check_topic_name(name: str) -> None:
     if not _LEGAL_NAME.fullmatch(name):
         raise InvalidTopicError(
             f"topic name {name!r} has illegal characters; use only letters, digits, . _ -")
+
+
+def merge_topic_configs(current: dict[str, str], configs: dict[str, str], replace: bool,
+                        deleted: Iterable[str]) -> dict[str, str]:
+    """A topic's configs after an alter: `configs` set over the current ones
+    (over none with `replace`, Kafka's AlterConfigs), `deleted` dropped so that
+    they fall back to the broker's defaults."""
+    merged = dict(configs) if replace else {**current, **configs}
+    for name in deleted:
+        merged.pop(name, None)
+    return merged
 
 
 @dataclass
@@ -183,13 +195,12 @@ class Metadata:
         self._store()
         return topic
 
-    def alter(self, name: str, configs: dict[str, str], replace: bool = False) -> Topic:
-        """Update the topic's configs (`replace`: these are all of them now)."""
+    def alter(self, name: str, configs: dict[str, str], replace: bool = False,
+              deleted: Iterable[str] = ()) -> Topic:
+        """Update the topic's configs (`replace`: these are all of them now;
+        `deleted` go back to their defaults)."""
         topic = self.get(name)
-        if replace:
-            topic.configs = dict(configs)
-        else:
-            topic.configs.update(configs)
+        topic.configs = merge_topic_configs(topic.configs, configs, replace, deleted)
         self._store()
         return topic
 

@@ -65,6 +65,7 @@ class AlterConfigsRequest:
     topic: str
     configs: dict[str, str]
     replace: bool = False  # Kafka's AlterConfigs: these are all the topic's configs now
+    deleted: tuple[str, ...] = ()  # back to their defaults (IncrementalAlterConfigs' DELETE)
 
 
 @dataclass(frozen=True, slots=True)

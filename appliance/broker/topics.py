@@ -37,7 +37,12 @@ from appliance.broker.requests import (
     DescribeTopicsRequest,
     MetadataRequest,
 )
-from appliance.config import ConfigError, ServerConfig, validate_topic_configs
+from appliance.config import (
+    ConfigError,
+    ServerConfig,
+    validate_topic_config_names,
+    validate_topic_configs,
+)
 from appliance.metadata import INTERNAL_TOPICS, NOT_HOSTED, Metadata
 from shm.errors import (
     InvalidConfigError,
@@ -263,12 +268,13 @@ class Topics:
             self.outbox.to_worker(worker, self.deletions_for(worker))
 
     def alter_configs(self, request: AlterConfigsRequest) -> r.AlterConfigsReply:
-        _validate(request.configs)
+        _validate(request.configs, request.deleted)
         if self.cluster is not None:  # every broker reopens when its watch reports it
             self.metadata.get(request.topic)
             return r.AlterConfigsReply(request.topic, self.cluster.alter_configs(
-                request.topic, request.configs, request.replace))
-        topic = self.metadata.alter(request.topic, request.configs, request.replace)
+                request.topic, request.configs, request.replace, request.deleted))
+        topic = self.metadata.alter(request.topic, request.configs, request.replace,
+                                    request.deleted)
         self.open_all(request.topic)
         return r.AlterConfigsReply(request.topic, topic.configs)
 
@@ -309,8 +315,9 @@ class Topics:
         return names if names is not None else sorted(self.metadata.topics)
 
 
-def _validate(configs: dict[str, str]) -> dict:
+def _validate(configs: dict[str, str], deleted: tuple[str, ...] = ()) -> dict:
     try:
+        validate_topic_config_names(deleted)
         return validate_topic_configs(configs)
     except ConfigError as exc:
         raise InvalidConfigError(str(exc)) from None

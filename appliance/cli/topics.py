@@ -107,21 +107,25 @@ def replication_cells(partition: dict) -> list[str | None]:
               help="the new total number of partitions (only more than now)")
 @click.option("--config", "configs", multiple=True, metavar="KEY=VALUE",
               callback=_parse_configs, help="a topic config to set; repeatable")
+@click.option("--delete-config", "deleted", multiple=True, metavar="KEY",
+              help="a topic config to return to the broker's default; repeatable")
 @bootstrap_option
 @timeout_option
 @client_command()
 def topics_alter(name: str, partitions: int | None, configs: dict[str, str],
-                 bootstrap_server: str, timeout_ms: int) -> None:
-    """Add partitions to topic NAME, or set its configs (others keep their values)."""
-    if partitions is None and not configs:
-        raise click.UsageError("give --partitions N, --config KEY=VALUE, or both")
+                 deleted: tuple[str, ...], bootstrap_server: str, timeout_ms: int) -> None:
+    """Add partitions to topic NAME, or set or delete its configs (others keep
+    their values)."""
+    if partitions is None and not configs and not deleted:
+        raise click.UsageError("give --partitions N, --config KEY=VALUE, --delete-config KEY, "
+                               "or several")
     with open_admin(bootstrap_server, timeout_ms) as admin:
         if partitions is not None:
             admin.create_partitions(name, partitions)
             click.echo(f"Topic {name} now has {partitions} partitions.")
-        if configs:
-            result = admin.alter_configs(name, configs)
-            shown = ",".join(f"{k}={v}" for k, v in sorted((result or configs).items()))
+        if configs or deleted:
+            result = admin.alter_configs(name, configs, deleted)
+            shown = ",".join(f"{k}={v}" for k, v in sorted(result.items())) or "(defaults)"
             click.echo(f"Updated topic {name}: {shown}")
 
 

@@ -14,6 +14,7 @@ answers are merged.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from appliance.client.bootstrap import Bootstrap
 from appliance.client.connection import DEFAULT_BOOTSTRAP, Connection, raise_for
@@ -92,9 +93,14 @@ class Admin:
         return {"brokers": brokers, "controller_id": -1 if controller_id is None
                 else controller_id}
 
-    def alter_configs(self, name: str, configs: dict[str, str]) -> dict[str, str]:
+    def alter_configs(self, name: str, configs: dict[str, str],
+                      deleted: Sequence[str] = ()) -> dict[str, str]:
+        """Set `configs` on topic `name` and send `deleted` back to the
+        broker's defaults; the others keep their values. Returns the
+        topic's configs now."""
         response = self._request("alter_configs", {
-            "topic": name, "configs": {k: str(v) for k, v in configs.items()}})
+            "topic": name, "configs": {k: str(v) for k, v in configs.items()},
+            "deleted": list(deleted)})
         return response.fields["configs"]
 
     def create_partitions(self, name: str, partitions: int, validate_only: bool = False

@@ -32,7 +32,7 @@ import logging
 import queue
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import zmq
@@ -50,7 +50,7 @@ from appliance.cluster.znodes import (
     topic_config_path,
     topic_path,
 )
-from appliance.metadata import Metadata
+from appliance.metadata import Metadata, merge_topic_configs
 from shm.errors import (
     CoordinatorNotAvailableError,
     InvalidPartitionsError,
@@ -466,12 +466,13 @@ class ReplicaRoles:
             raise UnknownServerError(f"ZooKeeper did not delete topic {name!r}: "
                                      f"{type(exc).__name__}; retry") from None
 
-    def alter_configs(self, name: str, configs: dict[str, str], replace: bool = False
-                      ) -> dict[str, str]:
-        """Merge `configs` into the topic's (`replace`: they are all of them now)."""
+    def alter_configs(self, name: str, configs: dict[str, str], replace: bool = False,
+                      deleted: Iterable[str] = ()) -> dict[str, str]:
+        """Merge `configs` into the topic's (`replace`: they are all of them
+        now; `deleted` go back to their defaults)."""
         if name not in self.view.assignments:
             raise UnknownTopicOrPartitionError(f"topic {name!r} does not exist")
-        merged = dict(configs) if replace else {**self.view.configs.get(name, {}), **configs}
+        merged = merge_topic_configs(self.view.configs.get(name, {}), configs, replace, deleted)
         try:
             self.client.set(topic_config_path(name), TopicConfig(name, merged).encode())
         except NoNodeError:

@@ -37,6 +37,7 @@ from appliance.kafka.legacy_produce import (
 )
 from appliance.metadata import INTERNAL_TOPICS
 from shm.errors import (
+    InvalidConfigError,
     InvalidRequestError,
     LeaderNotAvailableError,
     RinglogError,
@@ -49,6 +50,7 @@ UNSUPPORTED_VERSION = UnsupportedVersionError.code
 CLUSTER_ID = "ringlog"  # Metadata's cluster_id: Ringlog names no cluster (a deviation)
 RESOURCE_TOPIC, RESOURCE_BROKER = 2, 4  # DescribeConfigs/AlterConfigs resource types
 CONFIG_SOURCE_TOPIC, CONFIG_SOURCE_STATIC_BROKER, CONFIG_SOURCE_DEFAULT = 1, 4, 5
+CONFIG_SET, CONFIG_DELETE, CONFIG_APPEND, CONFIG_SUBTRACT = 0, 1, 2, 3  # IncrementalAlterConfigs
 
 
 class MalformedRequest(Exception):
@@ -341,19 +343,56 @@ def _broker_configs(door: KafkaDoor, resource: Any) -> r.ErrorReply | dict:
 
 
 def _alter_configs(_door: KafkaDoor, _client: KafkaClient, request: Any) -> list:
-    parts: list = []
-    for resource in request.resources:
-        if resource.resource_type != RESOURCE_TOPIC:
-            parts.append(r.ErrorReply(InvalidRequestError(
-                "only topic configs change at run time; edit server.properties and send "
-                "SIGHUP for a broker's")))
-        elif getattr(request, "validate_only", False):
-            parts.append(r.ErrorReply(InvalidRequestError("validate_only is not supported")))
+    return [_unalterable(request, resource) or q.AlterConfigsRequest(
+        resource.resource_name, {c.name: c.value for c in resource.configs
+                                 if c.value is not None},
+        replace=True)  # AlterConfigs sets them all; unnamed ones go back to defaults
+            for resource in request.resources]
+
+
+def _unalterable(request: Any, resource: Any) -> r.ErrorReply | None:
+    """Why the resource's configs cannot change here, if they cannot."""
+    if resource.resource_type != RESOURCE_TOPIC:
+        return r.ErrorReply(InvalidRequestError(
+            "only topic configs change at run time; edit server.properties and send "
+            "SIGHUP for a broker's"))
+    if request.validate_only:
+        return r.ErrorReply(InvalidRequestError("validate_only is not supported"))
+    return None
+
+
+def _incremental_alter_configs(_door: KafkaDoor, _client: KafkaClient, request: Any) -> list:
+    return [_unalterable(request, resource) or _incremental_alter(resource)
+            for resource in request.resources]
+
+
+def _incremental_alter(resource: Any) -> q.AlterConfigsRequest | r.ErrorReply:
+    """One topic's SETs and DELETEs as one core request, refused whole as
+    Kafka refuses it: a name given twice, a SET without a value, or an
+    APPEND or SUBTRACT (they edit list configs, and no topic config Ringlog
+    has holds a list of more than one value)."""
+    configs: dict[str, str] = {}
+    deleted: list[str] = []
+    names = [c.name for c in resource.configs]
+    if len(set(names)) != len(names):
+        return r.ErrorReply(InvalidRequestError(
+            f"configs of {resource.resource_name!r} are named twice; name each once"))
+    for c in resource.configs:
+        if c.config_operation == CONFIG_SET and c.value is not None:
+            configs[c.name] = c.value
+        elif c.config_operation == CONFIG_SET:
+            return r.ErrorReply(InvalidRequestError(
+                f"SET {c.name} has no value; give one, or DELETE it"))
+        elif c.config_operation == CONFIG_DELETE:
+            deleted.append(c.name)
+        elif c.config_operation in (CONFIG_APPEND, CONFIG_SUBTRACT):
+            return r.ErrorReply(InvalidConfigError(
+                f"APPEND and SUBTRACT are not supported for {c.name}; SET its whole value"))
         else:
-            parts.append(q.AlterConfigsRequest(resource.resource_name, {
-                c.name: c.value for c in resource.configs if c.value is not None},
-                replace=True))  # AlterConfigs sets them all; unnamed ones go back to defaults
-    return parts
+            return r.ErrorReply(InvalidRequestError(
+                f"config operation {c.config_operation} of {c.name} is unknown; use SET (0) "
+                "or DELETE (1)"))
+    return q.AlterConfigsRequest(resource.resource_name, configs, deleted=tuple(deleted))
 
 
 def _offset_commit(_door: KafkaDoor, _client: KafkaClient, request: Any
@@ -438,6 +477,7 @@ _REQUESTS: dict[int, Callable[[KafkaDoor, KafkaClient, Any], Any]] = {
     k.DELETE_TOPICS: _delete_topics,
     k.DESCRIBE_CONFIGS: _describe_configs,
     k.ALTER_CONFIGS: _alter_configs,
+    k.INCREMENTAL_ALTER_CONFIGS: _incremental_alter_configs,
     k.OFFSET_COMMIT: _offset_commit,
     k.OFFSET_FETCH: _offset_fetch,
     k.OFFSET_FOR_LEADER_EPOCH: _offset_for_leader_epoch,
@@ -696,6 +736,7 @@ _RESPONSES: dict[int, Callable[[KafkaDoor, KafkaClient, Any], dict]] = {
     k.DELETE_TOPICS: _topic_results_response,
     k.DESCRIBE_CONFIGS: _describe_configs_response,
     k.ALTER_CONFIGS: _alter_configs_response,
+    k.INCREMENTAL_ALTER_CONFIGS: _alter_configs_response,  # the same response, v0
     k.OFFSET_COMMIT: _offset_commit_response,
     k.OFFSET_FETCH: _offset_fetch_response,
     k.OFFSET_FOR_LEADER_EPOCH: _offset_for_leader_epoch_response,
@@ -801,6 +842,7 @@ _ERRORS: dict[int, Callable[[Any, int, str], dict]] = {
     k.DELETE_TOPICS: _delete_topics_error,
     k.DESCRIBE_CONFIGS: _resources_error("results"),
     k.ALTER_CONFIGS: _resources_error("responses"),
+    k.INCREMENTAL_ALTER_CONFIGS: _resources_error("responses"),
     k.OFFSET_COMMIT: _offset_commit_error,
     k.OFFSET_FETCH: _offset_fetch_error,
     k.OFFSET_FOR_LEADER_EPOCH: _offset_for_leader_epoch_error,

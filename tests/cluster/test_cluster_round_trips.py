@@ -62,6 +62,14 @@ def test_the_command_line_and_a_consumer_group_through_three_brokers(tmp_path,
             described.count("3,1,2") + described.count("1,3,2") + \
             described.count("2,1,3") + described.count("3,2,1") >= 3  # replicas and ISRs
         assert "Cluster: broker 2" in ringlog(brokers[2].bootstrap, "status")
+        # configs live in ZooKeeper: set through one broker, deleted through another,
+        # seen by a third
+        ringlog(brokers[1].bootstrap, "topics", "alter", TOPIC, "--config", "retention.ms=5000",
+                "--config", "segment.ms=60000")
+        ringlog(brokers[2].bootstrap, "topics", "alter", TOPIC, "--delete-config", "segment.ms")
+        with Admin(brokers[3].bootstrap) as admin:
+            wait_for(lambda: admin.describe_topic(TOPIC)["configs"] == {"retention.ms": "5000"},
+                     15, "retention.ms set and segment.ms deleted, seen by broker 3")
 
         with Admin(servers) as admin:
             admin.create_topic("orders", partitions=3, replication_factor=3)

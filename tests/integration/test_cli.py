@@ -69,6 +69,11 @@ def test_topics_create_list_describe_alter_delete(appliance):
     assert out.startswith("Updated topic orders:")
     header = ok(ringlog(bootstrap, "topics", "describe", "orders")).splitlines()[0]
     assert "retention.ms=1000" in header and "segment.bytes=1048576" in header
+    out = ok(ringlog(bootstrap, "topics", "alter", "orders", "--delete-config", "segment.bytes"))
+    assert out == "Updated topic orders: retention.ms=1000\n"  # segment.bytes: the default
+    line = one_error_line(ringlog(bootstrap, "topics", "alter", "orders", "--delete-config",
+                                  "segment.byte"), 1)
+    assert "INVALID_CONFIG" in line and "segment.bytes" in line  # the nearest name
 
     assert ok(ringlog(bootstrap, "topics", "delete", "orders")) == "Deleted topic orders.\n"
     assert "orders" not in ok(ringlog(bootstrap, "topics", "list")).splitlines()

@@ -6,7 +6,13 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+)
 
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 
@@ -58,8 +64,8 @@ def test_an_idempotent_producer_gets_its_producer_id_and_dense_offsets(kafka_app
     assert reports == [(0, i) for i in range(1000)]
 
 
-# AlterConfigs (33) is the API the door serves; IncrementalAlterConfigs (44) is not
-# (docs/protocol.md §11.5), so the deprecated call is the one to judge it with.
+# alter_configs is deprecated in favour of incremental_alter_configs; the door serves
+# both APIs (AlterConfigs, 33, and IncrementalAlterConfigs, 44), so both are judged.
 @pytest.mark.filterwarnings("ignore:alter_configs has been deprecated:DeprecationWarning")
 def test_admin_client_creates_describes_and_deletes_topics(kafka_appliance, name):
     admin = AdminClient({"bootstrap.servers": kafka_appliance.kafka_bootstrap})
@@ -85,6 +91,38 @@ def test_admin_client_creates_describes_and_deletes_topics(kafka_appliance, name
     assert configs["segment.ms"].value == "60000" and configs["retention.ms"].is_default
     admin.delete_topics([name])[name].result(10)
     assert name not in admin.list_topics(timeout=10).topics
+
+
+def test_incremental_alter_configs_sets_and_deletes_leaving_the_others(kafka_appliance, name):
+    admin = AdminClient({"bootstrap.servers": kafka_appliance.kafka_bootstrap})
+    configs = {"retention.ms": "60000", "segment.ms": "70000"}
+    admin.create_topics([NewTopic(name, 1, 1, config=configs)])[name].result(10)
+
+    def alter(*entries: ConfigEntry) -> None:
+        [done] = admin.incremental_alter_configs(
+            [ConfigResource("topic", name, incremental_configs=list(entries))]).values()
+        done.result(10)
+
+    def described() -> dict:
+        [future] = admin.describe_configs([ConfigResource("topic", name)]).values()
+        return future.result(10)
+
+    alter(ConfigEntry("retention.bytes", "1048576", incremental_operation=AlterConfigOpType.SET),
+          ConfigEntry("segment.ms", None, incremental_operation=AlterConfigOpType.DELETE))
+    now = described()
+    assert now["retention.bytes"].value == "1048576"
+    assert now["retention.ms"].value == "60000"  # not named: kept
+    assert now["segment.ms"].is_default
+    with pytest.raises(KafkaException) as raised:  # a typo deletes nothing and says so
+        alter(ConfigEntry("retention.mss", None, incremental_operation=AlterConfigOpType.DELETE))
+    assert raised.value.args[0].code() == KafkaError.INVALID_CONFIG
+    assert "retention.ms" in raised.value.args[0].str()
+    with pytest.raises(KafkaException) as raised:
+        alter(ConfigEntry("cleanup.policy", "delete",
+                          incremental_operation=AlterConfigOpType.APPEND))
+    assert raised.value.args[0].code() == KafkaError.INVALID_CONFIG
+    assert described()["retention.ms"].value == "60000"
+    assert described()["retention.bytes"].value == "1048576"
 
 
 def test_offsets_for_times_and_watermarks(kafka_appliance, name):

@@ -68,8 +68,12 @@ def test_admin_creates_describes_alters_and_deletes_topics(kafka_appliance, name
     assert configs["retention.ms"]["value"] == "7200000"
     admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name,
                                         configs={"segment.ms": "60000"})])
-    configs = topic_configs(admin, name)  # kafka-python sends the other modified keys along
+    configs = topic_configs(admin, name)  # IncrementalAlterConfigs: the others are kept
     assert configs["segment.ms"]["value"] == "60000"
+    assert configs["retention.ms"]["value"] == "7200000"
+    admin.reset_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs=["segment.ms"])])
+    configs = topic_configs(admin, name)  # DELETE: back to the default, the rest kept
+    assert configs["segment.ms"]["config_source"] == "DEFAULT_CONFIG"
     assert configs["retention.ms"]["value"] == "7200000"
     admin.delete_topics([name])
     assert name not in admin.list_topics()

@@ -140,6 +140,10 @@ def templates(rng: random.Random) -> list[bytes]:
     add(k.ALTER_CONFIGS, {"validate_only": False, "resources": [
         {"resource_type": 2, "resource_name": "storm-nope",
          "configs": [{"name": "retention.ms", "value": "1000"}]}]})
+    add(k.INCREMENTAL_ALTER_CONFIGS, {"validate_only": False, "resources": [
+        {"resource_type": 2, "resource_name": "storm-nope", "configs": [
+            {"name": "retention.ms", "config_operation": 0, "value": "1000"},
+            {"name": "segment.ms", "config_operation": 1, "value": None}]}]})
     add(k.DELETE_TOPICS, {"topic_names": ["storm-nope"], "timeout": 1000})
     add(k.LIST_GROUPS, {})
     add(k.DESCRIBE_GROUPS, {"groups": ["storm-group", "storm-nope"],

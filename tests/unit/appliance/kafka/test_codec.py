@@ -214,6 +214,17 @@ def _alter_configs(_version: int) -> tuple[dict, list]:
     return values, [q.AlterConfigsRequest("t", {"retention.ms": "5"}, replace=True)]
 
 
+def _incremental_alter_configs(_version: int) -> tuple[dict, list]:
+    values = {"validate_only": False, "resources": [
+        {"resource_type": 2, "resource_name": "t", "configs": [
+            {"name": "retention.ms", "config_operation": 0, "value": "5"},
+            {"name": "segment.bytes", "config_operation": 1, "value": None}]},
+        {"resource_type": 2, "resource_name": "u", "configs": [
+            {"name": "retention.bytes", "config_operation": 1, "value": "ignored"}]}]}
+    return values, [q.AlterConfigsRequest("t", {"retention.ms": "5"}, deleted=("segment.bytes",)),
+                    q.AlterConfigsRequest("u", {}, deleted=("retention.bytes",))]
+
+
 def _offset_commit(_version: int) -> tuple[dict, q.Request]:
     values = {"group_id": "g", "generation_id_or_member_epoch": 3, "member_id": "m-1",
               "retention_time": -1, "group_instance_id": None, "topics": [
@@ -293,6 +304,7 @@ EXAMPLES = {
     k.FIND_COORDINATOR: _find_coordinator, k.INIT_PRODUCER_ID: _init_producer_id,
     k.CREATE_TOPICS: _create_topics, k.DELETE_TOPICS: _delete_topics,
     k.DESCRIBE_CONFIGS: _describe_configs, k.ALTER_CONFIGS: _alter_configs,
+    k.INCREMENTAL_ALTER_CONFIGS: _incremental_alter_configs,
     k.OFFSET_COMMIT: _offset_commit, k.OFFSET_FETCH: _offset_fetch,
     k.OFFSET_FOR_LEADER_EPOCH: _offset_for_leader_epoch, k.LIST_GROUPS: _list_groups,
 }
@@ -368,6 +380,35 @@ def test_a_broker_resource_of_describe_configs_is_answered_by_the_door():
         [result] = body.results
         assert result.error_code == ErrorCode.none
         assert [(c.name, c.value) for c in result.configs] == [("broker.id", "0")]
+
+
+@pytest.mark.parametrize(("configs", "code", "message"), [
+    ([("retention.ms", 0, "1"), ("retention.ms", 1, None)], ErrorCode.invalid_request,
+     "named twice"),
+    ([("retention.ms", 0, None)], ErrorCode.invalid_request, "SET retention.ms has no value"),
+    ([("cleanup.policy", 2, "delete")], ErrorCode.invalid_config, "APPEND and SUBTRACT"),
+    ([("cleanup.policy", 3, "delete")], ErrorCode.invalid_config, "APPEND and SUBTRACT"),
+    ([("retention.ms", 7, "1")], ErrorCode.invalid_request, "config operation 7"),
+], ids=["twice", "set-null", "append", "subtract", "unknown-op"])
+def test_an_incremental_alter_kafka_refuses_is_refused_for_its_resource_alone(
+        configs, code, message):
+    """The refused topic changes nothing and says why; the other resource of
+    the same request still goes to the core."""
+    the_door = door()
+    decoded, _ = decode(request_frame(k.INCREMENTAL_ALTER_CONFIGS, 0, {
+        "validate_only": False, "resources": [
+            {"resource_type": 2, "resource_name": "bad", "configs": [
+                {"name": n, "config_operation": op, "value": v} for n, op, v in configs]},
+            {"resource_type": 2, "resource_name": "good", "configs": [
+                {"name": "retention.ms", "config_operation": 0, "value": "9"}]}]}), the_door)
+    [(client, core)] = decoded.calls
+    assert core == q.AlterConfigsRequest("good", {"retention.ms": "9"})
+    buffers = the_door.encode(client, r.AlterConfigsReply("good", {"retention.ms": "9"}))
+    body = parse_response(k.INCREMENTAL_ALTER_CONFIGS, 0, buffers)
+    bad, good = body.responses
+    assert (bad.resource_name, bad.error_code) == ("bad", code)
+    assert message in bad.error_message
+    assert (good.resource_name, good.error_code) == ("good", ErrorCode.none)
 
 
 # --- what the door answers itself ------------------------------------------------------------
@@ -552,6 +593,7 @@ NULL_ARRAYS = {  # (api key, version, body) with an array the schema says is nev
     "offset_for_leader_epoch-v2-topics": (k.OFFSET_FOR_LEADER_EPOCH, 2, _NULL),
     "describe_configs-v1-resources": (k.DESCRIBE_CONFIGS, 1, _NULL + b"\x00"),
     "alter_configs-v0-resources": (k.ALTER_CONFIGS, 0, _NULL + b"\x00"),
+    "incremental_alter_configs-v0-resources": (k.INCREMENTAL_ALTER_CONFIGS, 0, _NULL + b"\x00"),
     "describe_groups-v0-groups": (k.DESCRIBE_GROUPS, 0, _NULL),
     "delete_groups-v0-groups_names": (k.DELETE_GROUPS, 0, _NULL),
     "sync_group-v0-assignments": (k.SYNC_GROUP, 0, _string("g") + struct.pack(">i", 1)
@@ -787,7 +829,7 @@ def _entries(api_key: int, values: dict) -> int:
         return len(values["topics"])
     if api_key == k.DELETE_TOPICS:
         return len(values["topic_names"])
-    if api_key in (k.DESCRIBE_CONFIGS, k.ALTER_CONFIGS):
+    if api_key in (k.DESCRIBE_CONFIGS, k.ALTER_CONFIGS, k.INCREMENTAL_ALTER_CONFIGS):
         return len(values["resources"])
     if api_key == k.DESCRIBE_GROUPS:
         return len(values["groups"])
