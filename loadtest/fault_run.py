@@ -132,6 +132,19 @@ def acknowledged_after(entries: Iterable[Entry], index: int, partition: int | No
     return count
 
 
+def wait_for_acks_after(history: History, index: int, timeout_s: float) -> bool:
+    """Whether a write invoked after history entry `index` is acknowledged
+    within `timeout_s`: the workload is not stopped the moment the cluster is
+    whole again, when on a busy machine the producers have yet to find the
+    healed leaders, or the last fault would look as if nothing followed it."""
+    deadline = time.monotonic() + timeout_s
+    while not acknowledged_after(history.entries()[index + 1:], index):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def faults_followed_by_acks(entries: Sequence[Entry]) -> tuple[int, int]:
     """(faults healed, how many of them were followed by a write invoked after
     the heal and acknowledged before the next fault began): the proof that
@@ -753,9 +766,12 @@ def run(directory: Path, *, faults: int, seconds: float, seed: int = 0, unclean:
                     f"{sum(1 for e in history.operations() if e.type == 'ok')} acknowledged")
                 time.sleep(interval_s)  # calm: the producers write to a whole cluster
             nemesis.heal_all()
+            healed_at = len(history) - 1  # every fault's stop is at or before it
             healed = cluster.wait_whole(final_s)
             if healed is None:
                 log(f"not whole {final_s:.0f} s after the final heal: {cluster.leaders()}")
+            elif not wait_for_acks_after(history, healed_at, final_s):
+                log(f"no write acknowledged within {final_s:.0f} s after the final heal")
             workload.stop()
             if workload.errors:
                 raise RunFailed("; ".join(workload.errors))

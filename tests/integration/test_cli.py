@@ -274,14 +274,23 @@ def test_the_installed_ringlog_command_names_itself_in_the_fix():
 
 def test_ctrl_c_ends_consume_quietly(appliance):
     ok(ringlog(appliance.bootstrap, "produce", "live", stdin=b"first\n"))
-    env = {**os.environ, "RINGLOG_BOOTSTRAP_SERVER": appliance.bootstrap}
+    # PYTHONFAULTHANDLER: if it ever outlives the SIGINT, SIGABRT prints where
+    # each of its threads is (one full run beside two busy loops saw it hang)
+    env = {**os.environ, "RINGLOG_BOOTSTRAP_SERVER": appliance.bootstrap,
+           "PYTHONFAULTHANDLER": "1"}
     process = subprocess.Popen([sys.executable, "-m", "appliance", "consume", "live",
                                 "--from-beginning"], cwd=REPO, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert process.stdout.readline() == b"first\n"  # it is running and polling
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=20)
+        try:
+            out, err = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)
+            _, stacks = process.communicate(timeout=10)
+            raise AssertionError("consume outlived Ctrl-C by 30 s; its threads:\n"
+                                 + stacks.decode(errors="replace")) from None
     finally:
         if process.poll() is None:
             process.kill()
