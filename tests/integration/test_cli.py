@@ -275,12 +275,16 @@ def test_the_installed_ringlog_command_names_itself_in_the_fix():
 def test_ctrl_c_ends_consume_quietly(appliance):
     ok(ringlog(appliance.bootstrap, "produce", "live", stdin=b"first\n"))
     # PYTHONFAULTHANDLER: if it ever outlives the SIGINT, SIGABRT prints where
-    # each of its threads is (one full run beside two busy loops saw it hang)
+    # each of its threads is.
     env = {**os.environ, "RINGLOG_BOOTSTRAP_SERVER": appliance.bootstrap,
            "PYTHONFAULTHANDLER": "1"}
+    # SIGINT as a terminal's foreground job has it: a suite started in the
+    # background by a shell without job control inherits SIGINT ignored, and
+    # Python then rightly leaves it ignored (that is how nohup'd jobs stay up).
     process = subprocess.Popen([sys.executable, "-m", "appliance", "consume", "live",
                                 "--from-beginning"], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert process.stdout.readline() == b"first\n"  # it is running and polling
         process.send_signal(signal.SIGINT)
