@@ -132,17 +132,14 @@ def acknowledged_after(entries: Iterable[Entry], index: int, partition: int | No
     return count
 
 
-def wait_for_acks_after(history: History, index: int, timeout_s: float) -> bool:
-    """Whether a write invoked after history entry `index` is acknowledged
-    within `timeout_s`: the workload is not stopped the moment the cluster is
-    whole again, when on a busy machine the producers have yet to find the
-    healed leaders, or the last fault would look as if nothing followed it."""
-    deadline = time.monotonic() + timeout_s
-    while not acknowledged_after(history.entries()[index + 1:], index):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+def wait_until(condition: Callable[[], bool], deadline_s: float) -> bool:
+    """Poll `condition` until it holds (True) or `deadline_s` passes (False)."""
+    until = time.monotonic() + deadline_s
+    while time.monotonic() < until:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def faults_followed_by_acks(entries: Sequence[Entry]) -> tuple[int, int]:
@@ -528,14 +525,6 @@ class Nemesis:
     def _others(self, broker: int) -> list[int]:
         return [b for b in self.cluster.broker_ids if b != broker]
 
-    def _wait(self, condition: Callable[[], bool], deadline_s: float) -> bool:
-        until = time.monotonic() + deadline_s
-        while time.monotonic() < until:
-            if condition():
-                return True
-            time.sleep(0.1)
-        return False
-
     def _replaced(self, broker: int, partition: int) -> bool:
         """The survivors agree the partition has a leader other than `broker`."""
         views = self.cluster.views(self._others(broker))
@@ -549,7 +538,7 @@ class Nemesis:
 
         def fault() -> None:
             self.cluster.kill(leader)
-            self._wait(lambda: self._replaced(leader, partition), SESSION_S + 10)
+            wait_until(lambda: self._replaced(leader, partition), SESSION_S + 10)
 
         self._record("kill-leader", f"broker {leader}, leader of {partition}", fault,
                      lambda: self.cluster.restart(leader))
@@ -562,7 +551,7 @@ class Nemesis:
 
         def fault() -> None:
             self.processes.pause(root, tree=True)
-            self._wait(lambda: self._replaced(leader, partition), SESSION_S + 10)
+            wait_until(lambda: self._replaced(leader, partition), SESSION_S + 10)
 
         self._record("pause-broker", f"broker {leader}, leader of {partition}", fault,
                      lambda: self.processes.resume(root, tree=True))
@@ -587,7 +576,7 @@ class Nemesis:
 
         def fault() -> None:
             self.network.isolate(broker_host(leader), others)
-            if self._wait(lambda: self._replaced(leader, partition), SESSION_S + 10):
+            if wait_until(lambda: self._replaced(leader, partition), SESSION_S + 10):
                 time.sleep(2)  # the zombie keeps taking client writes meanwhile
 
         self._record("zombie-leader", f"broker {leader}, leader of {partition}", fault,
@@ -623,7 +612,7 @@ class Nemesis:
 
         def fault() -> None:
             self.processes.kill9(victim)
-            if not self._wait(lambda: any(p != victim for p in appliance.worker_pids()), 30):
+            if not wait_until(lambda: any(p != victim for p in appliance.worker_pids()), 30):
                 raise RunFailed(f"broker {broker} did not replace its killed worker {victim}")
 
         self._record("kill-worker", f"broker {broker}, worker pid {victim}", fault, lambda: None)
@@ -663,24 +652,24 @@ class Nemesis:
         def fault() -> None:
             self.network.isolate(broker_host(follower), [broker_host(leader),
                                                           broker_host(third)])
-            if not self._wait(out_of_isr, LAG_MS / 1000 + 20):
+            if not wait_until(out_of_isr, LAG_MS / 1000 + 20):
                 raise RunFailed(f"broker {follower} never left partition {partition}'s ISR")
             shrunk = len(self.history)
-            if not self._wait(lambda: acknowledged_after(
+            if not wait_until(lambda: acknowledged_after(
                     self.history.entries(), shrunk, partition) >= 20, 30):
                 raise RunFailed("no writes acknowledged by the shrunk ISR")
             self.cluster.kill(leader)
             self.cluster.kill(third)
             self.network.heal()
-            alone = self._wait(lambda: self._alone(follower), SESSION_S + 15)
+            alone = wait_until(lambda: self._alone(follower), SESSION_S + 15)
             if not alone:
                 raise RunFailed(f"broker {follower} never saw {leader} and {third} gone")
             if self.unclean:
-                if not self._wait(lambda: self._leads(follower, partition), 30):
+                if not wait_until(lambda: self._leads(follower, partition), 30):
                     raise RunFailed(f"unclean election never made {follower} the leader")
                 return f"{follower} elected uncleanly"
             # Long enough for a wrong election to show; the checker judges it.
-            if self._wait(lambda: self._leads(follower, partition), 2):
+            if wait_until(lambda: self._leads(follower, partition), 2):
                 return f"{follower} LED without being in the ISR"
             return f"no leader while {follower} was alone"
 
@@ -751,6 +740,7 @@ def run(directory: Path, *, faults: int, seconds: float, seed: int = 0, unclean:
                     skipped += 1
                     continue
                 nemesis.inject(kind)
+                healed_at = len(history) - 1  # the fault's stop: it heals before returning
                 result_faults[kind] += 1
                 took = cluster.wait_whole(recover_s, min_isr=MIN_ISR)
                 if took is None:
@@ -760,18 +750,22 @@ def run(directory: Path, *, faults: int, seconds: float, seed: int = 0, unclean:
                     nemesis.heal_all()
                 else:
                     recovery.append(took)
+                    # Whole is not yet writing: on a busy machine the producers may
+                    # still be finding the new leaders when the next fault (or the
+                    # end) comes, and the fault would look as if nothing followed it.
+                    if not wait_until(lambda since=healed_at: acknowledged_after(
+                            history.entries(), since), recover_s):
+                        log(f"fault {number} ({kind}): no write acknowledged within "
+                            f"{recover_s:.0f} s of its heal")
                 log(f"{time.strftime('%H:%M:%S')} fault {number}/{len(plan)} {kind}: "
                     "taking writes again in "
                     f"{'-' if took is None else f'{took:.1f}'} s, "
                     f"{sum(1 for e in history.operations() if e.type == 'ok')} acknowledged")
                 time.sleep(interval_s)  # calm: the producers write to a whole cluster
             nemesis.heal_all()
-            healed_at = len(history) - 1  # every fault's stop is at or before it
             healed = cluster.wait_whole(final_s)
             if healed is None:
                 log(f"not whole {final_s:.0f} s after the final heal: {cluster.leaders()}")
-            elif not wait_for_acks_after(history, healed_at, final_s):
-                log(f"no write acknowledged within {final_s:.0f} s after the final heal")
             workload.stop()
             if workload.errors:
                 raise RunFailed("; ".join(workload.errors))
