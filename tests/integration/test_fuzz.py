@@ -41,6 +41,7 @@ from shm.errors import UnknownServerError, error_for
 from shm.record_batch import CRC_OFFSET, compute_crc
 from shm.records import Record, encode_batch, iter_batches
 from tests.polling import wait_for
+from tests.seeded import fuzz_seed, replayable
 
 from .conftest import Appliance, start_appliance
 
@@ -643,14 +644,11 @@ def run_fuzz(appliance: Appliance, seed: int, apis: list[str]) -> ReplyChecker:
 # --- the tests ---------------------------------------------------------------------------------
 
 def test_fuzzed_requests_get_error_replies_and_change_nothing(tmp_path):
-    seed = int(os.environ.get("RINGLOG_FUZZ_SEED") or random.SystemRandom().randrange(2**32))
-    print(f"fuzz seed: {seed}  (replay with RINGLOG_FUZZ_SEED={seed})")
+    seed = fuzz_seed("RINGLOG_FUZZ_SEED", "fuzz")
     appliance = start_appliance(tmp_path)
     try:
-        _fuzz_and_check(appliance, seed)
-    except BaseException:
-        print(f"fuzz seed: {seed}\n--- appliance log tail ---\n{appliance.stderr()[-4000:]}")
-        raise
+        with replayable(appliance, "fuzz", seed):
+            _fuzz_and_check(appliance, seed)
     finally:
         if appliance.process.poll() is None:
             appliance.stop()

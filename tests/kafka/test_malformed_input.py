@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import errno
 import itertools
-import os
 import random
 import re
 import selectors
@@ -55,6 +54,7 @@ from shm.records import Record, encode_batch
 from tests.integration.conftest import start_appliance
 from tests.integration.test_fuzz import Wire, decode_every_partition
 from tests.polling import wait_for
+from tests.seeded import fuzz_seed, replayable
 from tests.unit.appliance.kafka.test_codec import legacy_produce_frame, request_frame
 
 INPUTS = 100_000
@@ -527,15 +527,12 @@ def tracebacks(log: str) -> list[str]:
 
 
 def test_malformed_input_on_the_kafka_port_changes_nothing(tmp_path):
-    seed = int(os.environ.get("RINGLOG_KAFKA_FUZZ_SEED") or random.SystemRandom().randrange(2**32))
-    print(f"kafka fuzz seed: {seed}  (replay with RINGLOG_KAFKA_FUZZ_SEED={seed})")
+    seed = fuzz_seed("RINGLOG_KAFKA_FUZZ_SEED", "kafka fuzz")
     appliance = start_appliance(tmp_path, "auto.create.topics.enable=false",
                                 "delete.topic.enable=false")
     try:
-        _storm_and_check(appliance, seed)
-    except BaseException:
-        print(f"kafka fuzz seed: {seed}\n--- appliance log tail ---\n{appliance.stderr()[-4000:]}")
-        raise
+        with replayable(appliance, "kafka fuzz", seed):
+            _storm_and_check(appliance, seed)
     finally:
         if appliance.process.poll() is None:
             appliance.kill()
