@@ -32,11 +32,13 @@ chosen by a seeded random generator from FAULT_KINDS, each recorded as a
 nemesis start and stop around the fault and its heal; after each, the run
 waits (bounded by `--recover`) until every partition takes acks=all writes
 again (a leader and an ISR of min.insync.replicas, agreed by every broker;
-not a full ISR, so that one follower slow to rejoin does not stall the run),
-then lets the producers run calmly for `--interval` seconds. `--stale-leader` appends the scenario
-that loses acknowledged writes when an out-of-sync replica may lead (see
-stale_leader); `--unclean` turns unclean leader election on and implies it,
-and the run then succeeds only if the checker reports the loss.
+not a full ISR, so that one follower slow to rejoin does not stall the run)
+and then until a write invoked after the heal is acknowledged (bounded the
+same), then lets the producers run calmly for `--interval` seconds.
+`--stale-leader` appends the scenario that loses acknowledged writes when an
+out-of-sync replica may lead (see stale_leader); `--unclean` turns unclean
+leader election on and implies it, and the run then succeeds only if the
+checker reports the loss.
 
 At the end: heal everything, wait (bounded) until every partition has a
 leader, a full ISR and equal log ends on every broker, stop producing, let
